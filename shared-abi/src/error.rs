@@ -1,0 +1,127 @@
+//! Status codes a caller gets back in `RAX` after `Call`.
+//!
+//! `0` is success; `1..APP_ERROR_BASE` are Ferry's own [`ErrorCode`]s;
+//! `APP_ERROR_BASE + n` means the callee returned application status `n`.
+
+/// Added to a callee's own non-zero return status before it reaches the caller.
+pub const APP_ERROR_BASE: u64 = 0x1_0000;
+
+/// Ferry's reasons for refusing or failing a call. Stable numbers.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The capability slot is not in the caller's list.
+    BadSlot = 1,
+    /// More than [`crate::MAX_ARGS`] descriptors, or more than 6 scalars.
+    TooManyArgs = 2,
+    /// A descriptor's mode is not IN, OUT or INOUT, or its reserved word is not 0.
+    BadMode = 3,
+    /// A descriptor names memory outside the caller's data region.
+    OutOfRange = 4,
+    /// `addr + len` overflows.
+    Overflow = 5,
+    /// Two OUT/INOUT descriptors overlap.
+    OverlappingOutputs = 6,
+    /// The objects do not fit the callee's stack budget.
+    TooLarge = 7,
+    /// `EAX` named no hypercall.
+    UnknownHypercall = 8,
+    /// The callee faulted; `RDI` = vector, `RSI` = RIP, `RDX` = error code,
+    /// `R10` = CR2.
+    Fault = 9,
+    /// The callee domain has faulted before and is stopped.
+    DomainDead = 10,
+    /// The callee's stack pool is empty.
+    NoStack = 11,
+    /// The callee domain is being restarted.
+    Restarting = 12,
+    /// A hypercall's pointer argument (not a descriptor) is outside the
+    /// data region, or the thing it points at is malformed.
+    BadPointer = 13,
+    /// The call would make the invocation chain deeper than the VMM allows.
+    TooDeep = 14,
+    /// A call back into a domain this thread is already in (A→B→A) is not
+    /// supported by this version.
+    Reentrant = 15,
+}
+
+impl ErrorCode {
+    /// Decode a status word.
+    pub const fn from_u64(v: u64) -> Option<Self> {
+        Some(match v {
+            1 => Self::BadSlot,
+            2 => Self::TooManyArgs,
+            3 => Self::BadMode,
+            4 => Self::OutOfRange,
+            5 => Self::Overflow,
+            6 => Self::OverlappingOutputs,
+            7 => Self::TooLarge,
+            8 => Self::UnknownHypercall,
+            9 => Self::Fault,
+            10 => Self::DomainDead,
+            11 => Self::NoStack,
+            12 => Self::Restarting,
+            13 => Self::BadPointer,
+            14 => Self::TooDeep,
+            15 => Self::Reentrant,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded `RAX` after `Call`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallStatus {
+    /// The call succeeded.
+    Ok,
+    /// Ferry refused or failed the call.
+    Ferry(ErrorCode),
+    /// The callee returned this non-zero application status.
+    App(u32),
+    /// A status word no version of the ABI produces.
+    Unknown(u64),
+}
+
+impl CallStatus {
+    /// Decode the status word.
+    pub const fn from_u64(v: u64) -> Self {
+        if v == 0 {
+            Self::Ok
+        } else if v >= APP_ERROR_BASE && v - APP_ERROR_BASE <= u32::MAX as u64 {
+            Self::App((v - APP_ERROR_BASE) as u32)
+        } else {
+            match ErrorCode::from_u64(v) {
+                Some(e) => Self::Ferry(e),
+                None => Self::Unknown(v),
+            }
+        }
+    }
+
+    /// Encode the status word.
+    pub const fn to_u64(self) -> u64 {
+        match self {
+            Self::Ok => 0,
+            Self::Ferry(e) => e as u64,
+            Self::App(n) => APP_ERROR_BASE + n as u64,
+            Self::Unknown(v) => v,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips() {
+        for v in [0u64, 1, 9, 15, APP_ERROR_BASE, APP_ERROR_BASE + 7] {
+            assert_eq!(CallStatus::from_u64(v).to_u64(), v);
+        }
+        assert_eq!(CallStatus::from_u64(99), CallStatus::Unknown(99));
+        assert_eq!(
+            CallStatus::from_u64(4),
+            CallStatus::Ferry(ErrorCode::OutOfRange)
+        );
+        assert_eq!(CallStatus::from_u64(APP_ERROR_BASE + 3), CallStatus::App(3));
+    }
+}

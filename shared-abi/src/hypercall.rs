@@ -1,0 +1,81 @@
+//! Hypercall numbers and the ports they travel on.
+//!
+//! `vmcall` does not reach a userspace VMM on KVM, so a hypercall is one
+//! `out` instruction: the guest writes the hypercall number (`EAX`) to
+//! [`HYPERCALL_PORT`]; arguments are in `RDI, RSI, RDX, R10, R8, R9`; the VMM
+//! answers in `RAX` (status) and `RDI, RSI, RDX, R10` (values). The VMM reads
+//! and writes those registers through KVM sync regs, so a hypercall costs
+//! exactly one exit.
+
+/// The only port a guest at CPL3 may write (its TSS I/O bitmap grants it
+/// alone). An 8-bit port so the guest can use the immediate form of `out`.
+pub const HYPERCALL_PORT: u16 = 0xE0;
+
+/// Exception stubs (CPL0, written by the VMM) report vector `v` by writing to
+/// port `FAULT_PORT_BASE + v`. The guest's I/O bitmap does not grant these
+/// ports, so CPL3 code cannot forge a fault report.
+pub const FAULT_PORT_BASE: u16 = 0x100;
+
+/// Every hypercall a guest can make. Numbers are stable: new calls get new
+/// numbers, old numbers are never reused.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hypercall {
+    /// First words of a booting guest: `RDI` → [`crate::Hello`].
+    Hello = 1,
+    /// The guest finished its initialisation; the boot stack goes back to the pool.
+    Ready = 2,
+    /// Log a line: `RDI` = address, `RSI` = length (UTF-8, at most 4 KiB).
+    Print = 3,
+    /// Migrate into another domain: `RDI` → [`crate::CallRequest`].
+    /// Answer: `RAX` = [`crate::CallStatus`] code, `RDI`/`RSI` = results.
+    Call = 4,
+    /// Return from the current entry: `RDI` = status (0 = success, else an
+    /// application code), `RSI`/`RDX` = two results.
+    Return = 5,
+    /// Do nothing and come straight back: the exit floor.
+    Nop = 6,
+    /// The guest panicked: `RDI` = message address, `RSI` = length. The
+    /// domain is stopped like on any other fault.
+    Panic = 7,
+    /// End the calling thread (from any depth); `RDI` = exit code.
+    Exit = 8,
+}
+
+/// The number in `EAX` is not a hypercall this ABI knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownHypercall(pub u32);
+
+impl TryFrom<u32> for Hypercall {
+    type Error = UnknownHypercall;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Ok(match value {
+            1 => Self::Hello,
+            2 => Self::Ready,
+            3 => Self::Print,
+            4 => Self::Call,
+            5 => Self::Return,
+            6 => Self::Nop,
+            7 => Self::Panic,
+            8 => Self::Exit,
+            other => return Err(UnknownHypercall(other)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip() {
+        for n in 0..64u32 {
+            if let Ok(h) = Hypercall::try_from(n) {
+                assert_eq!(h as u32, n);
+            }
+        }
+        assert_eq!(Hypercall::try_from(0), Err(UnknownHypercall(0)));
+        assert_eq!(Hypercall::try_from(9), Err(UnknownHypercall(9)));
+    }
+}

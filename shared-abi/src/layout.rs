@@ -1,0 +1,154 @@
+//! The guest memory map: identity-mapped, guest-physical = guest-virtual.
+//!
+//! ```text
+//! 0x0000_0000  null page                     unmapped
+//! 0x0000_1000  GDT                           supervisor
+//! 0x0000_2000  IDT                           supervisor
+//! 0x0000_3000  exception stubs (VMM code)    supervisor
+//! 0x0001_0000  page tables                   supervisor
+//! 0x0010_0000  per-vCPU slots (MAX_VCPUS ×): supervisor
+//!              TSS (3 pages) | guard | RSP0 stack | guard | IST stack | guard
+//! 0x0020_0000  image (.text first)           user  ─┐
+//!              guard | stack 0 | guard | stack 1 …  user   │ the data region:
+//!              heap up to the end of memory  user  ─┘ what descriptors may name
+//! ```
+//! Only the image, the stacks (not their guard pages) and the heap may be
+//! named by an argument descriptor; everything below [`IMAGE_BASE`] is the
+//! VMM's and never is.
+
+/// Page size of every mapping.
+pub const PAGE_SIZE: u64 = 0x1000;
+/// The Global Descriptor Table.
+pub const GDT_ADDR: u64 = 0x1000;
+/// The Interrupt Descriptor Table (256 gates × 16 bytes).
+pub const IDT_ADDR: u64 = 0x2000;
+/// Exception stubs: vector `v` starts at `STUBS_ADDR + v * STUB_SIZE`.
+pub const STUBS_ADDR: u64 = 0x3000;
+/// Bytes per exception stub.
+pub const STUB_SIZE: u64 = 16;
+/// First page-table page (the PML4); the rest follow.
+pub const PAGE_TABLES_ADDR: u64 = 0x1_0000;
+/// End of the page-table area.
+pub const PAGE_TABLES_END: u64 = 0x10_0000;
+/// Start of the per-vCPU slots.
+pub const VCPU_AREA_ADDR: u64 = 0x10_0000;
+/// Bytes per vCPU slot.
+pub const VCPU_SLOT_SIZE: u64 = 0x8000;
+/// Most vCPUs one domain can have (slots in the vCPU area).
+pub const MAX_VCPUS: u32 = 32;
+/// Offset of the TSS in a vCPU slot (104 bytes + 8 KiB I/O bitmap + 1).
+pub const TSS_OFFSET: u64 = 0;
+/// Size of a TSS including its I/O-permission bitmap and the trailing 0xff.
+pub const TSS_SIZE: u64 = 104 + 8192 + 1;
+/// Offset of the I/O bitmap inside the TSS.
+pub const TSS_IOMAP_OFFSET: u64 = 104;
+/// Offset of the bottom of the RSP0 exception stack in a slot.
+pub const EXC_STACK_OFFSET: u64 = 0x4000;
+/// Offset of the bottom of the IST1 stack (double fault, NMI, machine check).
+pub const IST_STACK_OFFSET: u64 = 0x6000;
+/// Size of each exception stack.
+pub const EXC_STACK_SIZE: u64 = PAGE_SIZE;
+/// Where every image is linked (`.text` of the entry first).
+pub const IMAGE_BASE: u64 = 0x20_0000;
+/// Most memory a domain may have (bounded by the page-table area).
+pub const MAX_MEMORY: u64 = 256 << 20;
+
+/// GDT selectors.
+pub mod selector {
+    /// Kernel (CPL0) code: the exception stubs.
+    pub const KERNEL_CODE: u16 = 0x08;
+    /// Kernel data.
+    pub const KERNEL_DATA: u16 = 0x10;
+    /// User data (RPL 3).
+    pub const USER_DATA: u16 = 0x18 | 3;
+    /// User 64-bit code (RPL 3).
+    pub const USER_CODE: u16 = 0x20 | 3;
+    /// TSS of vCPU slot `i` is at `TSS_BASE + 16 * i`.
+    pub const TSS_BASE: u16 = 0x28;
+}
+
+/// Round `v` up to a page boundary (`None` on overflow).
+pub const fn page_up(v: u64) -> Option<u64> {
+    match v.checked_add(PAGE_SIZE - 1) {
+        Some(x) => Some(x & !(PAGE_SIZE - 1)),
+        None => None,
+    }
+}
+
+/// Base of vCPU slot `i`.
+pub const fn vcpu_slot(i: u32) -> u64 {
+    VCPU_AREA_ADDR + i as u64 * VCPU_SLOT_SIZE
+}
+
+/// Where a domain's stacks and heap lie, computed from its image end and
+/// manifest. Both the VMM and (through [`crate::BootInfo`]) the guest use it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainLayout {
+    /// End of the loaded image, page-aligned.
+    pub image_end: u64,
+    /// Bytes of guest memory.
+    pub memory_size: u64,
+    /// Stacks in the pool.
+    pub stack_count: u32,
+    /// Bytes per stack (a multiple of the page size).
+    pub stack_size: u64,
+}
+
+impl DomainLayout {
+    /// Bytes from one stack's guard page to the next one's.
+    pub const fn stack_stride(&self) -> u64 {
+        self.stack_size + PAGE_SIZE
+    }
+
+    /// Lowest usable byte of stack `i` (its guard page is just below).
+    pub const fn stack_bottom(&self, i: u32) -> u64 {
+        self.image_end + i as u64 * self.stack_stride() + PAGE_SIZE
+    }
+
+    /// One past the highest byte of stack `i`: the initial stack pointer.
+    pub const fn stack_top(&self, i: u32) -> u64 {
+        self.stack_bottom(i) + self.stack_size
+    }
+
+    /// First heap byte: just after the last stack.
+    pub const fn heap_base(&self) -> u64 {
+        self.image_end + self.stack_count as u64 * self.stack_stride()
+    }
+
+    /// Heap bytes, or `None` if image and stacks do not fit.
+    pub const fn heap_size(&self) -> Option<u64> {
+        self.memory_size.checked_sub(self.heap_base())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_regions_do_not_overlap() {
+        assert!(STUBS_ADDR + 32 * STUB_SIZE <= PAGE_TABLES_ADDR);
+        assert!(vcpu_slot(MAX_VCPUS) <= IMAGE_BASE);
+        assert!(TSS_OFFSET + TSS_SIZE <= EXC_STACK_OFFSET - PAGE_SIZE);
+        assert!(IST_STACK_OFFSET + EXC_STACK_SIZE < VCPU_SLOT_SIZE);
+        // 4 KiB page tables for MAX_MEMORY: PML4 + PDPT + PDs + PTs.
+        let pts = MAX_MEMORY / (2 << 20);
+        let pds = MAX_MEMORY.div_ceil(1 << 30);
+        assert!(PAGE_TABLES_ADDR + (2 + pds + pts) * PAGE_SIZE <= PAGE_TABLES_END);
+    }
+
+    #[test]
+    fn stacks_have_guards_and_heap_follows() {
+        let l = DomainLayout {
+            image_end: 0x30_0000,
+            memory_size: 16 << 20,
+            stack_count: 4,
+            stack_size: 0x1_0000,
+        };
+        assert_eq!(l.stack_bottom(0), 0x30_1000);
+        assert_eq!(l.stack_top(0), 0x31_1000);
+        assert_eq!(l.stack_bottom(1), 0x31_2000);
+        assert_eq!(l.heap_base(), l.stack_top(3));
+        assert_eq!(l.heap_size(), Some((16 << 20) - l.heap_base()));
+    }
+}

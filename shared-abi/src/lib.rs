@@ -1,0 +1,24 @@
+//! The one contract between Ferry's VMM and its guests.
+//!
+//! Both sides compile this crate: the VMM on the host, every guest in its
+//! `no_std` image. Nothing else lives here, so a change to this crate is, by
+//! definition, a change to the ABI — bump [`ABI_VERSION`] when one breaks.
+//! Every type is `#[repr(C)]` with explicit padding and a compile-time size
+//! assertion, because guest memory is read by the VMM byte for byte.
+#![no_std]
+#![deny(missing_docs)]
+
+pub mod boot;
+pub mod call;
+pub mod error;
+pub mod hypercall;
+pub mod layout;
+
+pub use boot::{BootInfo, EntryName, Hello, Sample, ENTRY_NAME_MAX, FLOOR_SLOT};
+pub use call::{ArgDesc, ArgMode, CallRequest, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
+pub use error::{CallStatus, ErrorCode, APP_ERROR_BASE};
+pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT};
+
+/// Version of this contract. A guest sends it in its `Hello`; the VMM refuses
+/// to start a guest built against another version, naming both.
+pub const ABI_VERSION: u32 = 1;
