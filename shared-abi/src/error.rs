@@ -125,3 +125,16 @@ mod tests {
         assert_eq!(CallStatus::from_u64(APP_ERROR_BASE + 3), CallStatus::App(3));
     }
 }
+
+/// Pseudo-vectors for faults that are not CPU exceptions, reported in the
+/// vector register of a `Fault` answer (CPU vectors are 0..=31).
+pub mod pseudo_vector {
+    /// The guest's panic handler reported a panic.
+    pub const PANIC: u64 = 0x100;
+    /// The vCPU shut down (triple fault: the exception handler itself died).
+    pub const SHUTDOWN: u64 = 0x101;
+    /// An access to guest-physical memory that is not backed (MMIO exit).
+    pub const UNBACKED_ACCESS: u64 = 0x102;
+    /// KVM could not run the vCPU (internal error, failed entry, unexpected exit).
+    pub const VCPU_ERROR: u64 = 0x103;
+}

@@ -16,7 +16,7 @@ pub mod layout;
 
 pub use boot::{BootInfo, EntryName, Hello, Sample, ENTRY_NAME_MAX, FLOOR_SLOT};
 pub use call::{ArgDesc, ArgMode, CallRequest, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
-pub use error::{CallStatus, ErrorCode, APP_ERROR_BASE};
+pub use error::{pseudo_vector, CallStatus, ErrorCode, APP_ERROR_BASE};
 pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT};
 
 /// Version of this contract. A guest sends it in its `Hello`; the VMM refuses
