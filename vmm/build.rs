@@ -1,1 +1,183 @@
-fn main() {}
+//! Builds every guest image (the excluded workspace rooted at
+//! `guest/Cargo.toml`, members `images/*`) with one nested `cargo build` and
+//! writes `$OUT_DIR/images.rs`:
+//!
+//! ```text
+//! pub static BUILTIN_IMAGES: &[(&str, &[u8])] = &[("client", include_bytes!("/abs/path")), ...];
+//! ```
+//!
+//! one entry per image binary, named after the binary, sorted by name.
+//! Guests need their own profile (`panic = "abort"`) and code-generation
+//! flags, and cargo cannot build them as part of the host workspace, hence
+//! the nested build in its own target directory under `OUT_DIR` (sharing the
+//! outer target directory would deadlock on cargo's lock).
+
+use std::env;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Code-generation flags of every guest crate, `\x1f`-separated as in
+/// `CARGO_ENCODED_RUSTFLAGS`. `scripts/check.sh` uses the same list.
+const GUEST_RUSTFLAGS: &[&str] = &[
+    // Fixed link address, no GOT-relative code: a plain ET_EXEC.
+    "-Crelocation-model=static",
+    // Harmless at CPL3 today, but keeps guest code valid should anything
+    // ever run on the guest's own stack at CPL0.
+    "-Cno-redzone=yes",
+    // Baseline x86-64 (SSE2): the VMM enables SSE but not XSAVE/AVX.
+    "-Ctarget-cpu=x86-64",
+];
+
+/// Environment variables of the outer build that must not leak into the
+/// nested one (they would change flags, target, profile or directories).
+const REMOVE_EXACT: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_CRATE_NAME",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+    "TARGET",
+    "HOST",
+    "NUM_JOBS",
+    "OPT_LEVEL",
+    "DEBUG",
+    "PROFILE",
+    "RUSTC_LINKER",
+    "RUSTC_WRAPPER",
+];
+
+/// Prefixes of variables to remove (per-profile, per-target and per-package
+/// settings of the outer build).
+const REMOVE_PREFIXES: &[&str] = &[
+    "CARGO_PROFILE_",
+    "CARGO_TARGET_",
+    "CARGO_CFG_",
+    "CARGO_FEATURE_",
+    "CARGO_PKG_",
+    "CARGO_BIN_",
+    "DEP_",
+];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let repo = manifest_dir
+        .parent()
+        .expect("vmm/ has a parent")
+        .canonicalize()
+        .expect("repository root");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+
+    for dir in ["guest", "images", "shared-abi"] {
+        println!("cargo:rerun-if-changed={}", repo.join(dir).display());
+    }
+
+    let guest_manifest = repo.join("guest").join("Cargo.toml");
+    let target_dir = out_dir.join("guest-target");
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--release", "--workspace"])
+        .arg("--manifest-path")
+        .arg(&guest_manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(repo.join("guest"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        if REMOVE_EXACT.contains(&k) || REMOVE_PREFIXES.iter().any(|p| k.starts_with(p)) {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", GUEST_RUSTFLAGS.join("\x1f"));
+
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cargo:?} for the guest images: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        panic!(
+            "building the guest images failed ({}); cargo's output is above:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let mut images: Vec<(String, PathBuf)> = stdout
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
+        .filter_map(|l| json_string_field(l, "executable"))
+        .map(PathBuf::from)
+        .map(|p| {
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("image binary has a UTF-8 name")
+                .to_owned();
+            (name, p)
+        })
+        .collect();
+    images.sort();
+    images.dedup();
+    assert!(
+        !images.is_empty(),
+        "the guest build produced no image binaries"
+    );
+
+    let mut src = String::from("pub static BUILTIN_IMAGES: &[(&str, &[u8])] = &[");
+    for (name, path) in &images {
+        let path = path.to_str().expect("image path is UTF-8");
+        write!(src, "({name:?}, include_bytes!({path:?})), ").unwrap();
+    }
+    src.push_str("];\n");
+    write_if_changed(&out_dir.join("images.rs"), &src);
+}
+
+/// The value of string field `"key":"…"` in one line of cargo's JSON
+/// output (`None` if absent or `null`). Only `\\`, `\"` and `\/` escapes
+/// can occur in the paths cargo prints here.
+fn json_string_field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut out = String::new();
+    let mut chars = line[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Write `contents` unless the file already holds exactly that (keeps the
+/// vmm crate from recompiling when nothing changed).
+fn write_if_changed(path: &Path, contents: &str) {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
+        return;
+    }
+    std::fs::write(path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}

@@ -1,0 +1,191 @@
+//! Migrating calls into other domains.
+
+use crate::hypercall::{hypercall, rdtsc};
+use crate::samples::record;
+use core::marker::PhantomData;
+use shared_abi::{
+    ArgDesc, ArgMode, CallRequest, CallStatus, ErrorCode, Hypercall, MAX_ARGS, MAX_SCALARS,
+};
+
+/// Why a [`call`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// Ferry refused or failed the call (never `ErrorCode::Fault`: that one
+    /// is [`CallError::Fault`]).
+    Ferry(ErrorCode),
+    /// The callee returned this application status.
+    App(u32),
+    /// The callee faulted (or panicked: `vector` is then
+    /// `shared_abi::pseudo_vector::PANIC`); registers as the VMM reported them.
+    Fault {
+        /// CPU exception vector, or a `shared_abi::pseudo_vector`.
+        vector: u64,
+        /// RIP of the faulting instruction.
+        rip: u64,
+        /// The exception's error code (0 if it has none).
+        error_code: u64,
+        /// CR2 (the faulting address of a page fault).
+        cr2: u64,
+    },
+    /// A status word this ABI version does not define.
+    Unknown(u64),
+}
+
+impl CallError {
+    /// The raw status word the VMM returned in RAX, for tests and logs.
+    pub fn code(&self) -> u64 {
+        match *self {
+            Self::Ferry(e) => CallStatus::Ferry(e).to_u64(),
+            Self::App(n) => CallStatus::App(n).to_u64(),
+            Self::Fault { .. } => ErrorCode::Fault as u64,
+            Self::Unknown(v) => v,
+        }
+    }
+
+    /// Decode a non-zero status word and the registers that came with it.
+    fn decode(status: u64, regs: [u64; 4]) -> Self {
+        match CallStatus::from_u64(status) {
+            CallStatus::Ferry(ErrorCode::Fault) => Self::Fault {
+                vector: regs[0],
+                rip: regs[1],
+                error_code: regs[2],
+                cr2: regs[3],
+            },
+            CallStatus::Ferry(e) => Self::Ferry(e),
+            CallStatus::App(n) => Self::App(n),
+            // Ok is handled by the caller; treat a stray 0 as unknown.
+            CallStatus::Ok | CallStatus::Unknown(_) => Self::Unknown(status),
+        }
+    }
+}
+
+/// Types that are plain bytes: no padding, no pointers, every bit pattern
+/// valid. Only these may travel as call objects, because the VMM copies raw
+/// bytes into OUT/INOUT objects (and it keeps `&Vec<u8>` from silently
+/// sending the `Vec`'s header instead of its contents: write `&v[..]`).
+///
+/// # Safety
+/// Implement only for types meeting the above.
+pub unsafe trait Pod {}
+
+macro_rules! pod {
+    ($($t:ty),*) => { $(
+        // SAFETY: primitive integers have no padding and no invalid values.
+        unsafe impl Pod for $t {}
+    )* };
+}
+pod!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+// SAFETY: an array of Pod is Pod (no padding between elements of these types).
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+// SAFETY: a slice of Pod is Pod.
+unsafe impl<T: Pod> Pod for [T] {}
+
+/// One object of a call's argument list: a descriptor of caller memory,
+/// borrowed for the duration of the call (`'a`) so the VMM's copy-back into
+/// OUT/INOUT objects cannot race with Rust references.
+#[derive(Debug)]
+pub struct Arg<'a> {
+    desc: ArgDesc,
+    _borrow: PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> Arg<'a> {
+    fn new(addr: u64, len: usize, mode: ArgMode) -> Self {
+        Self {
+            desc: ArgDesc {
+                addr,
+                len: len as u64,
+                mode: mode as u32,
+                reserved: 0,
+            },
+            _borrow: PhantomData,
+        }
+    }
+
+    /// An IN object: the callee gets a copy of `v`; never written back.
+    pub fn input<T: ?Sized + Pod>(v: &'a T) -> Self {
+        let len = core::mem::size_of_val(v);
+        Self::new(v as *const T as *const u8 as u64, len, ArgMode::In)
+    }
+
+    /// An OUT object: the callee gets zeros; `v` is overwritten with the
+    /// callee's bytes only if the call succeeds.
+    pub fn output<T: ?Sized + Pod>(v: &'a mut T) -> Self {
+        let len = core::mem::size_of_val(v);
+        Self::new(v as *mut T as *mut u8 as u64, len, ArgMode::Out)
+    }
+
+    /// An INOUT object: copied in, and copied back if the call succeeds.
+    pub fn inout<T: ?Sized + Pod>(v: &'a mut T) -> Self {
+        let len = core::mem::size_of_val(v);
+        Self::new(v as *mut T as *mut u8 as u64, len, ArgMode::InOut)
+    }
+
+    /// Any descriptor at all, for tests that feed the VMM hostile input.
+    ///
+    /// # Safety
+    /// If the VMM accepts the descriptor, it reads and (for OUT/INOUT) writes
+    /// that memory: it must be memory the caller may let it write.
+    pub unsafe fn raw(desc: ArgDesc) -> Self {
+        Self {
+            desc,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The descriptor as it goes on the wire.
+    pub fn desc(&self) -> ArgDesc {
+        self.desc
+    }
+}
+
+/// Call capability `slot` of this domain with `scalars` and `args` (the
+/// thread migrates into the callee and back). Returns the callee's two
+/// results. Times itself with `rdtsc` around the hypercall and records a
+/// sample for the slot.
+///
+/// More than 6 scalars or 16 args fail with `TooManyArgs` without a
+/// hypercall.
+pub fn call(slot: u32, scalars: &[u64], args: &mut [Arg<'_>]) -> Result<[u64; 2], CallError> {
+    if scalars.len() > MAX_SCALARS || args.len() > MAX_ARGS {
+        return Err(CallError::Ferry(ErrorCode::TooManyArgs));
+    }
+    let mut req = CallRequest {
+        slot,
+        nargs: args.len() as u32,
+        ..CallRequest::default()
+    };
+    req.scalars[..scalars.len()].copy_from_slice(scalars);
+    for (d, a) in req.args.iter_mut().zip(args.iter()) {
+        *d = a.desc;
+    }
+    let t0 = rdtsc();
+    // SAFETY: every descriptor came from a live borrow (`Arg::input` etc.,
+    // held for `'_` by `args`) or from `Arg::raw`, whose caller vouched for
+    // it; the request itself is a local.
+    let (status, regs) = unsafe {
+        hypercall(
+            Hypercall::Call as u32,
+            [&req as *const CallRequest as u64, 0, 0, 0, 0, 0],
+        )
+    };
+    let t1 = rdtsc();
+    record(slot, t1.wrapping_sub(t0));
+    if status == 0 {
+        Ok([regs[0], regs[1]])
+    } else {
+        Err(CallError::decode(status, regs))
+    }
+}
+
+/// The `Call` hypercall on any request, however malformed (also a wild
+/// `req` pointer): returns RAX and RDI, RSI, RDX, R10 untouched. Records no
+/// sample.
+///
+/// # Safety
+/// If the VMM accepts the request, it writes OUT/INOUT objects back into
+/// the memory they name: that memory must be the caller's to give.
+pub unsafe fn call_raw(req: *const CallRequest) -> (u64, [u64; 4]) {
+    // SAFETY: forwarded to the caller.
+    unsafe { hypercall(Hypercall::Call as u32, [req as u64, 0, 0, 0, 0, 0]) }
+}

@@ -1,0 +1,37 @@
+//! Ferry's guest runtime: everything a `no_std` guest image needs to boot,
+//! export entries, call other domains and report problems.
+//!
+//! An image is `#![no_std] #![no_main]`, depends on this crate, declares its
+//! entries with [`entries!`] and links with `guest/link.ld` (see
+//! `guest/build-image.rs`). This crate provides:
+//! - `_start`: heap setup, `Hello`, the image's init function, `Ready`;
+//! - the dispatcher the VMM starts every invocation at ([`Call`] wraps the
+//!   invocation frame);
+//! - [`call`] (with [`Arg`] descriptors) to migrate into another domain;
+//! - [`print!`]/[`println!`], a panic handler that reports through the
+//!   `Panic` hypercall, the heap (`alloc` works), and the `mem*` functions
+//!   `core` needs;
+//! - the latency sample ring the VMM reads after a run ([`measure_floor`]).
+//!
+//! Guests run at CPL3 in 64-bit mode, identity-mapped, possibly on several
+//! vCPUs at once: all global state here is atomic or locked.
+#![no_std]
+
+extern crate alloc;
+
+pub use shared_abi;
+
+mod call;
+mod entry;
+mod hypercall;
+mod mem;
+mod print;
+mod rt;
+mod samples;
+
+pub use call::{call, call_raw, Arg, CallError, Pod};
+pub use entry::{Call, EntryFn, EntryTable, BAD_ERROR_STATUS, UNKNOWN_ENTRY_STATUS};
+pub use hypercall::{exit, hypercall_raw, nop, rdtsc};
+pub use print::_print;
+pub use rt::{_start, boot_info, domain_id, generation};
+pub use samples::{measure_floor, SAMPLE_CAPACITY};
