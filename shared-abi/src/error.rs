@@ -40,9 +40,6 @@ pub enum ErrorCode {
     BadPointer = 13,
     /// The call would make the invocation chain deeper than the VMM allows.
     TooDeep = 14,
-    /// A call back into a domain this thread is already in (A→B→A) is not
-    /// supported by this version.
-    Reentrant = 15,
 }
 
 impl ErrorCode {
@@ -63,7 +60,6 @@ impl ErrorCode {
             12 => Self::Restarting,
             13 => Self::BadPointer,
             14 => Self::TooDeep,
-            15 => Self::Reentrant,
             _ => return None,
         })
     }
@@ -114,7 +110,7 @@ mod tests {
 
     #[test]
     fn status_round_trips() {
-        for v in [0u64, 1, 9, 15, APP_ERROR_BASE, APP_ERROR_BASE + 7] {
+        for v in [0u64, 1, 9, 14, APP_ERROR_BASE, APP_ERROR_BASE + 7] {
             assert_eq!(CallStatus::from_u64(v).to_u64(), v);
         }
         assert_eq!(CallStatus::from_u64(99), CallStatus::Unknown(99));

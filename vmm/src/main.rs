@@ -1,1 +1,82 @@
-fn main() {}
+//! `ferry`: boot a system of domains and run its threads.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vmm::manifest::System as Manifest;
+
+/// Ferry: a VMM in which threads migrate between tiny KVM guests.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the demo system (client, kv, hasher, logger) and check its results.
+    Demo {
+        /// Keys the client stores.
+        #[arg(long, default_value_t = 1000)]
+        keys: u64,
+        /// Use this manifest instead of the built-in demo one.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Run the system described by a manifest and report each thread's outcome.
+    Run {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Demo {
+        keys: 1000,
+        manifest: None,
+    }) {
+        Command::Demo { keys, manifest } => demo(keys, manifest),
+        Command::Run { manifest } => run(&manifest),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("ferry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<bool> {
+    let spec = Manifest::from_file(path)?;
+    let sys = vmm::system::System::boot(spec, None).context("cannot start the system")?;
+    let outcomes = sys.run();
+    let mut ok = true;
+    for o in &outcomes {
+        println!("thread {} ({}): {:?}", o.thread, o.start, o.result);
+        ok &= matches!(
+            o.result,
+            vmm::migrate::ThreadResult::Returned { status: 0, .. }
+                | vmm::migrate::ThreadResult::Exited { code: 0 }
+        );
+    }
+    print!("{}", sys.latency());
+    Ok(ok)
+}
+
+fn demo(keys: u64, manifest: Option<PathBuf>) -> anyhow::Result<bool> {
+    let spec = match manifest {
+        Some(p) => Manifest::from_file(&p)?,
+        None => Manifest::demo()?,
+    };
+    let report = vmm::demo::run(spec, keys).context("cannot start the demo")?;
+    print!("{report}");
+    Ok(report.passed())
+}

@@ -1,0 +1,370 @@
+//! Validation of a caller's argument list: a pure function, so it can be
+//! property-tested without a VM.
+//!
+//! Everything a guest hands over is hostile until this says otherwise: the
+//! count, each mode, each range (both ends, against the caller's data
+//! region, without overflow), the absence of overlap between ranges the VMM
+//! will write back, and the total size against the callee's stack budget.
+//! The result also fixes where each object goes on the callee's new stack,
+//! so the copy step does no arithmetic of its own.
+
+use crate::domain::region::{DataRegion, RangeError};
+use shared_abi::{ArgMode, CallRequest, ErrorCode, Invocation, MAX_ARGS};
+
+/// Objects are placed on the callee's stack at this alignment.
+pub const OBJECT_ALIGN: u64 = 16;
+
+/// Bytes of the invocation frame on the callee's stack (16-aligned).
+pub const INVOCATION_FOOTPRINT: u64 = round_up(core::mem::size_of::<Invocation>() as u64);
+
+const fn round_up(v: u64) -> u64 {
+    (v + OBJECT_ALIGN - 1) & !(OBJECT_ALIGN - 1)
+}
+
+/// Why an argument list was refused; each maps to one [`ErrorCode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgListError {
+    /// More descriptors than [`MAX_ARGS`].
+    #[error("{0} descriptors (at most {MAX_ARGS})")]
+    TooManyArgs(u32),
+    /// Descriptor `index` has an unknown mode or a non-zero reserved word.
+    #[error("descriptor {index}: mode {mode} / reserved {reserved} is not valid")]
+    BadMode {
+        /// Which descriptor.
+        index: usize,
+        /// Its mode word.
+        mode: u32,
+        /// Its reserved word.
+        reserved: u32,
+    },
+    /// Descriptor `index` overflows.
+    #[error("descriptor {index}: {source}")]
+    Overflow {
+        /// Which descriptor.
+        index: usize,
+        /// The range error.
+        source: RangeError,
+    },
+    /// Descriptor `index` is outside the caller's data region.
+    #[error("descriptor {index}: {source}")]
+    OutOfRange {
+        /// Which descriptor.
+        index: usize,
+        /// The range error.
+        source: RangeError,
+    },
+    /// Descriptors `a` and `b` are both written back and overlap.
+    #[error("output descriptors {a} and {b} overlap")]
+    OverlappingOutputs {
+        /// First descriptor.
+        a: usize,
+        /// Second descriptor.
+        b: usize,
+    },
+    /// The objects need `need` bytes of the callee's stack; it grants `budget`.
+    #[error("objects need {need} bytes of the callee's stack, budget is {budget}")]
+    TooLarge {
+        /// Bytes needed, invocation frame included.
+        need: u64,
+        /// The callee's budget.
+        budget: u64,
+    },
+}
+
+impl ArgListError {
+    /// The code the caller receives.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::TooManyArgs(_) => ErrorCode::TooManyArgs,
+            Self::BadMode { .. } => ErrorCode::BadMode,
+            Self::Overflow { .. } => ErrorCode::Overflow,
+            Self::OutOfRange { .. } => ErrorCode::OutOfRange,
+            Self::OverlappingOutputs { .. } => ErrorCode::OverlappingOutputs,
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+        }
+    }
+}
+
+/// One accepted object: where it is in the caller and where it goes below
+/// the top of the callee's stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Placed {
+    /// Caller address (meaningless when `len` is 0).
+    pub caller_addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Its mode as a wire value (always a valid [`ArgMode`]).
+    pub mode: u32,
+    /// The copy starts `offset_from_top` bytes below the callee stack's top.
+    pub offset_from_top: u64,
+}
+
+impl Placed {
+    /// The decoded mode.
+    pub fn mode(&self) -> ArgMode {
+        ArgMode::from_u32(self.mode).unwrap_or(ArgMode::In)
+    }
+}
+
+/// An argument list that passed every check, with its callee-side layout.
+/// Fixed-size: validating allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgPlan {
+    /// Used entries of `objects`.
+    pub count: usize,
+    /// The objects, in descriptor order.
+    pub objects: [Placed; MAX_ARGS],
+    /// The invocation frame starts this many bytes below the stack's top.
+    pub invocation_offset: u64,
+}
+
+impl ArgPlan {
+    /// The accepted objects.
+    pub fn objects(&self) -> &[Placed] {
+        self.objects.get(..self.count).unwrap_or(&[])
+    }
+}
+
+/// Check `req`'s argument list against the caller's `region` and the callee's
+/// stack `budget`, and lay the objects out from the top of the callee's stack.
+pub fn validate(
+    req: &CallRequest,
+    region: &DataRegion,
+    budget: u64,
+) -> Result<ArgPlan, ArgListError> {
+    let count = req.nargs as usize;
+    let descs = req
+        .args
+        .get(..count)
+        .ok_or(ArgListError::TooManyArgs(req.nargs))?;
+    let mut plan = ArgPlan {
+        count,
+        objects: [Placed::default(); MAX_ARGS],
+        invocation_offset: 0,
+    };
+    let mut used: u64 = 0;
+    for (index, (d, slot)) in descs.iter().zip(plan.objects.iter_mut()).enumerate() {
+        let mode = ArgMode::from_u32(d.mode);
+        if mode.is_none() || d.reserved != 0 {
+            return Err(ArgListError::BadMode {
+                index,
+                mode: d.mode,
+                reserved: d.reserved,
+            });
+        }
+        if d.len > 0 {
+            match region.check(d.addr, d.len) {
+                Ok(()) => {}
+                Err(e @ RangeError::Overflow { .. }) => {
+                    return Err(ArgListError::Overflow { index, source: e })
+                }
+                Err(e @ RangeError::Outside { .. }) => {
+                    return Err(ArgListError::OutOfRange { index, source: e })
+                }
+            }
+        }
+        // In range implies len < 2^64 - addr, so this cannot overflow for
+        // realistic memory; saturate anyway so the budget check catches it.
+        used = used.saturating_add(round_up(d.len.min(u64::MAX - OBJECT_ALIGN)));
+        *slot = Placed {
+            caller_addr: d.addr,
+            len: d.len,
+            mode: d.mode,
+            offset_from_top: used,
+        };
+    }
+    for (a, pa) in plan.objects().iter().enumerate() {
+        for (b, pb) in plan.objects().iter().enumerate().skip(a + 1) {
+            let both_out = pa.mode().copies_out() && pb.mode().copies_out();
+            if both_out && overlaps(pa, pb) {
+                return Err(ArgListError::OverlappingOutputs { a, b });
+            }
+        }
+    }
+    let need = used.saturating_add(INVOCATION_FOOTPRINT);
+    if need > budget {
+        return Err(ArgListError::TooLarge { need, budget });
+    }
+    plan.invocation_offset = need;
+    Ok(plan)
+}
+
+fn overlaps(a: &Placed, b: &Placed) -> bool {
+    a.len > 0
+        && b.len > 0
+        && a.caller_addr < b.caller_addr + b.len
+        && b.caller_addr < a.caller_addr + a.len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use shared_abi::ArgDesc;
+
+    const LO: u64 = 0x10_0000;
+    const HI: u64 = 0x20_0000;
+
+    fn region() -> DataRegion {
+        DataRegion::from_pieces(vec![(LO, HI), (0x30_0000, 0x30_4000)])
+    }
+
+    fn req(descs: &[ArgDesc]) -> CallRequest {
+        let mut r = CallRequest {
+            nargs: descs.len() as u32,
+            ..Default::default()
+        };
+        r.args[..descs.len()].copy_from_slice(descs);
+        r
+    }
+
+    fn d(addr: u64, len: u64, mode: ArgMode) -> ArgDesc {
+        ArgDesc {
+            addr,
+            len,
+            mode: mode as u32,
+            reserved: 0,
+        }
+    }
+
+    #[test]
+    fn each_class_is_named() {
+        let r = region();
+        let big = 1 << 20;
+        let mut many = req(&[]);
+        many.nargs = 17;
+        assert_eq!(validate(&many, &r, big), Err(ArgListError::TooManyArgs(17)));
+        let bad = ArgDesc {
+            addr: LO,
+            len: 1,
+            mode: 9,
+            reserved: 0,
+        };
+        assert_eq!(
+            validate(&req(&[bad]), &r, big).unwrap_err().code(),
+            ErrorCode::BadMode
+        );
+        let res = ArgDesc {
+            reserved: 1,
+            ..d(LO, 1, ArgMode::In)
+        };
+        assert_eq!(
+            validate(&req(&[res]), &r, big).unwrap_err().code(),
+            ErrorCode::BadMode
+        );
+        let ovf = d(u64::MAX - 4, 16, ArgMode::In);
+        assert_eq!(
+            validate(&req(&[ovf]), &r, big).unwrap_err().code(),
+            ErrorCode::Overflow
+        );
+        let out = d(HI - 8, 16, ArgMode::In);
+        assert_eq!(
+            validate(&req(&[out]), &r, big).unwrap_err().code(),
+            ErrorCode::OutOfRange
+        );
+        let a = d(LO, 64, ArgMode::Out);
+        let b = d(LO + 32, 64, ArgMode::InOut);
+        assert_eq!(
+            validate(&req(&[a, b]), &r, big),
+            Err(ArgListError::OverlappingOutputs { a: 0, b: 1 })
+        );
+        let huge = d(LO, 0x8000, ArgMode::In);
+        assert_eq!(
+            validate(&req(&[huge]), &r, 0x4000).unwrap_err().code(),
+            ErrorCode::TooLarge
+        );
+    }
+
+    #[test]
+    fn inputs_may_overlap_and_empty_objects_go_anywhere() {
+        let r = region();
+        let a = d(LO, 64, ArgMode::In);
+        let b = d(LO, 64, ArgMode::Out);
+        let empty = d(1, 0, ArgMode::Out);
+        let plan = validate(&req(&[a, b, empty]), &r, 1 << 20).unwrap();
+        assert_eq!(plan.count, 3);
+        assert_eq!(plan.objects()[0].offset_from_top, 64);
+        assert_eq!(plan.objects()[1].offset_from_top, 128);
+        assert_eq!(plan.invocation_offset, 128 + INVOCATION_FOOTPRINT);
+    }
+
+    fn any_desc() -> impl Strategy<Value = ArgDesc> {
+        let addr = prop_oneof![
+            LO - 0x100..HI + 0x100,
+            0x30_0000u64 - 0x100..0x30_4100,
+            any::<u64>(),
+            Just(u64::MAX - 3),
+        ];
+        let len = prop_oneof![0u64..0x200, 0u64..0x4_0000, any::<u64>()];
+        let mode = prop_oneof![1u32..=3, any::<u32>()];
+        let reserved = prop_oneof![9 => Just(0u32), 1 => any::<u32>()];
+        (addr, len, mode, reserved).prop_map(|(addr, len, mode, reserved)| ArgDesc {
+            addr,
+            len,
+            mode,
+            reserved,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever a guest sends, an accepted plan only names memory inside
+        /// one data-region piece, never overlaps two outputs, and fits the
+        /// budget with every object at its own 16-aligned place.
+        #[test]
+        fn accepted_plans_are_safe(descs in proptest::collection::vec(any_desc(), 0..=18),
+                                   nargs_fudge in 0u32..3, budget in 0u64..0x8_0000) {
+            let r = region();
+            let mut rq = req(&descs[..descs.len().min(MAX_ARGS)]);
+            if descs.len() > MAX_ARGS { rq.nargs = descs.len() as u32 + nargs_fudge; }
+            match validate(&rq, &r, budget) {
+                Ok(plan) => {
+                    prop_assert!(rq.nargs as usize <= MAX_ARGS);
+                    prop_assert!(plan.invocation_offset <= budget);
+                    let mut prev_end = 0;
+                    for p in plan.objects() {
+                        prop_assert!(ArgMode::from_u32(p.mode).is_some());
+                        if p.len > 0 {
+                            prop_assert!(r.check(p.caller_addr, p.len).is_ok());
+                        }
+                        // Callee copies are disjoint and below the top.
+                        prop_assert!(p.offset_from_top >= prev_end + p.len);
+                        prop_assert_eq!(p.offset_from_top % OBJECT_ALIGN, 0);
+                        prev_end = p.offset_from_top;
+                    }
+                    for (i, a) in plan.objects().iter().enumerate() {
+                        for b in plan.objects().iter().skip(i + 1) {
+                            if a.mode().copies_out() && b.mode().copies_out() {
+                                prop_assert!(!overlaps(a, b));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    // A refusal always names a real defect.
+                    match e {
+                        ArgListError::TooManyArgs(n) => prop_assert!(n as usize > MAX_ARGS),
+                        ArgListError::BadMode { index, .. } => {
+                            let dd = rq.args[index];
+                            prop_assert!(ArgMode::from_u32(dd.mode).is_none() || dd.reserved != 0);
+                        }
+                        ArgListError::Overflow { index, .. } => {
+                            let dd = rq.args[index];
+                            prop_assert!(dd.addr.checked_add(dd.len).is_none());
+                        }
+                        ArgListError::OutOfRange { index, .. } => {
+                            let dd = rq.args[index];
+                            prop_assert!(dd.len > 0 && r.check(dd.addr, dd.len).is_err());
+                        }
+                        ArgListError::OverlappingOutputs { a, b } => {
+                            let (x, y) = (rq.args[a], rq.args[b]);
+                            prop_assert!(x.addr < y.addr + y.len && y.addr < x.addr + x.len);
+                        }
+                        ArgListError::TooLarge { need, budget: b } => prop_assert!(need > b),
+                    }
+                }
+            }
+        }
+    }
+}

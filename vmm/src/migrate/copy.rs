@@ -1,0 +1,159 @@
+//! Moving objects between two guests' memories: straight from one mmap to
+//! the other through `vm-memory` volatile slices, no bounce buffer. Ranges
+//! come from a validated [`ArgPlan`]; a failure here means a VMM bug or a
+//! plan used with the wrong memory, and is reported, never unwrapped.
+
+use super::arglist::ArgPlan;
+use crate::guest_io::GuestMemError;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+static ZEROS: [u8; 4096] = [0; 4096];
+
+fn copy(
+    src: &GuestMemoryMmap,
+    from: u64,
+    dst: &GuestMemoryMmap,
+    to: u64,
+    len: u64,
+) -> Result<(), GuestMemError> {
+    let n = usize::try_from(len).map_err(|_| GuestMemError {
+        addr: from,
+        len: usize::MAX,
+    })?;
+    let s = src
+        .get_slice(GuestAddress(from), n)
+        .map_err(|_| GuestMemError { addr: from, len: n })?;
+    let d = dst
+        .get_slice(GuestAddress(to), n)
+        .map_err(|_| GuestMemError { addr: to, len: n })?;
+    s.copy_to_volatile_slice(d);
+    Ok(())
+}
+
+fn zero(dst: &GuestMemoryMmap, to: u64, len: u64) -> Result<(), GuestMemError> {
+    let n = usize::try_from(len).map_err(|_| GuestMemError {
+        addr: to,
+        len: usize::MAX,
+    })?;
+    let d = dst
+        .get_slice(GuestAddress(to), n)
+        .map_err(|_| GuestMemError { addr: to, len: n })?;
+    let mut off = 0;
+    while off < n {
+        let chunk = (n - off).min(ZEROS.len());
+        let part = d
+            .subslice(off, chunk)
+            .map_err(|_| GuestMemError { addr: to, len: n })?;
+        part.copy_from(&ZEROS[..chunk]);
+        off += chunk;
+    }
+    Ok(())
+}
+
+/// Lay the objects of `plan` on the callee stack whose top is `top`: IN and
+/// INOUT objects copied from the caller, OUT objects zero-filled.
+pub fn copy_in(
+    caller: &GuestMemoryMmap,
+    callee: &GuestMemoryMmap,
+    plan: &ArgPlan,
+    top: u64,
+) -> Result<(), GuestMemError> {
+    for p in plan.objects().iter().filter(|p| p.len > 0) {
+        let to = top - p.offset_from_top;
+        if p.mode().copies_in() {
+            copy(caller, p.caller_addr, callee, to, p.len)?;
+        } else {
+            zero(callee, to, p.len)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy the OUT and INOUT objects of `plan` back from the callee stack whose
+/// top is `top` into the caller's ranges.
+pub fn copy_out(
+    callee: &GuestMemoryMmap,
+    caller: &GuestMemoryMmap,
+    plan: &ArgPlan,
+    top: u64,
+) -> Result<(), GuestMemError> {
+    for p in plan
+        .objects()
+        .iter()
+        .filter(|p| p.len > 0 && p.mode().copies_out())
+    {
+        copy(
+            callee,
+            top - p.offset_from_top,
+            caller,
+            p.caller_addr,
+            p.len,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::arglist::{validate, INVOCATION_FOOTPRINT};
+    use super::*;
+    use crate::domain::region::DataRegion;
+    use shared_abi::{ArgDesc, ArgMode, CallRequest};
+    use vm_memory::Bytes;
+
+    #[test]
+    fn in_out_inout_move_the_right_way() {
+        let a = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        let b = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        a.write_slice(&[1; 8], GuestAddress(0x100)).unwrap();
+        a.write_slice(&[2; 8], GuestAddress(0x200)).unwrap();
+        a.write_slice(&[3; 8], GuestAddress(0x300)).unwrap();
+        b.write_slice(&[0xee; 0x1000], GuestAddress(0x8000))
+            .unwrap();
+        let mut req = CallRequest {
+            nargs: 3,
+            ..Default::default()
+        };
+        req.args[0] = ArgDesc {
+            addr: 0x100,
+            len: 8,
+            mode: ArgMode::In as u32,
+            reserved: 0,
+        };
+        req.args[1] = ArgDesc {
+            addr: 0x200,
+            len: 8,
+            mode: ArgMode::Out as u32,
+            reserved: 0,
+        };
+        req.args[2] = ArgDesc {
+            addr: 0x300,
+            len: 8,
+            mode: ArgMode::InOut as u32,
+            reserved: 0,
+        };
+        let plan = validate(&req, &DataRegion::from_pieces(vec![(0, 0x1000)]), 0x1000).unwrap();
+        let top = 0x9000;
+        copy_in(&a, &b, &plan, top).unwrap();
+        let at = |i: usize| GuestAddress(top - plan.objects()[i].offset_from_top);
+        assert_eq!(b.read_obj::<[u8; 8]>(at(0)).unwrap(), [1; 8]);
+        assert_eq!(
+            b.read_obj::<[u8; 8]>(at(1)).unwrap(),
+            [0; 8],
+            "OUT is zero-filled"
+        );
+        assert_eq!(b.read_obj::<[u8; 8]>(at(2)).unwrap(), [3; 8]);
+        assert!(plan.invocation_offset == 48 + INVOCATION_FOOTPRINT);
+        for i in 0..3 {
+            b.write_slice(&[9; 8], at(i)).unwrap();
+        }
+        copy_out(&b, &a, &plan, top).unwrap();
+        assert_eq!(
+            a.read_obj::<[u8; 8]>(GuestAddress(0x100)).unwrap(),
+            [1; 8],
+            "IN never written back"
+        );
+        assert_eq!(a.read_obj::<[u8; 8]>(GuestAddress(0x200)).unwrap(), [9; 8]);
+        assert_eq!(a.read_obj::<[u8; 8]>(GuestAddress(0x300)).unwrap(), [9; 8]);
+    }
+}

@@ -1,0 +1,521 @@
+//! The migration engine: a thread's invocation chain and the two moves that
+//! change it, `call` (A → B on a fresh stack of B) and `ret` (B → A, copying
+//! results back). Nothing else is on that path.
+//!
+//! ```text
+//!  A's vCPU: out(Call, &req) ─▶ read req ─▶ slot → (B, entry) ─▶ validate arglist
+//!     ─▶ take B stack ─▶ take B vCPU ─▶ copy IN/INOUT, zero OUT ─▶ write Invocation
+//!     ─▶ B's vCPU runs dispatcher(inv, entry) … out(Return, status, r0, r1)
+//!     ─▶ copy OUT/INOUT back (on success only) ─▶ stack & vCPU back ─▶ A resumes
+//! ```
+
+pub mod arglist;
+pub mod copy;
+
+use crate::domain::Domain;
+use crate::fault::{self, FaultReport};
+use crate::guest_io;
+use crate::observe::{CallEvent, ObservedObject};
+use crate::system::System;
+use crate::vcpu::{Exit, Vcpu};
+use arglist::{ArgPlan, Placed, INVOCATION_FOOTPRINT};
+use shared_abi::{
+    pseudo_vector, ArgDesc, ErrorCode, Hypercall, Invocation, APP_ERROR_BASE, MAX_ARGS,
+    MAX_SCALARS, NO_CALLER,
+};
+
+/// Deepest invocation chain a thread may build.
+pub const MAX_DEPTH: usize = 64;
+
+/// How a thread's first invocation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ThreadResult {
+    /// Its first entry returned `status` (0 = success) and two results.
+    Returned {
+        /// The entry's status.
+        status: u64,
+        /// Its results.
+        results: [u64; 2],
+    },
+    /// It made the `Exit` hypercall.
+    Exited {
+        /// The exit code.
+        code: u64,
+    },
+    /// A fault unwound its whole chain.
+    Faulted(FaultReport),
+    /// It could not start (no stack, dead domain, KVM error).
+    NotStarted(String),
+}
+
+/// What the observer saw of a call, captured only when one is installed.
+struct Observed {
+    caller: u32,
+    slot: u32,
+    scalars: [u64; MAX_SCALARS],
+    inputs: Vec<Vec<u8>>,
+}
+
+/// One activation of the thread in one domain.
+struct Frame {
+    domain: u32,
+    entry: u32,
+    vcpu: Vcpu,
+    stack: u32,
+    top: u64,
+    plan: ArgPlan,
+    observed: Option<Box<Observed>>,
+}
+
+/// The result of running one exit's worth of the thread.
+pub enum Step {
+    /// Keep running the (possibly new) top frame.
+    Continue,
+    /// The thread is over.
+    Done(ThreadResult),
+}
+
+/// A migrating thread's invocation chain (A→B→C…): its frames, bottom first.
+pub struct Chain {
+    thread: u64,
+    frames: Vec<Frame>,
+}
+
+fn answer(vcpu: &mut Vcpu, status: u64, values: [u64; 4]) {
+    vcpu.set_regs(|r| {
+        r.rax = status;
+        r.rdi = values[0];
+        r.rsi = values[1];
+        r.rdx = values[2];
+        r.r10 = values[3];
+    });
+}
+
+fn fault_values(f: &FaultReport) -> [u64; 4] {
+    [f.vector, f.rip, f.error_code, f.cr2]
+}
+
+impl Chain {
+    /// Start thread `thread` in `entry` of `domain` with `scalars`.
+    pub fn start(
+        sys: &System,
+        thread: u64,
+        domain: u32,
+        entry: u32,
+        scalars: [u64; MAX_SCALARS],
+    ) -> Result<Self, String> {
+        let mut chain = Chain {
+            thread,
+            frames: Vec::with_capacity(MAX_DEPTH),
+        };
+        let d = sys.domain(domain).ok_or("no such domain")?;
+        if d.is_dead() {
+            return Err(format!("domain `{}` is dead", d.name));
+        }
+        let plan = ArgPlan {
+            count: 0,
+            objects: [Placed::default(); MAX_ARGS],
+            invocation_offset: INVOCATION_FOOTPRINT,
+        };
+        let frame = chain
+            .enter(sys, d, None, entry, plan, scalars)
+            .map_err(|c| format!("{c:?}"))?;
+        chain.frames.push(frame);
+        Ok(chain)
+    }
+
+    /// The thread's id.
+    pub fn thread(&self) -> u64 {
+        self.thread
+    }
+
+    /// Domains of the chain, bottom first.
+    pub fn domains(&self) -> impl Iterator<Item = u32> + '_ {
+        self.frames.iter().map(|f| f.domain)
+    }
+
+    /// Run the top frame's vCPU to its next exit and handle it.
+    pub fn step(&mut self, sys: &System) -> Step {
+        let Some(top) = self.frames.last_mut() else {
+            return Step::Done(ThreadResult::NotStarted("empty chain".into()));
+        };
+        let Some(dom) = sys.domain(top.domain) else {
+            return Step::Done(ThreadResult::NotStarted("frame in unknown domain".into()));
+        };
+        let exit = match top.vcpu.run() {
+            Ok(e) => e,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
+            Err(e) => {
+                log::error!("KVM_RUN in `{}` failed: {e}", dom.name);
+                Exit::Unexpected("KVM_RUN failed")
+            }
+        };
+        match exit {
+            Exit::Hypercall => self.hypercall(sys),
+            Exit::Interrupted => Step::Continue,
+            other => {
+                let mut report = fault::decode(&mut top.vcpu, other, dom.mem(), &dom.name);
+                report.thread = Some(self.thread);
+                self.fault(sys, report)
+            }
+        }
+    }
+
+    fn hypercall(&mut self, sys: &System) -> Step {
+        let Some(top) = self.frames.last_mut() else {
+            return Step::Continue;
+        };
+        let Some(dom) = sys.domain(top.domain) else {
+            return Step::Continue;
+        };
+        let regs = *top.vcpu.regs();
+        match Hypercall::try_from(regs.rax as u32) {
+            Ok(Hypercall::Call) => self.call(sys, regs.rdi),
+            Ok(Hypercall::Return) => self.ret(sys, regs.rdi, [regs.rsi, regs.rdx]),
+            Ok(Hypercall::Nop) => {
+                answer(&mut top.vcpu, 0, [0; 4]);
+                Step::Continue
+            }
+            Ok(Hypercall::Print) => {
+                dom.print(regs.rdi, regs.rsi);
+                answer(&mut top.vcpu, 0, [0; 4]);
+                Step::Continue
+            }
+            Ok(Hypercall::Panic) => {
+                let mut report =
+                    fault::panic_report(&mut top.vcpu, dom.mem(), &dom.region, &dom.name);
+                report.thread = Some(self.thread);
+                self.fault(sys, report)
+            }
+            Ok(Hypercall::Exit) => self.exit(sys, regs.rdi),
+            Ok(Hypercall::Hello | Hypercall::Ready) | Err(_) => {
+                log::warn!(
+                    "[{}] thread {}: unknown hypercall {:#x}",
+                    dom.name,
+                    self.thread,
+                    regs.rax
+                );
+                sys.counters.refuse(ErrorCode::UnknownHypercall);
+                answer(&mut top.vcpu, ErrorCode::UnknownHypercall as u64, [0; 4]);
+                Step::Continue
+            }
+        }
+    }
+
+    /// Refuse the call the top frame is making.
+    fn refuse(
+        &mut self,
+        sys: &System,
+        slot: u32,
+        code: ErrorCode,
+        why: &dyn std::fmt::Display,
+    ) -> Step {
+        if let Some(top) = self.frames.last_mut() {
+            let name = sys.domain(top.domain).map_or("?", |d| d.name.as_str());
+            log::debug!(
+                "[{name}] thread {}: call on slot {slot} refused: {code:?}: {why}",
+                self.thread
+            );
+            sys.counters.refuse(code);
+            if let Some(obs) = &sys.observer {
+                obs.refused(top.domain, slot, code);
+            }
+            answer(&mut top.vcpu, code as u64, [0; 4]);
+        }
+        Step::Continue
+    }
+
+    fn call(&mut self, sys: &System, req_addr: u64) -> Step {
+        let Some(caller_id) = self.frames.last().map(|f| f.domain) else {
+            return Step::Continue;
+        };
+        let Some(caller) = sys.domain(caller_id) else {
+            return Step::Continue;
+        };
+        let req_len = size_of::<shared_abi::CallRequest>() as u64;
+        if let Err(e) = caller.region.check(req_addr, req_len) {
+            return self.refuse(sys, u32::MAX, ErrorCode::BadPointer, &e);
+        }
+        let req = match guest_io::read_call_request(caller.mem(), req_addr) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(sys, u32::MAX, ErrorCode::BadPointer, &e),
+        };
+        let Some(cap) = sys.capability(caller_id, req.slot) else {
+            return self.refuse(sys, req.slot, ErrorCode::BadSlot, &"no such capability");
+        };
+        let Some(callee) = sys.domain(cap.domain) else {
+            return self.refuse(
+                sys,
+                req.slot,
+                ErrorCode::BadSlot,
+                &"capability to a missing domain",
+            );
+        };
+        if callee.is_dead() {
+            return self.refuse(sys, req.slot, ErrorCode::DomainDead, &callee.name);
+        }
+        if self.frames.len() >= MAX_DEPTH {
+            return self.refuse(sys, req.slot, ErrorCode::TooDeep, &MAX_DEPTH);
+        }
+        let plan = match arglist::validate(&req, &caller.region, callee.arg_budget()) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(sys, req.slot, e.code(), &e),
+        };
+        match self.enter(
+            sys,
+            callee,
+            Some((caller, req.slot)),
+            cap.entry,
+            plan,
+            req.scalars,
+        ) {
+            Ok(frame) => {
+                sys.counters.call();
+                self.frames.push(frame);
+                Step::Continue
+            }
+            Err(code) => self.refuse(sys, req.slot, code, &"could not enter the callee"),
+        }
+    }
+
+    /// Build a frame of `callee` running `entry`: a stack, a vCPU, the
+    /// objects and the invocation frame on that stack, registers set.
+    fn enter(
+        &self,
+        sys: &System,
+        callee: &Domain,
+        caller: Option<(&Domain, u32)>,
+        entry: u32,
+        plan: ArgPlan,
+        scalars: [u64; MAX_SCALARS],
+    ) -> Result<Frame, ErrorCode> {
+        let stack = callee.stacks.take().ok_or(ErrorCode::NoStack)?;
+        let mut vcpu = match callee.take_vcpu() {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("[{}] no vCPU for a new invocation: {e}", callee.name);
+                callee.stacks.give_back(stack);
+                return Err(ErrorCode::NoStack);
+            }
+        };
+        let top = callee.layout.stack_top(stack);
+        let release = |vcpu, code| {
+            callee.give_vcpu(vcpu);
+            callee.stacks.give_back(stack);
+            Err(code)
+        };
+        if let Some((caller, _)) = caller {
+            if let Err(e) = copy::copy_in(caller.mem(), callee.mem(), &plan, top) {
+                log::error!("copy into `{}` failed after validation: {e}", callee.name);
+                return release(vcpu, ErrorCode::BadPointer);
+            }
+        }
+        let mut inv = Invocation {
+            caller_domain: caller.map_or(NO_CALLER, |(c, _)| c.id),
+            entry,
+            thread_id: self.thread,
+            depth: self.frames.len() as u32,
+            nargs: plan.count as u32,
+            scalars,
+            args: [ArgDesc::default(); MAX_ARGS],
+        };
+        for (d, p) in inv.args.iter_mut().zip(plan.objects()) {
+            *d = ArgDesc {
+                addr: top - p.offset_from_top,
+                len: p.len,
+                mode: p.mode,
+                reserved: 0,
+            };
+        }
+        let inv_addr = top - plan.invocation_offset;
+        let written = guest_io::write(callee.mem(), inv_addr, &guest_io::encode_invocation(&inv))
+            .and_then(|()| guest_io::write(callee.mem(), inv_addr - 8, &[0u8; 8]));
+        if let Err(e) = written {
+            log::error!(
+                "writing the invocation frame into `{}` failed: {e}",
+                callee.name
+            );
+            return release(vcpu, ErrorCode::BadPointer);
+        }
+        let dispatcher = callee.dispatcher;
+        vcpu.set_regs(|r| {
+            *r = kvm_bindings::kvm_regs {
+                rip: dispatcher,
+                rsp: inv_addr - 8,
+                rdi: inv_addr,
+                rsi: u64::from(entry),
+                rflags: 2,
+                ..Default::default()
+            };
+        });
+        let observed = match caller {
+            Some((c, slot)) if sys.observer.is_some() => Some(Box::new(Observed {
+                caller: c.id,
+                slot,
+                scalars,
+                inputs: plan
+                    .objects()
+                    .iter()
+                    .map(|p| {
+                        if p.mode().copies_in() {
+                            callee
+                                .read_bytes(top - p.offset_from_top, p.len)
+                                .unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                    .collect(),
+            })),
+            _ => None,
+        };
+        Ok(Frame {
+            domain: callee.id,
+            entry,
+            vcpu,
+            stack,
+            top,
+            plan,
+            observed,
+        })
+    }
+
+    /// Give a popped frame's stack and vCPU back to its domain.
+    fn release(sys: &System, frame: Frame) {
+        if let Some(d) = sys.domain(frame.domain) {
+            d.stacks.give_back(frame.stack);
+            d.give_vcpu(frame.vcpu);
+        }
+    }
+
+    fn ret(&mut self, sys: &System, status: u64, results: [u64; 2]) -> Step {
+        let Some(frame) = self.frames.pop() else {
+            return Step::Continue;
+        };
+        let Some(callee) = sys.domain(frame.domain) else {
+            return Step::Continue;
+        };
+        let Some(caller_frame) = self.frames.last_mut() else {
+            Self::release(sys, frame);
+            return Step::Done(ThreadResult::Returned { status, results });
+        };
+        let Some(caller) = sys.domain(caller_frame.domain) else {
+            return Step::Continue;
+        };
+        sys.counters.ret();
+        let (word, values) = if status == 0 {
+            match copy::copy_out(callee.mem(), caller.mem(), &frame.plan, frame.top) {
+                Ok(()) => (0, [results[0], results[1], 0, 0]),
+                Err(e) => {
+                    log::error!(
+                        "copy back into `{}` failed after validation: {e}",
+                        caller.name
+                    );
+                    (ErrorCode::BadPointer as u64, [0; 4])
+                }
+            }
+        } else {
+            (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 4])
+        };
+        if let (Some(obs), Some(o)) = (&sys.observer, &frame.observed) {
+            let objects: Vec<ObservedObject> = frame
+                .plan
+                .objects()
+                .iter()
+                .zip(&o.inputs)
+                .map(|(p, input)| ObservedObject {
+                    mode: p.mode(),
+                    input: input.clone(),
+                    output: if word == 0 && p.mode().copies_out() {
+                        callee
+                            .read_bytes(frame.top - p.offset_from_top, p.len)
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect();
+            let entry = callee
+                .entries
+                .get(frame.entry as usize)
+                .map_or("?", String::as_str);
+            obs.completed(&CallEvent {
+                thread: self.thread,
+                caller: o.caller,
+                slot: o.slot,
+                callee: callee.id,
+                callee_name: &callee.name,
+                entry,
+                scalars: o.scalars,
+                objects: &objects,
+                status: word,
+                results: [values[0], values[1]],
+            });
+        }
+        Self::release(sys, frame);
+        if caller.is_dead() {
+            let report = caller
+                .fault()
+                .unwrap_or_else(|| unknown_fault(&caller.name));
+            return self.unwind(sys, report);
+        }
+        if let Some(caller_frame) = self.frames.last_mut() {
+            answer(&mut caller_frame.vcpu, word, values);
+        }
+        Step::Continue
+    }
+
+    /// The top frame faulted: stop its domain and unwind.
+    fn fault(&mut self, sys: &System, report: FaultReport) -> Step {
+        sys.counters.fault();
+        if let Some(frame) = self.frames.pop() {
+            if let Some(d) = sys.domain(frame.domain) {
+                d.kill(&report);
+                if let (Some(obs), Some(o)) = (&sys.observer, &frame.observed) {
+                    obs.refused(o.caller, o.slot, ErrorCode::Fault);
+                }
+            }
+            Self::release(sys, frame);
+        }
+        self.unwind(sys, report)
+    }
+
+    /// Pop every frame in a dead domain; the first live caller gets `Fault`.
+    fn unwind(&mut self, sys: &System, report: FaultReport) -> Step {
+        loop {
+            let Some(top) = self.frames.last_mut() else {
+                return Step::Done(ThreadResult::Faulted(report));
+            };
+            if sys.domain(top.domain).is_some_and(|d| !d.is_dead()) {
+                answer(
+                    &mut top.vcpu,
+                    ErrorCode::Fault as u64,
+                    fault_values(&report),
+                );
+                return Step::Continue;
+            }
+            if let Some(f) = self.frames.pop() {
+                Self::release(sys, f);
+            }
+        }
+    }
+
+    fn exit(&mut self, sys: &System, code: u64) -> Step {
+        while let Some(f) = self.frames.pop() {
+            Self::release(sys, f);
+        }
+        Step::Done(ThreadResult::Exited { code })
+    }
+}
+
+fn unknown_fault(domain: &str) -> FaultReport {
+    FaultReport {
+        domain: domain.to_owned(),
+        vector: pseudo_vector::VCPU_ERROR,
+        rip: 0,
+        error_code: 0,
+        cr2: 0,
+        message: Some("domain stopped".into()),
+        thread: None,
+    }
+}

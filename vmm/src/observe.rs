@@ -1,0 +1,50 @@
+//! A window on completed calls, so a checker outside the guests (the demo's
+//! model of the kv store, its SHA-256 check, its log-line count) judges what
+//! really crossed between domains. Off unless installed: with no observer
+//! the hot path copies nothing extra and allocates nothing.
+
+use shared_abi::{ArgMode, ErrorCode, MAX_SCALARS};
+
+/// One object of an observed call.
+#[derive(Clone, Debug)]
+pub struct ObservedObject {
+    /// Its mode.
+    pub mode: ArgMode,
+    /// The bytes the VMM copied into the callee (IN/INOUT; empty for OUT).
+    pub input: Vec<u8>,
+    /// The bytes the VMM copied back (OUT/INOUT on success; else empty).
+    pub output: Vec<u8>,
+}
+
+/// A call that reached its callee and returned.
+#[derive(Debug)]
+pub struct CallEvent<'a> {
+    /// The migrating thread.
+    pub thread: u64,
+    /// Caller domain id.
+    pub caller: u32,
+    /// The capability slot it used.
+    pub slot: u32,
+    /// Callee domain id.
+    pub callee: u32,
+    /// Callee domain name.
+    pub callee_name: &'a str,
+    /// The entry's name.
+    pub entry: &'a str,
+    /// The scalars.
+    pub scalars: [u64; MAX_SCALARS],
+    /// The objects, in descriptor order.
+    pub objects: &'a [ObservedObject],
+    /// The status word the caller got.
+    pub status: u64,
+    /// The results the caller got.
+    pub results: [u64; 2],
+}
+
+/// Something that watches calls. Called on the migrating thread, so keep it short.
+pub trait CallObserver: Send + Sync {
+    /// A call completed (successfully or with an application error).
+    fn completed(&self, event: &CallEvent<'_>);
+    /// A call was refused by Ferry or its callee faulted.
+    fn refused(&self, caller: u32, slot: u32, code: ErrorCode);
+}
