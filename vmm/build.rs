@@ -116,7 +116,7 @@ fn main() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         panic!(
-            "building the guest images failed ({}); cargo's output is above:\n{}",
+            "building the guest images failed ({}); cargo's stderr:\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
