@@ -67,6 +67,14 @@ pub mod selector {
     pub const TSS_BASE: u16 = 0x28;
 }
 
+// The fixed regions do not overlap, and each vCPU slot keeps a guard page
+// between its TSS, its RSP0 stack and its IST stack.
+const _: () = assert!(STUBS_ADDR + 32 * STUB_SIZE <= PAGE_TABLES_ADDR);
+const _: () = assert!(VCPU_AREA_ADDR + MAX_VCPUS as u64 * VCPU_SLOT_SIZE <= IMAGE_BASE);
+const _: () = assert!(TSS_OFFSET + TSS_SIZE <= EXC_STACK_OFFSET - PAGE_SIZE);
+const _: () = assert!(EXC_STACK_OFFSET + EXC_STACK_SIZE <= IST_STACK_OFFSET - PAGE_SIZE);
+const _: () = assert!(IST_STACK_OFFSET + EXC_STACK_SIZE < VCPU_SLOT_SIZE);
+
 /// Round `v` up to a page boundary (`None` on overflow).
 pub const fn page_up(v: u64) -> Option<u64> {
     match v.checked_add(PAGE_SIZE - 1) {
@@ -126,11 +134,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fixed_regions_do_not_overlap() {
-        assert!(STUBS_ADDR + 32 * STUB_SIZE <= PAGE_TABLES_ADDR);
-        assert!(vcpu_slot(MAX_VCPUS) <= IMAGE_BASE);
-        assert!(TSS_OFFSET + TSS_SIZE <= EXC_STACK_OFFSET - PAGE_SIZE);
-        assert!(IST_STACK_OFFSET + EXC_STACK_SIZE < VCPU_SLOT_SIZE);
+    fn page_tables_fit_max_memory() {
         // 4 KiB page tables for MAX_MEMORY: PML4 + PDPT + PDs + PTs.
         let pts = MAX_MEMORY / (2 << 20);
         let pds = MAX_MEMORY.div_ceil(1 << 30);

@@ -1,34 +1,51 @@
-//! Opening `/dev/kvm` with an error a person can act on.
+//! Opening KVM with an error a person can act on.
 
 use kvm_ioctls::{Cap, Kvm};
-use std::path::Path;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming another KVM device node than `/dev/kvm`
+/// (for tests of the error path, and hosts with an unusual `/dev`).
+pub const DEVICE_ENV: &str = "FERRY_KVM_DEVICE";
 
 /// Why KVM cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
     /// The device node is missing.
-    #[error("/dev/kvm does not exist: Ferry needs a Linux host with KVM enabled (load kvm_intel, kvm_amd or kvm_pvm)")]
-    Missing,
+    #[error("{} does not exist: Ferry needs a Linux host with KVM enabled", .0.display())]
+    Missing(PathBuf),
     /// No permission to open it.
-    #[error("no permission to open /dev/kvm: run as root or add your user to the `kvm` group")]
-    PermissionDenied,
+    #[error("no permission to open {}: run as root or add your user to the `kvm` group", .0.display())]
+    PermissionDenied(PathBuf),
     /// It opened but lacks something Ferry needs.
     #[error("this KVM lacks {0}, which Ferry needs")]
     Unsupported(&'static str),
     /// Any other failure.
-    #[error("cannot open /dev/kvm: {0}")]
-    Open(kvm_ioctls::Error),
+    #[error("cannot open {}", path.display())]
+    Open {
+        /// The device node.
+        path: PathBuf,
+        /// The error.
+        source: kvm_ioctls::Error,
+    },
+}
+
+/// The KVM device node Ferry uses: `$FERRY_KVM_DEVICE` or `/dev/kvm`.
+pub fn device_path() -> PathBuf {
+    std::env::var_os(DEVICE_ENV).map_or_else(|| PathBuf::from("/dev/kvm"), PathBuf::from)
 }
 
 /// Open KVM and check the capabilities Ferry relies on.
 pub fn open() -> Result<Kvm, KvmError> {
-    if !Path::new("/dev/kvm").exists() {
-        return Err(KvmError::Missing);
+    let path = device_path();
+    if !Path::new(&path).exists() {
+        return Err(KvmError::Missing(path));
     }
-    let kvm = Kvm::new().map_err(|e| match e.errno() {
-        libc::EACCES | libc::EPERM => KvmError::PermissionDenied,
-        libc::ENOENT | libc::ENODEV | libc::ENXIO => KvmError::Missing,
-        _ => KvmError::Open(e),
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| KvmError::Missing(path.clone()))?;
+    let kvm = Kvm::new_with_path(&c_path).map_err(|e| match e.errno() {
+        libc::EACCES | libc::EPERM => KvmError::PermissionDenied(path.clone()),
+        libc::ENOENT | libc::ENODEV | libc::ENXIO => KvmError::Missing(path.clone()),
+        _ => KvmError::Open { path: path.clone(), source: e },
     })?;
     if !kvm.check_extension(Cap::SyncRegs) {
         return Err(KvmError::Unsupported("KVM_CAP_SYNC_REGS"));

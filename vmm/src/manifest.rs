@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// The file could not be read.
-    #[error("cannot read manifest {path}: {source}")]
+    #[error("cannot read manifest {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -37,7 +37,7 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     /// Not valid TOML, or a field of the wrong type or unknown.
-    #[error("manifest is not valid: {0}")]
+    #[error("manifest is not valid")]
     Parse(#[from] toml::de::Error),
     /// A rule about the described system was broken.
     #[error("manifest: {0}")]

@@ -60,9 +60,9 @@ fn page_access(addr: u64, dl: &DomainLayout) -> PageAccess {
     if addr < IMAGE_BASE {
         let off = (addr - layout::VCPU_AREA_ADDR) % layout::VCPU_SLOT_SIZE;
         let tss_pages = layout::page_up(TSS_SIZE).unwrap_or(0);
-        let in_tss = off >= TSS_OFFSET && off < TSS_OFFSET + tss_pages;
-        let in_exc = off >= EXC_STACK_OFFSET && off < EXC_STACK_OFFSET + EXC_STACK_SIZE;
-        let in_ist = off >= IST_STACK_OFFSET && off < IST_STACK_OFFSET + EXC_STACK_SIZE;
+        let in_tss = (TSS_OFFSET..TSS_OFFSET + tss_pages).contains(&off);
+        let in_exc = (EXC_STACK_OFFSET..EXC_STACK_OFFSET + EXC_STACK_SIZE).contains(&off);
+        let in_ist = (IST_STACK_OFFSET..IST_STACK_OFFSET + EXC_STACK_SIZE).contains(&off);
         return if in_tss || in_exc || in_ist {
             Supervisor
         } else {
@@ -188,9 +188,9 @@ pub fn idt() -> Blob {
             | (((off >> 16) & 0xffff) << 48);
         let high = off >> 32;
         let at = (v * 16) as usize;
+        let gate = (u128::from(high) << 64) | u128::from(low);
         if let Some(s) = bytes.get_mut(at..at + 16) {
-            s[..8].copy_from_slice(&low.to_le_bytes());
-            s[8..].copy_from_slice(&high.to_le_bytes());
+            s.copy_from_slice(&gate.to_le_bytes());
         }
     }
     Blob {

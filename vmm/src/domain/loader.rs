@@ -31,7 +31,7 @@ pub enum LoadError {
     #[error("entry point {0:#x} is not inside the image")]
     BadEntry(u64),
     /// `linux-loader` refused it.
-    #[error("ELF loader: {0}")]
+    #[error("the ELF loader refused it")]
     Loader(#[source] linux_loader::loader::Error),
 }
 

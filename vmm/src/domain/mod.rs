@@ -31,7 +31,7 @@ const MAX_BOOT_EXITS: u32 = 100_000;
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     /// A KVM operation failed.
-    #[error("domain `{domain}`: KVM {what} failed: {source}")]
+    #[error("domain `{domain}`: KVM {what} failed")]
     Kvm {
         /// The domain.
         domain: String,
@@ -49,7 +49,7 @@ pub enum BootError {
         what: String,
     },
     /// The image could not be loaded.
-    #[error("domain `{domain}`: image {image}: {source}")]
+    #[error("domain `{domain}`: image {image}")]
     Image {
         /// The domain.
         domain: String,
@@ -423,7 +423,8 @@ impl Domain {
 
     fn new_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
-        if slot >= self.stacks.capacity().max(1) + 1 || slot >= shared_abi::layout::MAX_VCPUS {
+        // One boot vCPU plus at most one per stack: every running invocation holds a stack.
+        if slot > self.stacks.capacity() || slot >= shared_abi::layout::MAX_VCPUS {
             self.next_slot.fetch_sub(1, Ordering::Relaxed);
             return Err(kvm_ioctls::Error::new(libc::ENOSPC));
         }

@@ -38,20 +38,20 @@ pub enum ArgListError {
         reserved: u32,
     },
     /// Descriptor `index` overflows.
-    #[error("descriptor {index}: {source}")]
+    #[error("descriptor {index}: {range}")]
     Overflow {
         /// Which descriptor.
         index: usize,
         /// The range error.
-        source: RangeError,
+        range: RangeError,
     },
     /// Descriptor `index` is outside the caller's data region.
-    #[error("descriptor {index}: {source}")]
+    #[error("descriptor {index}: {range}")]
     OutOfRange {
         /// Which descriptor.
         index: usize,
         /// The range error.
-        source: RangeError,
+        range: RangeError,
     },
     /// Descriptors `a` and `b` are both written back and overlap.
     #[error("output descriptors {a} and {b} overlap")]
@@ -156,10 +156,10 @@ pub fn validate(
             match region.check(d.addr, d.len) {
                 Ok(()) => {}
                 Err(e @ RangeError::Overflow { .. }) => {
-                    return Err(ArgListError::Overflow { index, source: e })
+                    return Err(ArgListError::Overflow { index, range: e })
                 }
                 Err(e @ RangeError::Outside { .. }) => {
-                    return Err(ArgListError::OutOfRange { index, source: e })
+                    return Err(ArgListError::OutOfRange { index, range: e })
                 }
             }
         }

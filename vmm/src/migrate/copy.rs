@@ -44,7 +44,7 @@ fn zero(dst: &GuestMemoryMmap, to: u64, len: u64) -> Result<(), GuestMemError> {
         let part = d
             .subslice(off, chunk)
             .map_err(|_| GuestMemError { addr: to, len: n })?;
-        part.copy_from(&ZEROS[..chunk]);
+        part.copy_from(ZEROS.get(..chunk).unwrap_or(&[]));
         off += chunk;
     }
     Ok(())
