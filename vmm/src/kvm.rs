@@ -41,11 +41,15 @@ pub fn open() -> Result<Kvm, KvmError> {
     if !Path::new(&path).exists() {
         return Err(KvmError::Missing(path));
     }
-    let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| KvmError::Missing(path.clone()))?;
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| KvmError::Missing(path.clone()))?;
     let kvm = Kvm::new_with_path(&c_path).map_err(|e| match e.errno() {
         libc::EACCES | libc::EPERM => KvmError::PermissionDenied(path.clone()),
         libc::ENOENT | libc::ENODEV | libc::ENXIO => KvmError::Missing(path.clone()),
-        _ => KvmError::Open { path: path.clone(), source: e },
+        _ => KvmError::Open {
+            path: path.clone(),
+            source: e,
+        },
     })?;
     if !kvm.check_extension(Cap::SyncRegs) {
         return Err(KvmError::Unsupported("KVM_CAP_SYNC_REGS"));

@@ -400,7 +400,11 @@ mod tests {
             ("".to_owned(), "no [[domain]]"),
         ];
         for (text, want) in cases {
-            let err = System::parse(&text, None).unwrap_err().to_string();
+            let err = System::parse(&text, None).unwrap_err();
+            let err = match std::error::Error::source(&err) {
+                Some(cause) => format!("{err}: {cause}"),
+                None => err.to_string(),
+            };
             assert!(err.contains(want), "{err:?} should mention {want:?}");
         }
     }

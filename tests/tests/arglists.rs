@@ -1,0 +1,53 @@
+//! Every class of malformed argument list, sent by a real guest, gets its
+//! own error code, and the callee is never entered.
+
+mod common;
+
+use common::{boot, ok, testguest};
+use vmm::shared_abi::layout::PAGE_SIZE;
+use vmm::shared_abi::ErrorCode;
+
+#[test]
+fn each_malformed_class_is_refused_with_its_code() {
+    // The callee's stacks are small so a 200 KiB object exceeds its budget.
+    let toml = testguest("driver", &["b.sum_in"], "memory_mib = 4")
+        + &testguest("b", &[], "stack_kib = 16");
+    let (_dog, sys) = boot("each_malformed_class_is_refused_with_its_code", &toml);
+    let driver = sys.domain_by_name("driver").unwrap();
+    let guard = driver.layout.stack_bottom(0) - PAGE_SIZE;
+    let cases: &[(u64, &str, ErrorCode)] = &[
+        (0, "17 descriptors", ErrorCode::TooManyArgs),
+        (1, "mode 9", ErrorCode::BadMode),
+        (2, "the null page", ErrorCode::OutOfRange),
+        (3, "the page tables", ErrorCode::OutOfRange),
+        (4, "the GDT", ErrorCode::OutOfRange),
+        (5, "a guard page", ErrorCode::OutOfRange),
+        (6, "an overflowing range", ErrorCode::Overflow),
+        (7, "overlapping outputs", ErrorCode::OverlappingOutputs),
+        (
+            8,
+            "a 200 KiB object for a 16 KiB stack",
+            ErrorCode::TooLarge,
+        ),
+        (9, "slot 1000", ErrorCode::BadSlot),
+        (10, "a non-zero reserved word", ErrorCode::BadMode),
+        (11, "a wild request pointer", ErrorCode::BadPointer),
+        (12, "hypercall 77", ErrorCode::UnknownHypercall),
+    ];
+    for &(case, what, code) in cases {
+        let before = sys.counters.refused(code);
+        let out = sys.run_thread("driver", "drive_raw", &[case, guard]);
+        assert_eq!(ok(&out.result)[0], code as u64, "case {case} ({what})");
+        let counted = sys.counters.refused(code) - before;
+        assert_eq!(counted, 1, "case {case}: the VMM counted the refusal once");
+    }
+    assert_eq!(
+        sys.counters.calls(),
+        0,
+        "no malformed call entered the callee"
+    );
+    // The well-formed control case goes through: the sum of bytes 0..16.
+    let out = sys.run_thread("driver", "drive_raw", &[13, guard]);
+    assert_eq!(ok(&out.result), [0, 120]);
+    assert_eq!(sys.counters.calls(), 1);
+}

@@ -1,0 +1,111 @@
+//! Shared harness for tests that boot real VMs: the KVM check, the watchdog
+//! and manifest helpers for the `testguest` image.
+#![allow(dead_code)]
+
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::time::Duration;
+use vmm::migrate::ThreadResult;
+use vmm::system::System;
+
+/// Longest any VM-booting test may run before the whole test binary aborts.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Aborts the test process if not dropped within [`WATCHDOG`]: a hung
+/// guest must fail fast, never eat CI's time.
+pub struct Watchdog {
+    _cancel: Sender<()>,
+}
+
+impl Watchdog {
+    /// Arm a watchdog for the test called `name`.
+    pub fn arm(name: &'static str) -> Self {
+        let (tx, rx) = channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(WATCHDOG) {
+                eprintln!(
+                    "watchdog: test `{name}` still running after {} s; aborting",
+                    WATCHDOG.as_secs()
+                );
+                std::process::abort();
+            }
+        });
+        Self { _cancel: tx }
+    }
+}
+
+/// Fail with one clear sentence when KVM is missing: these tests never skip.
+pub fn require_kvm() {
+    let dev = vmm::kvm::device_path();
+    assert!(
+        dev.exists(),
+        "{} is missing: these tests boot real KVM guests and cannot run without it.",
+        dev.display()
+    );
+}
+
+/// Arm the watchdog, check KVM and boot the system described by `toml`.
+pub fn boot(name: &'static str, toml: &str) -> (Watchdog, System) {
+    let dog = Watchdog::arm(name);
+    require_kvm();
+    let spec = vmm::manifest::System::parse(toml, None)
+        .unwrap_or_else(|e| panic!("test manifest: {}", chain(&e)));
+    let sys = System::boot(spec, None).unwrap_or_else(|e| panic!("boot failed: {}", chain(&e)));
+    (dog, sys)
+}
+
+/// An error and all its causes, one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s += &format!(": {c}");
+        cause = c.source();
+    }
+    s
+}
+
+/// Every entry of the `testguest` image, in table order.
+pub const TESTGUEST_ENTRIES: &[&str] = &[
+    "null",
+    "echo",
+    "whoami",
+    "sum_in",
+    "fill_out",
+    "inc_inout",
+    "fail_app",
+    "relay",
+    "ud2",
+    "div0",
+    "wild_write",
+    "stack_overflow",
+    "panic",
+    "sites",
+    "drive_basic",
+    "drive_raw",
+    "drive_fault",
+    "drive_relay",
+    "spin_forever",
+];
+
+/// A `[[domain]]` running `testguest`, exporting every entry, with `caps`
+/// as its capability slots and `extra` TOML lines (memory, stacks…).
+pub fn testguest(name: &str, caps: &[&str], extra: &str) -> String {
+    let exports: Vec<String> = TESTGUEST_ENTRIES
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect();
+    let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
+    format!(
+        "[[domain]]\nname = \"{name}\"\nimage = \"testguest\"\nexports = [{}]\ncapabilities = [{}]\n{extra}\n",
+        exports.join(", "),
+        caps.join(", ")
+    )
+}
+
+/// The results of a thread that must have returned success.
+pub fn ok(result: &ThreadResult) -> [u64; 2] {
+    match result {
+        ThreadResult::Returned { status: 0, results } => *results,
+        other => panic!("thread did not return success: {other:?}"),
+    }
+}

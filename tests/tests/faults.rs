@@ -1,0 +1,131 @@
+//! Each fault kind is reported precisely — vector, RIP at the faulting
+//! instruction, error code, CR2 — to the VMM and to the calling guest; the
+//! faulted domain is stopped and later calls to it get `DomainDead`.
+
+mod common;
+
+use common::{boot, ok, testguest};
+use vmm::fault::FaultReport;
+use vmm::migrate::ThreadResult;
+use vmm::shared_abi::layout::PAGE_SIZE;
+use vmm::shared_abi::{pseudo_vector, ErrorCode};
+use vmm::system::System;
+
+/// Boot a driver whose slot 0 is `target.<entry>` and slot 1 `target.sites`.
+fn setup(name: &'static str, entry: &str) -> (common::Watchdog, System) {
+    let cap = format!("target.{entry}");
+    let toml = testguest("driver", &[&cap, "target.sites"], "") + &testguest("target", &[], "");
+    boot(name, &toml)
+}
+
+fn label(sys: &System, which: u64) -> u64 {
+    ok(&sys.run_thread("target", "sites", &[which]).result)[0]
+}
+
+fn only_fault(sys: &System) -> FaultReport {
+    let faults = sys.faults();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].domain, "target");
+    faults[0].clone()
+}
+
+fn assert_dead(sys: &System) {
+    assert!(sys.domain_by_name("target").unwrap().is_dead());
+    assert!(matches!(
+        sys.run_thread("target", "null", &[]).result,
+        ThreadResult::NotStarted(_)
+    ));
+}
+
+#[test]
+fn invalid_opcode_reports_vector_and_rip() {
+    let (_dog, sys) = setup("invalid_opcode_reports_vector_and_rip", "ud2");
+    let site = label(&sys, 0);
+    let r = ok(&sys.run_thread("driver", "drive_fault", &[0]).result);
+    assert_eq!(
+        r,
+        [6, 0],
+        "the guest got Fault with vector 6 at exactly the ud2"
+    );
+    let f = only_fault(&sys);
+    assert_eq!((f.vector, f.rip), (6, site));
+    assert_dead(&sys);
+}
+
+#[test]
+fn divide_error_reports_vector_and_rip() {
+    let (_dog, sys) = setup("divide_error_reports_vector_and_rip", "div0");
+    let site = label(&sys, 1);
+    assert_eq!(
+        ok(&sys.run_thread("driver", "drive_fault", &[1]).result),
+        [0, 0]
+    );
+    let f = only_fault(&sys);
+    assert_eq!((f.vector, f.rip), (0, site));
+}
+
+#[test]
+fn wild_pointer_reports_page_fault_with_cr2() {
+    let (_dog, sys) = setup("wild_pointer_reports_page_fault_with_cr2", "wild_write");
+    let site = label(&sys, 2);
+    assert_eq!(
+        ok(&sys.run_thread("driver", "drive_fault", &[2]).result),
+        [14, 0]
+    );
+    let f = only_fault(&sys);
+    assert_eq!((f.vector, f.rip, f.cr2), (14, site, 0x0000_7fff_dead_0000));
+    // Not present (bit 0 clear), a write (bit 1), from user mode (bit 2).
+    assert_eq!(
+        f.error_code & 0b111,
+        0b110,
+        "error code {:#x}",
+        f.error_code
+    );
+}
+
+#[test]
+fn stack_overflow_hits_the_guard_page() {
+    let (_dog, sys) = setup("stack_overflow_hits_the_guard_page", "stack_overflow");
+    let r = ok(&sys.run_thread("driver", "drive_fault", &[3]).result);
+    assert_eq!(r, [ErrorCode::Fault as u64, 14]);
+    let f = only_fault(&sys);
+    assert_eq!(f.vector, 14);
+    let target = sys.domain_by_name("target").unwrap();
+    let in_a_guard = (0..target.layout.stack_count).any(|i| {
+        let guard = target.layout.stack_bottom(i) - PAGE_SIZE;
+        (guard..guard + PAGE_SIZE).contains(&f.cr2)
+    });
+    assert!(in_a_guard, "CR2 {:#x} is not in a guard page", f.cr2);
+    // Later calls to the dead domain are refused at once.
+    let again = ok(&sys.run_thread("driver", "drive_fault", &[3]).result);
+    assert_eq!(again[0], ErrorCode::DomainDead as u64);
+    assert_eq!(sys.counters.refused(ErrorCode::DomainDead), 1);
+}
+
+#[test]
+fn panic_reports_its_message() {
+    let (_dog, sys) = setup("panic_reports_its_message", "panic");
+    let r = ok(&sys.run_thread("driver", "drive_fault", &[4]).result);
+    assert_eq!(r, [ErrorCode::Fault as u64, pseudo_vector::PANIC]);
+    let f = only_fault(&sys);
+    assert_eq!(f.vector, pseudo_vector::PANIC);
+    assert!(
+        f.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("testguest deliberate panic"),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_fault_in_the_first_frame_ends_the_thread_with_the_report() {
+    let (_dog, sys) = boot("a_fault_in_the_first_frame", &testguest("target", &[], ""));
+    let site = label(&sys, 0);
+    match sys.run_thread("target", "ud2", &[]).result {
+        ThreadResult::Faulted(f) => {
+            assert_eq!((f.vector, f.rip, f.thread.is_some()), (6, site, true))
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,87 @@
+//! Host-side refusals: a system that cannot be started is refused before
+//! any thread runs, with a message naming both sides of the problem.
+
+mod common;
+
+use vmm::domain::BootError;
+use vmm::system::{System, SystemError};
+
+fn boot_err(toml: &str) -> SystemError {
+    let _dog = common::Watchdog::arm("manifest boot error");
+    common::require_kvm();
+    let spec = vmm::manifest::System::parse(toml, None).unwrap();
+    match System::boot(spec, None) {
+        Ok(_) => panic!("booted a system that should be refused"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn entry_table_mismatch_names_both_sides() {
+    let e = boot_err(
+        "[[domain]]\nname = \"kv\"\nimage = \"testguest\"\nexports = [\"null\", \"frobnicate\"]\n",
+    );
+    assert!(
+        matches!(e, SystemError::Boot(BootError::EntryMismatch { .. })),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("frobnicate") && msg.contains("drive_basic"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn abi_version_mismatch_names_both_versions() {
+    let e = boot_err("[[domain]]\nname = \"old\"\nimage = \"badabi\"\nexports = [\"null\"]\n");
+    let SystemError::Boot(BootError::AbiVersion { guest, vmm, .. }) = e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(vmm, vmm::shared_abi::ABI_VERSION);
+    assert_ne!(guest, vmm);
+}
+
+#[test]
+fn missing_image_is_refused() {
+    let e = boot_err("[[domain]]\nname = \"x\"\nimage = \"/nonexistent/x.elf\"\n");
+    assert!(
+        e.to_string()
+            .contains("cannot read image /nonexistent/x.elf"),
+        "{e}"
+    );
+    let e = boot_err("[[domain]]\nname = \"x\"\nimage = \"nosuchimage\"\n");
+    assert!(
+        e.to_string().contains("no built-in image `nosuchimage`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn garbage_image_is_refused() {
+    let path = std::env::temp_dir().join(format!("ferry-garbage-{}.elf", std::process::id()));
+    std::fs::write(&path, b"this is not an ELF file").unwrap();
+    let e = boot_err(&format!(
+        "[[domain]]\nname = \"x\"\nimage = \"{}\"\n",
+        path.display()
+    ));
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        matches!(e, SystemError::Boot(BootError::Image { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn too_little_memory_is_refused() {
+    let e =
+        boot_err("[[domain]]\nname = \"x\"\nimage = \"testguest\"\nmemory_mib = 3\nstacks = 16\n");
+    assert!(e.to_string().contains("do not hold the image"), "{e}");
+    // Memory that ends below the image base: the loader refuses the segments.
+    let e = boot_err("[[domain]]\nname = \"x\"\nimage = \"testguest\"\nmemory_mib = 1\n");
+    assert!(
+        common::chain(&e).contains("outside the image area"),
+        "{}",
+        common::chain(&e)
+    );
+}

@@ -1,0 +1,140 @@
+//! The `ferry` binary end to end: the demo passes with exit 0, a lying `kv`
+//! makes it fail, and every user error is one clear line and a non-zero exit.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Run `ferry` with `args`, killing it after 60 s (a hang fails the test fast).
+fn ferry(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("ferry {args:?} still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn require_kvm() {
+    assert!(
+        std::path::Path::new("/dev/kvm").exists(),
+        "/dev/kvm is missing: these tests boot real KVM guests and cannot run without it."
+    );
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A user error: non-zero exit, exactly one line on stderr, no panic.
+fn assert_one_line_error(o: &Output, needle: &str) {
+    let (_, err) = text(o);
+    assert!(!o.status.success(), "exit status {:?}", o.status);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected:\n{err}"
+    );
+    assert!(err.starts_with("ferry: ") && err.contains(needle), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_passes_every_check() {
+    require_kvm();
+    let o = ferry(&[], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "demo failed:\n{out}\n{err}");
+    assert!(out.contains("demo: all checks passed"), "{out}");
+    assert!(!out.contains("[FAIL]"), "{out}");
+    for entry in [
+        "kv.put",
+        "kv.get",
+        "kv.delete",
+        "hasher.sha256",
+        "logger.append",
+        "floor",
+    ] {
+        assert!(out.contains(entry), "latency summary lacks {entry}:\n{out}");
+    }
+}
+
+#[test]
+fn demo_with_a_corrupting_kv_fails() {
+    require_kvm();
+    let demo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/demo.toml"
+    ))
+    .unwrap();
+    let corrupt = demo.replace("image = \"kv\"", "image = \"kv-corrupt\"");
+    assert_ne!(demo, corrupt);
+    let path = std::env::temp_dir().join(format!("ferry-corrupt-{}.toml", std::process::id()));
+    std::fs::write(&path, corrupt).unwrap();
+    let o = ferry(&["demo", "--manifest", path.to_str().unwrap()], &[]);
+    let _ = std::fs::remove_file(&path);
+    let (out, err) = text(&o);
+    assert!(
+        !o.status.success(),
+        "a lying kv must fail the demo:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("[FAIL] every get matched the VMM's model"),
+        "{out}"
+    );
+    assert!(out.contains("mismatch: get `key-"), "{out}");
+}
+
+#[test]
+fn missing_kvm_is_one_clear_sentence() {
+    let o = ferry(&[], &[("FERRY_KVM_DEVICE", "/nonexistent/kvm")]);
+    assert_one_line_error(
+        &o,
+        "/nonexistent/kvm does not exist: Ferry needs a Linux host with KVM enabled",
+    );
+}
+
+#[test]
+fn missing_manifest_is_one_clear_sentence() {
+    let o = ferry(&["run", "/nonexistent/system.toml"], &[]);
+    assert_one_line_error(&o, "cannot read manifest /nonexistent/system.toml");
+}
+
+#[test]
+fn invalid_manifest_is_one_clear_sentence() {
+    let path = std::env::temp_dir().join(format!("ferry-bad-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[[domain]]\nname = \"a\"\nimage = \"kv\"\ncapabilities = [\"b.x\"]\n",
+    )
+    .unwrap();
+    let o = ferry(&["run", path.to_str().unwrap()], &[]);
+    let _ = std::fs::remove_file(&path);
+    assert_one_line_error(&o, "capability `b.x` names unknown domain `b`");
+}
+
+#[test]
+fn missing_image_is_one_clear_sentence() {
+    require_kvm();
+    let path = std::env::temp_dir().join(format!("ferry-noimg-{}.toml", std::process::id()));
+    std::fs::write(&path, "[[domain]]\nname = \"a\"\nimage = \"./nope.elf\"\n").unwrap();
+    let o = ferry(&["run", path.to_str().unwrap()], &[]);
+    let _ = std::fs::remove_file(&path);
+    assert_one_line_error(&o, "nope.elf");
+}
