@@ -33,5 +33,7 @@ pub use call::{call, call_raw, Arg, CallError, Pod};
 pub use entry::{Call, EntryFn, EntryTable, BAD_ERROR_STATUS, UNKNOWN_ENTRY_STATUS};
 pub use hypercall::{exit, hypercall_raw, nop, rdtsc};
 pub use print::_print;
+#[doc(hidden)]
+pub use rt::__test_only_start_with_abi_version;
 pub use rt::{_start, boot_info, domain_id, generation};
 pub use samples::{measure_floor, SAMPLE_CAPACITY};

@@ -50,55 +50,8 @@ pub fn boot_info() -> BootInfo {
 #[no_mangle]
 #[link_section = ".text._start"]
 pub unsafe extern "C" fn _start(boot: *const BootInfo) -> ! {
-    // SAFETY: the VMM passes a valid BootInfo (see above).
-    let boot = unsafe { boot.read() };
-    DOMAIN_ID.store(boot.domain_id, Ordering::Relaxed);
-    GENERATION.store(boot.generation, Ordering::Relaxed);
-    HEAP_BASE.store(boot.heap_base, Ordering::Relaxed);
-    HEAP_SIZE.store(boot.heap_size, Ordering::Relaxed);
-    STACK_SIZE.store(boot.stack_size, Ordering::Relaxed);
-    // The allocator needs a few words of bookkeeping; a tinier heap would
-    // make `init` panic before we could even say Hello.
-    if boot.heap_size >= MIN_HEAP {
-        // SAFETY: the heap range is ours alone (VMM contract); this runs once
-        // per boot, before any allocation.
-        unsafe {
-            HEAP.lock()
-                .init(boot.heap_base as *mut u8, boot.heap_size as usize)
-        };
-    }
-
-    let t = table();
-    let hello = Hello {
-        abi_version: ABI_VERSION,
-        entry_count: t.names.len() as u32,
-        entries: t.names.as_ptr() as u64,
-        dispatcher: dispatch as extern "C" fn(_, _) -> ! as usize as u64,
-        samples: SAMPLES.addr(),
-        sample_capacity: SAMPLE_CAPACITY as u64,
-        sample_count: SAMPLE_COUNT.as_ptr() as u64,
-    };
-    // SAFETY: Hello only reads the struct and the tables it names, all live.
-    let (status, _) = unsafe {
-        hypercall(
-            Hypercall::Hello as u32,
-            [&hello as *const Hello as u64, 0, 0, 0, 0, 0],
-        )
-    };
-    if status != 0 {
-        let mut msg = FixedBuf::new();
-        let _ = write!(msg, "ferry-guest: Hello refused with status {status:#x}");
-        loop {
-            report_panic(msg.as_str());
-        }
-    }
-
-    if let Some(init) = t.init {
-        init();
-    }
-    loop {
-        hypercall_scalar(Hypercall::Ready, [0; 6]);
-    }
+    // SAFETY: forwarded from our own contract.
+    unsafe { boot_with(boot, ABI_VERSION) }
 }
 
 /// Smallest heap handed to the allocator (smaller: no heap at all).
@@ -158,5 +111,85 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     loop {
         // SAFETY: ud2 only raises #UD; the VMM stops the domain anyway.
         unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    }
+}
+
+/// TEST-ONLY — never call this from a real image. Boots exactly like
+/// [`_start`] but says `Hello` with `abi_version` instead of
+/// [`ABI_VERSION`], so the VMM's tests can check that it refuses a guest
+/// built against another ABI version (image `badabi` enters here through
+/// its own entry symbol).
+///
+/// Hidden rather than behind a cargo feature on purpose: cargo unifies
+/// features across the guest workspace, so a feature would reach every image
+/// anyway and isolate nothing. Images that do not call this link none of it,
+/// and `_start` compiles to the same code as before.
+///
+/// # Safety
+/// As for [`_start`]: call it only as the image's entry point, once per
+/// boot, with the `BootInfo` the VMM passed.
+#[doc(hidden)]
+#[inline] // codegen only in the image that calls it
+pub unsafe fn __test_only_start_with_abi_version(boot: *const BootInfo, abi_version: u32) -> ! {
+    // SAFETY: forwarded from our own contract.
+    unsafe { boot_with(boot, abi_version) }
+}
+
+/// The body of [`_start`], saying `Hello` with `abi_version` (always
+/// [`ABI_VERSION`] except in the test-only
+/// `__test_only_start_with_abi_version`).
+///
+/// # Safety
+/// As for [`_start`].
+#[inline(always)]
+unsafe fn boot_with(boot: *const BootInfo, abi_version: u32) -> ! {
+    // SAFETY: the VMM passes a valid BootInfo (see `_start`).
+    let boot = unsafe { boot.read() };
+    DOMAIN_ID.store(boot.domain_id, Ordering::Relaxed);
+    GENERATION.store(boot.generation, Ordering::Relaxed);
+    HEAP_BASE.store(boot.heap_base, Ordering::Relaxed);
+    HEAP_SIZE.store(boot.heap_size, Ordering::Relaxed);
+    STACK_SIZE.store(boot.stack_size, Ordering::Relaxed);
+    // The allocator needs a few words of bookkeeping; a tinier heap would
+    // make `init` panic before we could even say Hello.
+    if boot.heap_size >= MIN_HEAP {
+        // SAFETY: the heap range is ours alone (VMM contract); this runs once
+        // per boot, before any allocation.
+        unsafe {
+            HEAP.lock()
+                .init(boot.heap_base as *mut u8, boot.heap_size as usize)
+        };
+    }
+
+    let t = table();
+    let hello = Hello {
+        abi_version,
+        entry_count: t.names.len() as u32,
+        entries: t.names.as_ptr() as u64,
+        dispatcher: dispatch as extern "C" fn(_, _) -> ! as usize as u64,
+        samples: SAMPLES.addr(),
+        sample_capacity: SAMPLE_CAPACITY as u64,
+        sample_count: SAMPLE_COUNT.as_ptr() as u64,
+    };
+    // SAFETY: Hello only reads the struct and the tables it names, all live.
+    let (status, _) = unsafe {
+        hypercall(
+            Hypercall::Hello as u32,
+            [&hello as *const Hello as u64, 0, 0, 0, 0, 0],
+        )
+    };
+    if status != 0 {
+        let mut msg = FixedBuf::new();
+        let _ = write!(msg, "ferry-guest: Hello refused with status {status:#x}");
+        loop {
+            report_panic(msg.as_str());
+        }
+    }
+
+    if let Some(init) = t.init {
+        init();
+    }
+    loop {
+        hypercall_scalar(Hypercall::Ready, [0; 6]);
     }
 }
