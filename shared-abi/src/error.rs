@@ -29,17 +29,23 @@ pub enum ErrorCode {
     /// The callee faulted; `RDI` = vector, `RSI` = RIP, `RDX` = error code,
     /// `R10` = CR2.
     Fault = 9,
-    /// The callee domain has faulted before and is stopped.
+    /// The callee domain has faulted and could not be restarted.
     DomainDead = 10,
-    /// The callee's stack pool is empty.
+    /// The callee's stack pool is empty and its policy is `fail`, or the
+    /// only stacks out are held by the calling thread itself (waiting would
+    /// deadlock).
     NoStack = 11,
-    /// The callee domain is being restarted.
+    /// The callee domain faulted and is quarantined or being reset; retry later.
     Restarting = 12,
     /// A hypercall's pointer argument (not a descriptor) is outside the
     /// data region, or the thing it points at is malformed.
     BadPointer = 13,
     /// The call would make the invocation chain deeper than the VMM allows.
     TooDeep = 14,
+    /// `Spawn` would exceed the domain's quota of spawned threads.
+    QuotaExceeded = 15,
+    /// `Spawn` named an entry index the domain does not have.
+    NoSuchEntry = 16,
 }
 
 impl ErrorCode {
@@ -60,6 +66,8 @@ impl ErrorCode {
             12 => Self::Restarting,
             13 => Self::BadPointer,
             14 => Self::TooDeep,
+            15 => Self::QuotaExceeded,
+            16 => Self::NoSuchEntry,
             _ => return None,
         })
     }

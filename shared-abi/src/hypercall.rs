@@ -40,6 +40,10 @@ pub enum Hypercall {
     Panic = 7,
     /// End the calling thread (from any depth); `RDI` = exit code.
     Exit = 8,
+    /// Start a new thread in the caller's own domain: `RDI` = entry index,
+    /// `RSI` = its first scalar. Answer: `RAX` = status, `RDI` = thread id.
+    /// Counted against the domain's `max_spawned` quota.
+    Spawn = 9,
 }
 
 /// The number in `EAX` is not a hypercall this ABI knows.
@@ -59,6 +63,7 @@ impl TryFrom<u32> for Hypercall {
             6 => Self::Nop,
             7 => Self::Panic,
             8 => Self::Exit,
+            9 => Self::Spawn,
             other => return Err(UnknownHypercall(other)),
         })
     }
@@ -76,6 +81,6 @@ mod tests {
             }
         }
         assert_eq!(Hypercall::try_from(0), Err(UnknownHypercall(0)));
-        assert_eq!(Hypercall::try_from(9), Err(UnknownHypercall(9)));
+        assert_eq!(Hypercall::try_from(10), Err(UnknownHypercall(10)));
     }
 }

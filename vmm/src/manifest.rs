@@ -12,6 +12,8 @@
 //! stack_kib = 64
 //! exports = ["put", "get"]  # entries other domains may hold capabilities to
 //! capabilities = ["logger.append"]   # slot 0, 1, … of this domain
+//! stack_policy = "block"    # or "fail": what a call does when no stack is free
+//! max_spawned = 4           # threads its guest may `spawn` and have running
 //!
 //! [[thread]]
 //! domain = "client"
@@ -72,6 +74,14 @@ struct RawDomain {
     exports: Vec<String>,
     #[serde(default)]
     capabilities: Vec<String>,
+    #[serde(default)]
+    stack_policy: StackPolicy,
+    #[serde(default = "default_max_spawned")]
+    max_spawned: u32,
+}
+
+fn default_max_spawned() -> u32 {
+    4
 }
 
 fn default_memory_mib() -> u64 {
@@ -91,6 +101,18 @@ struct RawThread {
     entry: String,
     #[serde(default)]
     args: Vec<u64>,
+}
+
+/// What a call does when the callee's stack pool is empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackPolicy {
+    /// Wait until another thread gives a stack back (never for a stack only
+    /// the caller itself holds: that is `NoStack`, not a deadlock).
+    #[default]
+    Block,
+    /// Fail at once with `NoStack`.
+    Fail,
 }
 
 /// Where a domain's image comes from.
@@ -128,6 +150,10 @@ pub struct DomainSpec {
     pub exports: Vec<String>,
     /// Slot `i` → capability `i`.
     pub capabilities: Vec<CapabilitySpec>,
+    /// What a call does when the pool is empty.
+    pub stack_policy: StackPolicy,
+    /// Most threads its guests may have spawned and running at once.
+    pub max_spawned: u32,
 }
 
 /// One initial thread.
@@ -242,6 +268,8 @@ impl System {
                 stack_size,
                 exports: d.exports.clone(),
                 capabilities: Vec::new(),
+                stack_policy: d.stack_policy,
+                max_spawned: d.max_spawned,
             });
         }
         for (i, d) in raw.domain.iter().enumerate() {

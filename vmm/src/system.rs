@@ -11,7 +11,33 @@ use crate::observe::CallObserver;
 use crate::stats::LatencySummary;
 use shared_abi::{ErrorCode, MAX_SCALARS};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn scalars_of(args: &[u64]) -> [u64; MAX_SCALARS] {
+    let mut scalars = [0u64; MAX_SCALARS];
+    scalars.iter_mut().zip(args).for_each(|(s, a)| *s = *a);
+    scalars
+}
+
+type HostThread<'scope> = (u64, std::thread::ScopedJoinHandle<'scope, ThreadOutcome>);
+
+/// Run `job` (migrating thread `thread`) on a host thread of its own.
+fn start_host_thread<'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    handles: &mut Vec<HostThread<'scope>>,
+    thread: u64,
+    job: impl FnOnce() -> ThreadOutcome + Send + 'scope,
+) {
+    match std::thread::Builder::new()
+        .name(format!("ferry-t{thread}"))
+        .spawn_scoped(s, job)
+    {
+        Ok(h) => handles.push((thread, h)),
+        Err(e) => log::error!("cannot start a host thread for thread {thread}: {e}"),
+    }
+}
 
 /// Why a system could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +77,7 @@ pub struct Counters {
     calls: AtomicU64,
     returns: AtomicU64,
     faults: AtomicU64,
-    refused: [AtomicU64; 16],
+    refused: [AtomicU64; 32],
 }
 
 impl Counters {
@@ -100,6 +126,14 @@ pub struct ThreadOutcome {
     pub result: ThreadResult,
 }
 
+/// A thread a guest asked for with `Spawn`.
+struct SpawnRequest {
+    thread: u64,
+    domain: u32,
+    entry: u32,
+    arg: u64,
+}
+
 /// A booted system.
 pub struct System {
     /// What it was booted from.
@@ -110,6 +144,8 @@ pub struct System {
     /// The engine's counters.
     pub counters: Counters,
     next_thread: AtomicU64,
+    /// Set while [`System::run`] runs: where `Spawn` sends new threads.
+    spawner: Mutex<Option<Sender<SpawnRequest>>>,
 }
 
 fn image_bytes(
@@ -177,6 +213,7 @@ impl System {
             observer,
             counters: Counters::default(),
             next_thread: AtomicU64::new(1),
+            spawner: Mutex::new(None),
         })
     }
 
@@ -203,25 +240,37 @@ impl System {
     /// Run one thread from `entry` of `domain` to its end, on this host thread.
     pub fn run_thread(&self, domain: &str, entry: &str, args: &[u64]) -> ThreadOutcome {
         let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
-        let start = format!("{domain}.{entry}");
-        let mut scalars = [0u64; MAX_SCALARS];
-        for (s, a) in scalars.iter_mut().zip(args) {
-            *s = *a;
-        }
-        let located = self.domain_by_name(domain).and_then(|d| {
-            d.entries
-                .iter()
-                .position(|e| e == entry)
-                .map(|i| (d.id, i as u32))
-        });
-        let Some((dom, idx)) = located else {
-            return ThreadOutcome {
+        let located = self
+            .domain_by_name(domain)
+            .and_then(|d| Some((d.id, d.entries.iter().position(|e| e == entry)? as u32)));
+        match located {
+            Some((dom, idx)) => self.run_chain(thread, dom, idx, scalars_of(args)),
+            None => ThreadOutcome {
                 thread,
-                start,
+                start: format!("{domain}.{entry}"),
                 result: ThreadResult::NotStarted("no such domain or entry".into()),
-            };
-        };
-        let mut chain = match Chain::start(self, thread, dom, idx, scalars) {
+            },
+        }
+    }
+
+    fn run_chain(
+        &self,
+        thread: u64,
+        domain: u32,
+        entry: u32,
+        scalars: [u64; MAX_SCALARS],
+    ) -> ThreadOutcome {
+        let start = self.domain(domain).map_or_else(
+            || "?".to_owned(),
+            |d| {
+                format!(
+                    "{}.{}",
+                    d.name,
+                    d.entries.get(entry as usize).map_or("?", String::as_str)
+                )
+            },
+        );
+        let mut chain = match Chain::start(self, thread, domain, entry, scalars) {
             Ok(c) => c,
             Err(why) => {
                 return ThreadOutcome {
@@ -242,44 +291,91 @@ impl System {
         }
     }
 
-    /// Run the manifest's threads, each on its own host thread, until all end.
+    /// Start a thread in `entry` (an index) of `domain` on behalf of a guest.
+    pub(crate) fn spawn(&self, domain: &Domain, entry: u64, arg: u64) -> Result<u64, ErrorCode> {
+        let entry = u32::try_from(entry)
+            .ok()
+            .filter(|e| (*e as usize) < domain.entries.len())
+            .ok_or(ErrorCode::NoSuchEntry)?;
+        let Some(tx) = self.spawner.lock().ok().and_then(|g| g.clone()) else {
+            log::warn!("[{}] spawn outside `System::run`: refused", domain.name);
+            return Err(ErrorCode::QuotaExceeded);
+        };
+        domain.spawn_begin()?;
+        let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
+        if tx
+            .send(SpawnRequest {
+                thread,
+                domain: domain.id,
+                entry,
+                arg,
+            })
+            .is_err()
+        {
+            domain.spawn_end();
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        Ok(thread)
+    }
+
+    /// Run a spawned thread and give its quota back when it ends.
+    fn run_spawned(&self, req: SpawnRequest) -> ThreadOutcome {
+        let out = self.run_chain(req.thread, req.domain, req.entry, scalars_of(&[req.arg]));
+        if let Some(d) = self.domain(req.domain) {
+            d.spawn_end();
+        }
+        out
+    }
+
+    /// Run the manifest's threads, each on its own host thread, and every
+    /// thread they spawn, until all have ended. Outcomes by thread id.
     pub fn run(&self) -> Vec<ThreadOutcome> {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .spec
-                .threads
-                .iter()
-                .map(|t| {
-                    let domain = self
-                        .spec
-                        .domains
-                        .get(t.domain)
-                        .map_or("?", |d| d.name.as_str());
-                    let name = format!("ferry-{domain}.{}", t.entry);
-                    let start = format!("{domain}.{}", t.entry);
-                    let handle = std::thread::Builder::new()
-                        .name(name)
-                        .spawn_scoped(s, move || self.run_thread(domain, &t.entry, &t.args));
-                    (start, handle)
-                })
-                .collect();
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        if let Ok(mut s) = self.spawner.lock() {
+            *s = Some(tx);
+        }
+        let mut outcomes = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for t in &self.spec.threads {
+                let located = self.domain(t.domain as u32).and_then(|d| {
+                    Some((d.id, d.entries.iter().position(|e| *e == t.entry)? as u32))
+                });
+                let Some((dom, idx)) = located else { continue };
+                let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
+                let scalars = scalars_of(&t.args);
+                start_host_thread(s, &mut handles, thread, move || {
+                    self.run_chain(thread, dom, idx, scalars)
+                });
+            }
+            loop {
+                let req = match rx.recv_timeout(Duration::from_millis(5)) {
+                    Ok(req) => req,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    // Anything sent before the last thread finished is queued by now.
+                    Err(RecvTimeoutError::Timeout) => match rx.try_recv() {
+                        Ok(req) => req,
+                        Err(_) if handles.iter().all(|(_, h)| h.is_finished()) => break,
+                        Err(_) => continue,
+                    },
+                };
+                start_host_thread(s, &mut handles, req.thread, move || self.run_spawned(req));
+            }
             handles
                 .into_iter()
-                .map(|(start, h)| {
-                    match h
-                        .map_err(|e| e.to_string())
-                        .and_then(|h| h.join().map_err(|_| "host thread panicked".to_owned()))
-                    {
-                        Ok(o) => o,
-                        Err(why) => ThreadOutcome {
-                            thread: 0,
-                            start,
-                            result: ThreadResult::NotStarted(why),
-                        },
-                    }
+                .map(|(thread, h)| {
+                    h.join().unwrap_or_else(|_| ThreadOutcome {
+                        thread,
+                        start: "?".into(),
+                        result: ThreadResult::NotStarted("host thread panicked".into()),
+                    })
                 })
-                .collect()
-        })
+                .collect::<Vec<_>>()
+        });
+        if let Ok(mut s) = self.spawner.lock() {
+            *s = None;
+        }
+        outcomes.sort_by_key(|o| o.thread);
+        outcomes
     }
 
     /// Faults of all domains that died.

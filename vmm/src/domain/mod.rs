@@ -1,108 +1,32 @@
 //! A domain: one KVM VM running one guest image at CPL3, with its memory,
-//! its stack pool, its vCPUs and the entry table it declared at hello.
+//! its stack pool, its vCPUs, the entry table it declared at hello, and its
+//! health (running, quarantined after a fault, being reset, dead).
 
 pub mod arch;
+mod boot;
 pub mod loader;
 pub mod region;
 pub mod stack_pool;
 
-use crate::fault::{self, FaultReport};
+pub use boot::{BootError, HelloInfo, MAX_ENTRIES, MIN_HEAP};
+
+use crate::fault::FaultReport;
 use crate::guest_io::{self, GuestMemError};
-use crate::manifest::DomainSpec;
-use crate::vcpu::{Exit, Vcpu};
+use crate::manifest::{DomainSpec, StackPolicy};
+use crate::vcpu::Vcpu;
 use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VmFd};
 use region::DataRegion;
 use shared_abi::layout::{DomainLayout, PAGE_SIZE};
-use shared_abi::{BootInfo, Hypercall, Sample, ABI_VERSION};
+use shared_abi::{ErrorCode, Sample};
 use stack_pool::StackPool;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-/// Most entries a guest may declare.
-pub const MAX_ENTRIES: u32 = 256;
-/// Least heap a domain must have after its image and stacks.
-pub const MIN_HEAP: u64 = 64 * 1024;
-/// Most hypercalls a guest may make while booting (a loop guard).
-const MAX_BOOT_EXITS: u32 = 100_000;
-
-/// Why a domain could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum BootError {
-    /// A KVM operation failed.
-    #[error("domain `{domain}`: KVM {what} failed")]
-    Kvm {
-        /// The domain.
-        domain: String,
-        /// Which operation.
-        what: &'static str,
-        /// The error.
-        source: kvm_ioctls::Error,
-    },
-    /// Guest memory could not be set up.
-    #[error("domain `{domain}`: {what}")]
-    Memory {
-        /// The domain.
-        domain: String,
-        /// What went wrong.
-        what: String,
-    },
-    /// The image could not be loaded.
-    #[error("domain `{domain}`: image {image}")]
-    Image {
-        /// The domain.
-        domain: String,
-        /// The image.
-        image: String,
-        /// Why.
-        source: loader::LoadError,
-    },
-    /// The guest was built against another ABI.
-    #[error("domain `{domain}`: guest speaks ABI version {guest}, this VMM speaks {vmm}")]
-    AbiVersion {
-        /// The domain.
-        domain: String,
-        /// The guest's version.
-        guest: u32,
-        /// Ours.
-        vmm: u32,
-    },
-    /// The manifest exports an entry the image does not declare.
-    #[error("domain `{domain}`: the manifest exports [{manifest}] but image `{image}` declares [{image_entries}]")]
-    EntryMismatch {
-        /// The domain.
-        domain: String,
-        /// The image.
-        image: String,
-        /// What the manifest exports.
-        manifest: String,
-        /// What the image declares.
-        image_entries: String,
-    },
-    /// The guest's hello was malformed.
-    #[error("domain `{domain}`: bad hello: {why}")]
-    BadHello {
-        /// The domain.
-        domain: String,
-        /// Why.
-        why: String,
-    },
-    /// The guest faulted while booting.
-    #[error("faulted while booting: {0}")]
-    Fault(FaultReport),
-    /// The guest did something else than booting.
-    #[error("domain `{domain}`: {why} while booting")]
-    Protocol {
-        /// The domain.
-        domain: String,
-        /// What it did.
-        why: String,
-    },
-}
-
 /// Where a guest keeps its latency samples (from its hello; untrusted).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SampleRing {
     /// Address of `[Sample; capacity]`.
     pub addr: u64,
@@ -111,6 +35,45 @@ pub struct SampleRing {
     /// Address of the `u64` count.
     pub count_addr: u64,
 }
+
+/// A domain's state, as new calls see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Health {
+    /// Serving calls.
+    Running = 0,
+    /// Faulted: new calls get `Restarting`; frames still in it unwind with
+    /// `Fault`; the last one out resets it.
+    Quarantined = 1,
+    /// Being reset in place by the last thread out.
+    Resetting = 2,
+    /// Its reset failed: new calls get `DomainDead` for good.
+    Dead = 3,
+}
+
+impl Health {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Running,
+            1 => Self::Quarantined,
+            2 => Self::Resetting,
+            _ => Self::Dead,
+        }
+    }
+
+    /// What a new call into a domain in this state gets, if it is refused.
+    pub fn refusal(self) -> Option<ErrorCode> {
+        match self {
+            Self::Running => None,
+            Self::Quarantined | Self::Resetting => Some(ErrorCode::Restarting),
+            Self::Dead => Some(ErrorCode::DomainDead),
+        }
+    }
+}
+
+/// How long a blocked caller sleeps before looking at the pool again (a
+/// give-back also wakes it at once; this only bounds a missed wake-up).
+const STACK_WAIT_SLICE: Duration = Duration::from_millis(5);
 
 /// One running domain.
 #[derive(Debug)]
@@ -129,17 +92,34 @@ pub struct Domain {
     pub dispatcher: u64,
     /// Free stacks.
     pub stacks: StackPool,
+    /// What a call does when no stack is free.
+    pub stack_policy: StackPolicy,
     /// Where its latency samples are.
     pub samples: SampleRing,
     /// Guest TSC frequency in kHz (0 if KVM does not say).
     pub tsc_khz: u32,
+    /// Most spawned threads running at once.
+    pub max_spawned: u32,
+    image: Vec<u8>,
+    image_name: String,
+    entry_point: u64,
+    health: AtomicU8,
+    generation: AtomicU64,
+    /// Frames (of any thread) currently in this domain.
+    active: AtomicU32,
+    spawned: AtomicU32,
+    waiting: AtomicU32,
+    waits: AtomicU64,
+    resets: AtomicU64,
+    stack_freed: Condvar,
+    stack_lock: Mutex<()>,
+    fault: Mutex<Option<FaultReport>>,
+    vcpus: Mutex<Vec<Vcpu>>,
+    vcpus_created: AtomicU32,
+    cpuid: CpuId,
+    // Declared before `mem`: the VM goes first, then the memory it mapped.
     vm: VmFd,
     mem: GuestMemoryMmap,
-    cpuid: CpuId,
-    vcpus: Mutex<Vec<Vcpu>>,
-    next_slot: AtomicU32,
-    dead: AtomicBool,
-    fault: Mutex<Option<FaultReport>>,
 }
 
 impl Domain {
@@ -171,11 +151,11 @@ impl Domain {
             usize::try_from(spec.memory).map_err(|_| mem_err("memory size does not fit".into()))?;
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size)])
             .map_err(|e| mem_err(format!("cannot map guest memory: {e}")))?;
-        let host = mem
+        let host_addr = mem
             .iter()
             .next()
-            .ok_or_else(|| mem_err("no memory region".into()))?;
-        let host_addr = host.as_ptr() as u64;
+            .ok_or_else(|| mem_err("no memory region".into()))?
+            .as_ptr() as u64;
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
@@ -185,224 +165,63 @@ impl Domain {
         };
         // SAFETY: `host_addr` is the start of a live mmap of exactly
         // `spec.memory` bytes owned by `mem`, which this Domain keeps for as
-        // long as the VM (`vm`) exists (both are fields, `vm` dropped first).
+        // long as the VM exists (`vm` is declared, hence dropped, first).
         unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("set memory region"))?;
         let loaded = loader::load(&mem, spec.memory, image).map_err(|source| BootError::Image {
             domain: name.clone(),
             image: image_name.to_owned(),
             source,
         })?;
-        let layout = DomainLayout {
-            image_end: loaded.end,
-            memory_size: spec.memory,
-            stack_count: spec.stacks,
-            stack_size: spec.stack_size,
-        };
-        let heap = layout.heap_size().filter(|h| *h >= MIN_HEAP).ok_or_else(|| {
-            mem_err(format!(
-                "{} MiB of memory do not hold the image ({} KiB), {} stacks of {} KiB and a heap of at least {} KiB",
-                spec.memory >> 20,
-                (loaded.end - shared_abi::layout::IMAGE_BASE) >> 10,
-                spec.stacks,
-                spec.stack_size >> 10,
-                MIN_HEAP >> 10
-            ))
-        })?;
-        let mut blobs = vec![
-            arch::page_tables(&layout),
-            arch::gdt(),
-            arch::idt(),
-            arch::stubs(),
-        ];
-        blobs.extend((0..shared_abi::layout::MAX_VCPUS).map(arch::tss));
-        for b in &blobs {
-            guest_io::write(&mem, b.addr, &b.bytes).map_err(|e| mem_err(e.to_string()))?;
-        }
+        let layout = boot::layout_for(loaded.end, spec).map_err(mem_err)?;
+        let entry_point = boot::lay_out(&mem, &layout, image, &name, image_name)?;
         let mut d = Domain {
             id,
             name: name.clone(),
             layout,
-            region: DataRegion::of(&layout),
+            region: boot::region_of(&layout),
             entries: Vec::new(),
             dispatcher: 0,
             stacks: StackPool::new(spec.stacks),
+            stack_policy: spec.stack_policy,
             samples: SampleRing::default(),
             tsc_khz: 0,
+            max_spawned: spec.max_spawned,
+            image: image.to_vec(),
+            image_name: image_name.to_owned(),
+            entry_point,
+            health: AtomicU8::new(Health::Running as u8),
+            generation: AtomicU64::new(0),
+            active: AtomicU32::new(0),
+            spawned: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+            waits: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            stack_freed: Condvar::new(),
+            stack_lock: Mutex::new(()),
+            fault: Mutex::new(None),
+            vcpus: Mutex::new(Vec::new()),
+            vcpus_created: AtomicU32::new(0),
+            cpuid: cpuid.clone(),
             vm,
             mem,
-            cpuid: cpuid.clone(),
-            vcpus: Mutex::new(Vec::new()),
-            next_slot: AtomicU32::new(0),
-            dead: AtomicBool::new(false),
-            fault: Mutex::new(None),
         };
         let mut vcpu = d.new_vcpu().map_err(kvm_err("create vCPU"))?;
         d.tsc_khz = vcpu.tsc_khz().unwrap_or(0);
-        d.run_boot(&mut vcpu, loaded.entry, heap, spec, image_name)?;
-        d.give_vcpu(vcpu);
-        Ok(d)
-    }
-
-    fn run_boot(
-        &mut self,
-        vcpu: &mut Vcpu,
-        entry: u64,
-        heap: u64,
-        spec: &DomainSpec,
-        image_name: &str,
-    ) -> Result<(), BootError> {
-        let name = self.name.clone();
-        let proto = |why: String| BootError::Protocol {
-            domain: name.clone(),
-            why,
-        };
-        let stack = self
-            .stacks
-            .take()
-            .ok_or_else(|| proto("no stack to boot on".into()))?;
-        let top = self.layout.stack_top(stack);
-        let info_addr = top - 64;
-        let info = BootInfo {
-            abi_version: ABI_VERSION,
-            domain_id: self.id,
-            heap_base: self.layout.heap_base(),
-            heap_size: heap,
-            stack_size: self.layout.stack_size,
-            generation: 0,
-        };
-        guest_io::write(&self.mem, info_addr, &guest_io::encode_boot_info(&info))
-            .map_err(|e| proto(e.to_string()))?;
-        vcpu.set_regs(|r| {
-            r.rip = entry;
-            r.rsp = info_addr - 8;
-            r.rdi = info_addr;
-            r.rflags = 2;
-        });
-        let mut hello_done = false;
-        for _ in 0..MAX_BOOT_EXITS {
-            let exit = vcpu.run().map_err(|source| BootError::Kvm {
-                domain: self.name.clone(),
-                what: "run",
-                source,
-            })?;
-            match exit {
-                Exit::Hypercall => {}
-                Exit::Interrupted => continue,
-                other => {
-                    return Err(BootError::Fault(fault::decode(
-                        vcpu, other, &self.mem, &self.name,
-                    )))
-                }
-            }
-            let regs = *vcpu.regs();
-            match Hypercall::try_from(regs.rax as u32) {
-                Ok(Hypercall::Hello) if !hello_done => {
-                    self.accept_hello(regs.rdi, spec, image_name)?;
-                    hello_done = true;
-                    vcpu.set_regs(|r| r.rax = 0);
-                }
-                Ok(Hypercall::Ready) if hello_done => {
-                    self.stacks.give_back(stack);
-                    return Ok(());
-                }
-                Ok(Hypercall::Print) => {
-                    self.print(regs.rdi, regs.rsi);
-                    vcpu.set_regs(|r| r.rax = 0);
-                }
-                Ok(Hypercall::Nop) => vcpu.set_regs(|r| r.rax = 0),
-                Ok(Hypercall::Panic) => {
-                    return Err(BootError::Fault(fault::panic_report(
-                        vcpu,
-                        &self.mem,
-                        &self.region,
-                        &self.name,
-                    )));
-                }
-                Ok(h) => return Err(proto(format!("hypercall {h:?}"))),
-                Err(e) => return Err(proto(format!("unknown hypercall {}", e.0))),
-            }
-        }
-        Err(proto(format!(
-            "no `Ready` after {MAX_BOOT_EXITS} hypercalls"
-        )))
-    }
-
-    fn accept_hello(
-        &mut self,
-        addr: u64,
-        spec: &DomainSpec,
-        image_name: &str,
-    ) -> Result<(), BootError> {
-        let bad = |why: String| BootError::BadHello {
-            domain: self.name.clone(),
-            why,
-        };
-        let size = size_of::<shared_abi::Hello>() as u64;
-        self.region
-            .check(addr, size)
-            .map_err(|e| bad(e.to_string()))?;
-        let hello = guest_io::read_hello(&self.mem, addr).map_err(|e| bad(e.to_string()))?;
-        if hello.abi_version != ABI_VERSION {
-            return Err(BootError::AbiVersion {
-                domain: self.name.clone(),
-                guest: hello.abi_version,
-                vmm: ABI_VERSION,
-            });
-        }
-        if hello.entry_count > MAX_ENTRIES {
-            return Err(bad(format!(
-                "{} entries (at most {MAX_ENTRIES})",
-                hello.entry_count
-            )));
-        }
-        let table_len = u64::from(hello.entry_count) * size_of::<shared_abi::EntryName>() as u64;
-        self.region
-            .check(hello.entries, table_len)
-            .map_err(|e| bad(format!("entry table: {e}")))?;
-        let mut entries = Vec::with_capacity(hello.entry_count as usize);
-        for i in 0..u64::from(hello.entry_count) {
-            let e = guest_io::read_entry_name(&self.mem, hello.entries, i)
-                .map_err(|e| bad(e.to_string()))?;
-            let name = e
-                .as_bytes()
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .ok_or_else(|| bad(format!("entry {i} has no valid name")))?;
-            entries.push(name.to_owned());
-        }
-        let image = (shared_abi::layout::IMAGE_BASE, self.layout.image_end);
-        if !(image.0..image.1).contains(&hello.dispatcher) {
-            return Err(bad(format!(
-                "dispatcher {:#x} is outside the image",
-                hello.dispatcher
-            )));
-        }
-        let missing = spec.exports.iter().any(|x| !entries.contains(x));
-        if missing {
+        let hello = d.run_boot(&mut vcpu, entry_point, 0)?;
+        if let Some(missing) = spec.exports.iter().find(|x| !hello.entries.contains(x)) {
+            log::debug!("domain `{name}`: export `{missing}` is not in the image");
             return Err(BootError::EntryMismatch {
-                domain: self.name.clone(),
+                domain: name,
                 image: image_name.to_owned(),
                 manifest: spec.exports.join(", "),
-                image_entries: entries.join(", "),
+                image_entries: hello.entries.join(", "),
             });
         }
-        if hello.samples != 0 {
-            let ring = hello
-                .sample_capacity
-                .checked_mul(size_of::<Sample>() as u64);
-            let ok = ring.is_some_and(|len| self.region.check(hello.samples, len).is_ok())
-                && self.region.check(hello.sample_count, 8).is_ok();
-            if !ok {
-                return Err(bad("sample ring is outside the data region".into()));
-            }
-            self.samples = SampleRing {
-                addr: hello.samples,
-                capacity: hello.sample_capacity,
-                count_addr: hello.sample_count,
-            };
-        }
-        self.entries = entries;
-        self.dispatcher = hello.dispatcher;
-        Ok(())
+        d.entries = hello.entries;
+        d.dispatcher = hello.dispatcher;
+        d.samples = hello.samples;
+        d.give_vcpu(vcpu);
+        Ok(d)
     }
 
     /// Log a guest's `Print` (bounded, checked against the data region).
@@ -422,10 +241,10 @@ impl Domain {
     }
 
     fn new_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {
-        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
-        // One boot vCPU plus at most one per stack: every running invocation holds a stack.
+        let slot = self.vcpus_created.fetch_add(1, Ordering::Relaxed);
+        // One boot vCPU plus at most one per stack: every invocation holds a stack.
         if slot > self.stacks.capacity() || slot >= shared_abi::layout::MAX_VCPUS {
-            self.next_slot.fetch_sub(1, Ordering::Relaxed);
+            self.vcpus_created.fetch_sub(1, Ordering::Relaxed);
             return Err(kvm_ioctls::Error::new(libc::ENOSPC));
         }
         Vcpu::create(&self.vm, slot, &self.cpuid)
@@ -449,6 +268,11 @@ impl Domain {
         }
     }
 
+    /// vCPUs this domain has created (they live as long as the domain).
+    pub fn vcpu_count(&self) -> u32 {
+        self.vcpus_created.load(Ordering::Relaxed)
+    }
+
     /// The domain's memory.
     pub fn mem(&self) -> &GuestMemoryMmap {
         &self.mem
@@ -459,25 +283,255 @@ impl Domain {
         self.layout.stack_size / 2
     }
 
-    /// Whether the domain has faulted and is stopped.
-    pub fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire)
+    /// Its current health.
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Acquire))
     }
 
-    /// Stop the domain after `report` (the first fault is the one kept).
-    pub fn kill(&self, report: &FaultReport) {
-        if let Ok(mut f) = self.fault.lock() {
-            if f.is_none() {
-                log::error!("{report}");
-                *f = Some(report.clone());
-            }
-        }
-        self.dead.store(true, Ordering::Release);
+    /// How often it has been reset (0 before the first fault).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
-    /// The fault that stopped the domain, if any.
+    /// Times a caller had to wait for one of its stacks.
+    pub fn stack_waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+
+    /// Completed resets.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
+    }
+
+    /// The most recent fault, if any.
     pub fn fault(&self) -> Option<FaultReport> {
         self.fault.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// A frame is about to enter: count it, unless the domain is not
+    /// serving calls.
+    pub fn enter(&self) -> Result<(), ErrorCode> {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        match self.health().refusal() {
+            None => Ok(()),
+            Some(code) => {
+                self.leave();
+                Err(code)
+            }
+        }
+    }
+
+    /// A frame left (returned, unwound or never started). The last one out
+    /// of a quarantined domain resets it, on its own host thread.
+    pub fn leave(&self) {
+        let was = self.active.fetch_sub(1, Ordering::AcqRel);
+        if was == 1 && self.health() == Health::Quarantined {
+            self.try_reset();
+        }
+    }
+
+    /// Frames currently in the domain.
+    pub fn active_frames(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// The domain faulted: quarantine it (the first report of a generation is kept).
+    pub fn quarantine(&self, report: &FaultReport) {
+        let first = self
+            .health
+            .compare_exchange(
+                Health::Running as u8,
+                Health::Quarantined as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if first {
+            log::error!("{report}; domain quarantined, restarting once its last frame has left");
+            if let Ok(mut f) = self.fault.lock() {
+                *f = Some(report.clone());
+            }
+            self.wake_waiters();
+        }
+    }
+
+    fn try_reset(&self) {
+        let claimed = self
+            .health
+            .compare_exchange(
+                Health::Quarantined as u8,
+                Health::Resetting as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if !claimed || self.active.load(Ordering::Acquire) != 0 {
+            if claimed {
+                // A frame slipped in between; it will find the domain resetting,
+                // leave, and no reset happens twice: put it back.
+                self.health
+                    .store(Health::Quarantined as u8, Ordering::Release);
+            }
+            return;
+        }
+        match self.reset() {
+            Ok(()) => {
+                self.resets.fetch_add(1, Ordering::Relaxed);
+                log::info!(
+                    "domain `{}` restarted (generation {})",
+                    self.name,
+                    self.generation()
+                );
+                self.health.store(Health::Running as u8, Ordering::Release);
+            }
+            Err(e) => {
+                log::error!(
+                    "domain `{}` could not be restarted and is dead: {e}",
+                    self.name
+                );
+                self.health.store(Health::Dead as u8, Ordering::Release);
+            }
+        }
+        self.wake_waiters();
+    }
+
+    /// Reset in place: the same VM and vCPUs; memory zeroed, image reloaded,
+    /// `_start` and the guest's init re-run, stack pool full, generation + 1.
+    fn reset(&self) -> Result<(), BootError> {
+        let mem_err = |what: String| BootError::Memory {
+            domain: self.name.clone(),
+            what,
+        };
+        let host = self
+            .mem
+            .iter()
+            .next()
+            .ok_or_else(|| mem_err("no memory region".into()))?;
+        let len =
+            usize::try_from(self.layout.memory_size).map_err(|_| mem_err("memory size".into()))?;
+        // SAFETY: the range is exactly the private anonymous mapping owned by
+        // `self.mem`; no frame is in the domain (so no vCPU runs and no copy
+        // touches it); MADV_DONTNEED makes later accesses read zero pages,
+        // which is the point. KVM's memslot keeps the same host address.
+        let rc = unsafe { libc::madvise(host.as_ptr().cast(), len, libc::MADV_DONTNEED) };
+        if rc != 0 {
+            return Err(mem_err(format!(
+                "cannot zero memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let entry = boot::lay_out(
+            &self.mem,
+            &self.layout,
+            &self.image,
+            &self.name,
+            &self.image_name,
+        )?;
+        if entry != self.entry_point {
+            return Err(mem_err("image entry point changed".into()));
+        }
+        if self.stacks.free_count() != self.stacks.capacity() as usize {
+            return Err(mem_err("a stack is still out".into()));
+        }
+        if let Ok(idle) = self.vcpus.lock() {
+            if idle.len() != self.vcpu_count() as usize {
+                return Err(mem_err("a vCPU is still out".into()));
+            }
+        }
+        let mut vcpu = self.take_vcpu_dirty().map_err(|source| BootError::Kvm {
+            domain: self.name.clone(),
+            what: "reset vCPU",
+            source,
+        })?;
+        let generation = self.generation() + 1;
+        let hello = self.run_boot(&mut vcpu, entry, generation);
+        vcpu.mark_dirty();
+        self.give_vcpu(vcpu);
+        let hello = hello?;
+        let expected = HelloInfo {
+            entries: self.entries.clone(),
+            dispatcher: self.dispatcher,
+            samples: self.samples,
+        };
+        if hello != expected {
+            return Err(BootError::BadHello {
+                domain: self.name.clone(),
+                why: "the restarted guest introduced itself differently".into(),
+            });
+        }
+        // Every idle vCPU reloads its registers before its next invocation.
+        if let Ok(mut idle) = self.vcpus.lock() {
+            idle.iter_mut().for_each(Vcpu::mark_dirty);
+        }
+        self.generation.store(generation, Ordering::Release);
+        Ok(())
+    }
+
+    fn take_vcpu_dirty(&self) -> Result<Vcpu, kvm_ioctls::Error> {
+        let mut v = self.take_vcpu()?;
+        v.reset()?;
+        Ok(v)
+    }
+
+    /// Take a stack for a new frame, following the domain's policy.
+    /// `held_by_caller` is how many of this domain's stacks the calling
+    /// thread already holds (under its suspended frames): if the caller
+    /// holds them all, waiting would deadlock, so it gets `NoStack`.
+    pub fn take_stack(&self, held_by_caller: u32) -> Result<u32, ErrorCode> {
+        if let Some(s) = self.stacks.take() {
+            return Ok(s);
+        }
+        if self.stack_policy == StackPolicy::Fail || held_by_caller >= self.stacks.capacity() {
+            return Err(ErrorCode::NoStack);
+        }
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let result = loop {
+            if let Some(code) = self.health().refusal() {
+                break Err(code);
+            }
+            let Ok(guard) = self.stack_lock.lock() else {
+                break Err(ErrorCode::NoStack);
+            };
+            if let Some(s) = self.stacks.take() {
+                break Ok(s);
+            }
+            // Re-checked under the lock a giver must take to notify: no lost wake-up.
+            let _ = self.stack_freed.wait_timeout(guard, STACK_WAIT_SLICE);
+            if let Some(s) = self.stacks.take() {
+                break Ok(s);
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    /// Give a stack back and wake one waiter, if any.
+    pub fn give_stack(&self, stack: u32) {
+        self.stacks.give_back(stack);
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.wake_waiters();
+        }
+    }
+
+    fn wake_waiters(&self) {
+        let _guard = self.stack_lock.lock();
+        self.stack_freed.notify_all();
+    }
+
+    /// Count a spawned thread against the quota.
+    pub fn spawn_begin(&self) -> Result<(), ErrorCode> {
+        let now = self.spawned.fetch_add(1, Ordering::AcqRel);
+        if now >= self.max_spawned {
+            self.spawned.fetch_sub(1, Ordering::AcqRel);
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        Ok(())
+    }
+
+    /// A spawned thread ended.
+    pub fn spawn_end(&self) {
+        self.spawned.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// The latency samples the guest recorded (the newest `capacity` ones).

@@ -8,11 +8,16 @@
 //!     ─▶ B's vCPU runs dispatcher(inv, entry) … out(Return, status, r0, r1)
 //!     ─▶ copy OUT/INOUT back (on success only) ─▶ stack & vCPU back ─▶ A resumes
 //! ```
+//!
+//! A call back into a domain the thread is already in (A→B→A) is just
+//! another call: it takes another stack and another vCPU of A, so the
+//! suspended frame's whole register state (GPRs, RFLAGS, SSE, x87) stays
+//! untouched in its own vCPU — no save or restore.
 
 pub mod arglist;
 pub mod copy;
 
-use crate::domain::Domain;
+use crate::domain::{Domain, Health};
 use crate::fault::{self, FaultReport};
 use crate::guest_io;
 use crate::observe::{CallEvent, ObservedObject};
@@ -44,7 +49,7 @@ pub enum ThreadResult {
     },
     /// A fault unwound its whole chain.
     Faulted(FaultReport),
-    /// It could not start (no stack, dead domain, KVM error).
+    /// It could not start (no stack, domain not serving, KVM error).
     NotStarted(String),
 }
 
@@ -95,6 +100,12 @@ fn fault_values(f: &FaultReport) -> [u64; 4] {
     [f.vector, f.rip, f.error_code, f.cr2]
 }
 
+/// Where a new frame comes from.
+struct Caller<'a> {
+    domain: &'a Domain,
+    slot: u32,
+}
+
 impl Chain {
     /// Start thread `thread` in `entry` of `domain` with `scalars`.
     pub fn start(
@@ -109,9 +120,6 @@ impl Chain {
             frames: Vec::with_capacity(MAX_DEPTH),
         };
         let d = sys.domain(domain).ok_or("no such domain")?;
-        if d.is_dead() {
-            return Err(format!("domain `{}` is dead", d.name));
-        }
         let plan = ArgPlan {
             count: 0,
             objects: [Placed::default(); MAX_ARGS],
@@ -119,7 +127,7 @@ impl Chain {
         };
         let frame = chain
             .enter(sys, d, None, entry, plan, scalars)
-            .map_err(|c| format!("{c:?}"))?;
+            .map_err(|c| format!("domain `{}`: {c:?}", d.name))?;
         chain.frames.push(frame);
         Ok(chain)
     }
@@ -129,7 +137,7 @@ impl Chain {
         self.thread
     }
 
-    /// Domains of the chain, bottom first.
+    /// Domains of the chain, bottom first: the thread's invocation chain.
     pub fn domains(&self) -> impl Iterator<Item = u32> + '_ {
         self.frames.iter().map(|f| f.domain)
     }
@@ -179,6 +187,17 @@ impl Chain {
             Ok(Hypercall::Print) => {
                 dom.print(regs.rdi, regs.rsi);
                 answer(&mut top.vcpu, 0, [0; 4]);
+                Step::Continue
+            }
+            Ok(Hypercall::Spawn) => {
+                let (status, id) = match sys.spawn(dom, regs.rdi, regs.rsi) {
+                    Ok(id) => (0, id),
+                    Err(code) => {
+                        sys.counters.refuse(code);
+                        (code as u64, 0)
+                    }
+                };
+                answer(&mut top.vcpu, status, [id, 0, 0, 0]);
                 Step::Continue
             }
             Ok(Hypercall::Panic) => {
@@ -251,9 +270,6 @@ impl Chain {
                 &"capability to a missing domain",
             );
         };
-        if callee.is_dead() {
-            return self.refuse(sys, req.slot, ErrorCode::DomainDead, &callee.name);
-        }
         if self.frames.len() >= MAX_DEPTH {
             return self.refuse(sys, req.slot, ErrorCode::TooDeep, &MAX_DEPTH);
         }
@@ -264,7 +280,10 @@ impl Chain {
         match self.enter(
             sys,
             callee,
-            Some((caller, req.slot)),
+            Some(Caller {
+                domain: caller,
+                slot: req.slot,
+            }),
             cap.entry,
             plan,
             req.scalars,
@@ -274,45 +293,77 @@ impl Chain {
                 self.frames.push(frame);
                 Step::Continue
             }
-            Err(code) => self.refuse(sys, req.slot, code, &"could not enter the callee"),
+            Err(code) => self.refuse(sys, req.slot, code, &callee.name),
         }
     }
 
-    /// Build a frame of `callee` running `entry`: a stack, a vCPU, the
-    /// objects and the invocation frame on that stack, registers set.
+    /// Build a frame of `callee` running `entry`: counted in, a stack (per
+    /// the pool's policy), a vCPU, the objects and the invocation frame on
+    /// that stack, registers set.
     fn enter(
         &self,
         sys: &System,
         callee: &Domain,
-        caller: Option<(&Domain, u32)>,
+        caller: Option<Caller<'_>>,
         entry: u32,
         plan: ArgPlan,
         scalars: [u64; MAX_SCALARS],
     ) -> Result<Frame, ErrorCode> {
-        let stack = callee.stacks.take().ok_or(ErrorCode::NoStack)?;
-        let mut vcpu = match callee.take_vcpu() {
+        callee.enter()?;
+        let held = self.frames.iter().filter(|f| f.domain == callee.id).count() as u32;
+        let stack = match callee.take_stack(held) {
+            Ok(s) => s,
+            Err(code) => {
+                callee.leave();
+                return Err(code);
+            }
+        };
+        let vcpu = match callee.take_vcpu() {
             Ok(v) => v,
             Err(e) => {
                 log::warn!("[{}] no vCPU for a new invocation: {e}", callee.name);
-                callee.stacks.give_back(stack);
+                callee.give_stack(stack);
+                callee.leave();
                 return Err(ErrorCode::NoStack);
             }
         };
-        let top = callee.layout.stack_top(stack);
-        let release = |vcpu, code| {
-            callee.give_vcpu(vcpu);
-            callee.stacks.give_back(stack);
-            Err(code)
+        let frame = Frame {
+            domain: callee.id,
+            entry,
+            vcpu,
+            stack,
+            top: callee.layout.stack_top(stack),
+            plan,
+            observed: None,
         };
-        if let Some((caller, _)) = caller {
-            if let Err(e) = copy::copy_in(caller.mem(), callee.mem(), &plan, top) {
+        match self.prepare(sys, callee, caller, frame, scalars) {
+            Ok(frame) => Ok(frame),
+            Err((frame, code)) => {
+                Self::release(sys, frame);
+                Err(code)
+            }
+        }
+    }
+
+    /// Copy the objects in, write the invocation frame, set the registers.
+    fn prepare(
+        &self,
+        sys: &System,
+        callee: &Domain,
+        caller: Option<Caller<'_>>,
+        mut frame: Frame,
+        scalars: [u64; MAX_SCALARS],
+    ) -> Result<Frame, (Frame, ErrorCode)> {
+        let (top, plan) = (frame.top, frame.plan);
+        if let Some(c) = &caller {
+            if let Err(e) = copy::copy_in(c.domain.mem(), callee.mem(), &plan, top) {
                 log::error!("copy into `{}` failed after validation: {e}", callee.name);
-                return release(vcpu, ErrorCode::BadPointer);
+                return Err((frame, ErrorCode::BadPointer));
             }
         }
         let mut inv = Invocation {
-            caller_domain: caller.map_or(NO_CALLER, |(c, _)| c.id),
-            entry,
+            caller_domain: caller.as_ref().map_or(NO_CALLER, |c| c.domain.id),
+            entry: frame.entry,
             thread_id: self.thread,
             depth: self.frames.len() as u32,
             nargs: plan.count as u32,
@@ -335,10 +386,10 @@ impl Chain {
                 "writing the invocation frame into `{}` failed: {e}",
                 callee.name
             );
-            return release(vcpu, ErrorCode::BadPointer);
+            return Err((frame, ErrorCode::BadPointer));
         }
-        let dispatcher = callee.dispatcher;
-        vcpu.set_regs(|r| {
+        let (dispatcher, entry) = (callee.dispatcher, frame.entry);
+        frame.vcpu.set_regs(|r| {
             *r = kvm_bindings::kvm_regs {
                 rip: dispatcher,
                 rsp: inv_addr - 8,
@@ -348,43 +399,37 @@ impl Chain {
                 ..Default::default()
             };
         });
-        let observed = match caller {
-            Some((c, slot)) if sys.observer.is_some() => Some(Box::new(Observed {
-                caller: c.id,
-                slot,
+        if let (Some(c), Some(_)) = (&caller, &sys.observer) {
+            let inputs = plan
+                .objects()
+                .iter()
+                .map(|p| {
+                    if p.mode().copies_in() {
+                        callee
+                            .read_bytes(top - p.offset_from_top, p.len)
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            frame.observed = Some(Box::new(Observed {
+                caller: c.domain.id,
+                slot: c.slot,
                 scalars,
-                inputs: plan
-                    .objects()
-                    .iter()
-                    .map(|p| {
-                        if p.mode().copies_in() {
-                            callee
-                                .read_bytes(top - p.offset_from_top, p.len)
-                                .unwrap_or_default()
-                        } else {
-                            Vec::new()
-                        }
-                    })
-                    .collect(),
-            })),
-            _ => None,
-        };
-        Ok(Frame {
-            domain: callee.id,
-            entry,
-            vcpu,
-            stack,
-            top,
-            plan,
-            observed,
-        })
+                inputs,
+            }));
+        }
+        Ok(frame)
     }
 
-    /// Give a popped frame's stack and vCPU back to its domain.
+    /// Give a popped frame's stack and vCPU back to its domain, and count it
+    /// out (the last frame out of a quarantined domain resets it).
     fn release(sys: &System, frame: Frame) {
         if let Some(d) = sys.domain(frame.domain) {
-            d.stacks.give_back(frame.stack);
+            d.give_stack(frame.stack);
             d.give_vcpu(frame.vcpu);
+            d.leave();
         }
     }
 
@@ -395,7 +440,16 @@ impl Chain {
         let Some(callee) = sys.domain(frame.domain) else {
             return Step::Continue;
         };
-        let Some(caller_frame) = self.frames.last_mut() else {
+        if callee.health() != Health::Running {
+            // The domain faulted while this frame ran in it: its answer is
+            // not trusted. Unwind as if this frame had faulted.
+            let report = callee
+                .fault()
+                .unwrap_or_else(|| unknown_fault(&callee.name));
+            Self::release(sys, frame);
+            return self.unwind(sys, report);
+        }
+        let Some(caller_frame) = self.frames.last() else {
             Self::release(sys, frame);
             return Step::Done(ThreadResult::Returned { status, results });
         };
@@ -417,43 +471,9 @@ impl Chain {
         } else {
             (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 4])
         };
-        if let (Some(obs), Some(o)) = (&sys.observer, &frame.observed) {
-            let objects: Vec<ObservedObject> = frame
-                .plan
-                .objects()
-                .iter()
-                .zip(&o.inputs)
-                .map(|(p, input)| ObservedObject {
-                    mode: p.mode(),
-                    input: input.clone(),
-                    output: if word == 0 && p.mode().copies_out() {
-                        callee
-                            .read_bytes(frame.top - p.offset_from_top, p.len)
-                            .unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    },
-                })
-                .collect();
-            let entry = callee
-                .entries
-                .get(frame.entry as usize)
-                .map_or("?", String::as_str);
-            obs.completed(&CallEvent {
-                thread: self.thread,
-                caller: o.caller,
-                slot: o.slot,
-                callee: callee.id,
-                callee_name: &callee.name,
-                entry,
-                scalars: o.scalars,
-                objects: &objects,
-                status: word,
-                results: [values[0], values[1]],
-            });
-        }
+        self.observe_return(sys, callee, &frame, word, [values[0], values[1]]);
         Self::release(sys, frame);
-        if caller.is_dead() {
+        if caller.health() != Health::Running {
             let report = caller
                 .fault()
                 .unwrap_or_else(|| unknown_fault(&caller.name));
@@ -465,12 +485,58 @@ impl Chain {
         Step::Continue
     }
 
-    /// The top frame faulted: stop its domain and unwind.
+    fn observe_return(
+        &self,
+        sys: &System,
+        callee: &Domain,
+        frame: &Frame,
+        status: u64,
+        results: [u64; 2],
+    ) {
+        let (Some(obs), Some(o)) = (&sys.observer, &frame.observed) else {
+            return;
+        };
+        let objects: Vec<ObservedObject> = frame
+            .plan
+            .objects()
+            .iter()
+            .zip(&o.inputs)
+            .map(|(p, input)| ObservedObject {
+                mode: p.mode(),
+                input: input.clone(),
+                output: if status == 0 && p.mode().copies_out() {
+                    callee
+                        .read_bytes(frame.top - p.offset_from_top, p.len)
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        let entry = callee
+            .entries
+            .get(frame.entry as usize)
+            .map_or("?", String::as_str);
+        obs.completed(&CallEvent {
+            thread: self.thread,
+            caller: o.caller,
+            slot: o.slot,
+            callee: callee.id,
+            callee_name: &callee.name,
+            entry,
+            scalars: o.scalars,
+            objects: &objects,
+            status,
+            results,
+        });
+    }
+
+    /// The top frame faulted: quarantine its domain and unwind.
     fn fault(&mut self, sys: &System, report: FaultReport) -> Step {
         sys.counters.fault();
         if let Some(frame) = self.frames.pop() {
             if let Some(d) = sys.domain(frame.domain) {
-                d.kill(&report);
+                d.quarantine(&report);
                 if let (Some(obs), Some(o)) = (&sys.observer, &frame.observed) {
                     obs.refused(o.caller, o.slot, ErrorCode::Fault);
                 }
@@ -480,13 +546,17 @@ impl Chain {
         self.unwind(sys, report)
     }
 
-    /// Pop every frame in a dead domain; the first live caller gets `Fault`.
+    /// Pop every frame in a domain that is not running; the first caller in
+    /// a running domain gets `Fault` with `report`.
     fn unwind(&mut self, sys: &System, report: FaultReport) -> Step {
         loop {
             let Some(top) = self.frames.last_mut() else {
                 return Step::Done(ThreadResult::Faulted(report));
             };
-            if sys.domain(top.domain).is_some_and(|d| !d.is_dead()) {
+            if sys
+                .domain(top.domain)
+                .is_some_and(|d| d.health() == Health::Running)
+            {
                 answer(
                     &mut top.vcpu,
                     ErrorCode::Fault as u64,
