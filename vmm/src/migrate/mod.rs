@@ -336,9 +336,10 @@ impl Chain {
             plan,
             observed: None,
         };
-        match self.prepare(sys, callee, caller, frame, scalars) {
-            Ok(frame) => Ok(frame),
-            Err((frame, code)) => {
+        let mut frame = frame;
+        match self.prepare(sys, callee, caller, &mut frame, scalars) {
+            Ok(()) => Ok(frame),
+            Err(code) => {
                 Self::release(sys, frame);
                 Err(code)
             }
@@ -351,14 +352,14 @@ impl Chain {
         sys: &System,
         callee: &Domain,
         caller: Option<Caller<'_>>,
-        mut frame: Frame,
+        frame: &mut Frame,
         scalars: [u64; MAX_SCALARS],
-    ) -> Result<Frame, (Frame, ErrorCode)> {
+    ) -> Result<(), ErrorCode> {
         let (top, plan) = (frame.top, frame.plan);
         if let Some(c) = &caller {
             if let Err(e) = copy::copy_in(c.domain.mem(), callee.mem(), &plan, top) {
                 log::error!("copy into `{}` failed after validation: {e}", callee.name);
-                return Err((frame, ErrorCode::BadPointer));
+                return Err(ErrorCode::BadPointer);
             }
         }
         let mut inv = Invocation {
@@ -386,7 +387,7 @@ impl Chain {
                 "writing the invocation frame into `{}` failed: {e}",
                 callee.name
             );
-            return Err((frame, ErrorCode::BadPointer));
+            return Err(ErrorCode::BadPointer);
         }
         let (dispatcher, entry) = (callee.dispatcher, frame.entry);
         frame.vcpu.set_regs(|r| {
@@ -420,7 +421,7 @@ impl Chain {
                 inputs,
             }));
         }
-        Ok(frame)
+        Ok(())
     }
 
     /// Give a popped frame's stack and vCPU back to its domain, and count it
