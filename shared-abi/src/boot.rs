@@ -13,6 +13,10 @@ pub const ENTRY_NAME_MAX: usize = 32;
 /// `Sample::slot` of a null-hypercall (floor) measurement.
 pub const FLOOR_SLOT: u32 = u32::MAX;
 
+/// `Sample::slot` of a plain in-guest function call (a baseline: what a
+/// call costs when no domain boundary is crossed).
+pub const FUNCTION_SLOT: u32 = u32::MAX - 1;
+
 /// What the VMM tells a booting guest.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

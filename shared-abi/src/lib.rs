@@ -14,7 +14,7 @@ pub mod error;
 pub mod hypercall;
 pub mod layout;
 
-pub use boot::{BootInfo, EntryName, Hello, Sample, ENTRY_NAME_MAX, FLOOR_SLOT};
+pub use boot::{BootInfo, EntryName, Hello, Sample, ENTRY_NAME_MAX, FLOOR_SLOT, FUNCTION_SLOT};
 pub use call::{ArgDesc, ArgMode, CallRequest, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
 pub use error::{pseudo_vector, CallStatus, ErrorCode, APP_ERROR_BASE};
 pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT};
