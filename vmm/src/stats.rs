@@ -2,7 +2,7 @@
 //! floor measured in the same run: on a nested host an exit costs ~100 µs,
 //! so the ratio to the floor is the figure that carries to other machines.
 
-use crate::system::System;
+use crate::system::Core;
 use hdrhistogram::Histogram;
 use shared_abi::FLOOR_SLOT;
 use std::fmt;
@@ -50,7 +50,7 @@ fn new_hist() -> Option<Histogram<u64>> {
 
 impl LatencySummary {
     /// Read every domain's sample ring.
-    pub fn collect(sys: &System) -> Self {
+    pub fn collect(sys: &Core) -> Self {
         let mut s = LatencySummary {
             tsc_khz: sys.domains().first().map_or(0, |d| d.tsc_khz),
             ..Default::default()

@@ -134,8 +134,10 @@ struct SpawnRequest {
     arg: u64,
 }
 
-/// A booted system.
-pub struct System {
+/// The shared state of a booted system: its domains, capabilities,
+/// observer and counters. Migrating threads and message-mode servers all
+/// work on it; [`System`] is the handle that owns it.
+pub struct Core {
     /// What it was booted from.
     pub spec: manifest::System,
     domains: Vec<Domain>,
@@ -144,7 +146,7 @@ pub struct System {
     /// The engine's counters.
     pub counters: Counters,
     next_thread: AtomicU64,
-    /// Set while [`System::run`] runs: where `Spawn` sends new threads.
+    /// Set while [`Core::run`] runs: where `Spawn` sends new threads.
     spawner: Mutex<Option<Sender<SpawnRequest>>>,
 }
 
@@ -170,9 +172,9 @@ fn image_bytes(
     }
 }
 
-impl System {
+impl Core {
     /// Boot every domain of `spec` (in order) and resolve capabilities.
-    pub fn boot(
+    fn boot(
         spec: manifest::System,
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Result<Self, SystemError> {
@@ -298,7 +300,7 @@ impl System {
             .filter(|e| (*e as usize) < domain.entries.len())
             .ok_or(ErrorCode::NoSuchEntry)?;
         let Some(tx) = self.spawner.lock().ok().and_then(|g| g.clone()) else {
-            log::warn!("[{}] spawn outside `System::run`: refused", domain.name);
+            log::warn!("[{}] spawn outside `run`: refused", domain.name);
             return Err(ErrorCode::QuotaExceeded);
         };
         domain.spawn_begin()?;
@@ -386,5 +388,28 @@ impl System {
     /// The latency samples the guests recorded, by callee entry.
     pub fn latency(&self) -> LatencySummary {
         LatencySummary::collect(self)
+    }
+}
+
+/// A booted system: owns the [`Core`] and the threads that serve
+/// message-mode domains; dropping it stops them. Derefs to [`Core`], where
+/// running threads, counters and domains are.
+pub struct System {
+    core: Arc<Core>,
+}
+
+impl System {
+    /// Boot every domain of `spec` (in order), resolve capabilities.
+    pub fn boot(spec: manifest::System, observer: Option<Arc<dyn CallObserver>>) -> Result<Self, SystemError> {
+        let core = Arc::new(Core::boot(spec, observer)?);
+        Ok(Self { core })
+    }
+}
+
+impl std::ops::Deref for System {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }

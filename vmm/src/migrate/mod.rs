@@ -21,7 +21,7 @@ use crate::domain::{Domain, Health};
 use crate::fault::{self, FaultReport};
 use crate::guest_io;
 use crate::observe::{CallEvent, ObservedObject};
-use crate::system::System;
+use crate::system::Core;
 use crate::vcpu::{Exit, Vcpu};
 use arglist::{ArgPlan, Placed, INVOCATION_FOOTPRINT};
 use shared_abi::{
@@ -109,7 +109,7 @@ struct Caller<'a> {
 impl Chain {
     /// Start thread `thread` in `entry` of `domain` with `scalars`.
     pub fn start(
-        sys: &System,
+        sys: &Core,
         thread: u64,
         domain: u32,
         entry: u32,
@@ -143,7 +143,7 @@ impl Chain {
     }
 
     /// Run the top frame's vCPU to its next exit and handle it.
-    pub fn step(&mut self, sys: &System) -> Step {
+    pub fn step(&mut self, sys: &Core) -> Step {
         let Some(top) = self.frames.last_mut() else {
             return Step::Done(ThreadResult::NotStarted("empty chain".into()));
         };
@@ -169,7 +169,7 @@ impl Chain {
         }
     }
 
-    fn hypercall(&mut self, sys: &System) -> Step {
+    fn hypercall(&mut self, sys: &Core) -> Step {
         let Some(top) = self.frames.last_mut() else {
             return Step::Continue;
         };
@@ -224,7 +224,7 @@ impl Chain {
     /// Refuse the call the top frame is making.
     fn refuse(
         &mut self,
-        sys: &System,
+        sys: &Core,
         slot: u32,
         code: ErrorCode,
         why: &dyn std::fmt::Display,
@@ -244,7 +244,7 @@ impl Chain {
         Step::Continue
     }
 
-    fn call(&mut self, sys: &System, req_addr: u64) -> Step {
+    fn call(&mut self, sys: &Core, req_addr: u64) -> Step {
         let Some(caller_id) = self.frames.last().map(|f| f.domain) else {
             return Step::Continue;
         };
@@ -302,7 +302,7 @@ impl Chain {
     /// that stack, registers set.
     fn enter(
         &self,
-        sys: &System,
+        sys: &Core,
         callee: &Domain,
         caller: Option<Caller<'_>>,
         entry: u32,
@@ -349,7 +349,7 @@ impl Chain {
     /// Copy the objects in, write the invocation frame, set the registers.
     fn prepare(
         &self,
-        sys: &System,
+        sys: &Core,
         callee: &Domain,
         caller: Option<Caller<'_>>,
         frame: &mut Frame,
@@ -426,7 +426,7 @@ impl Chain {
 
     /// Give a popped frame's stack and vCPU back to its domain, and count it
     /// out (the last frame out of a quarantined domain resets it).
-    fn release(sys: &System, frame: Frame) {
+    fn release(sys: &Core, frame: Frame) {
         if let Some(d) = sys.domain(frame.domain) {
             d.give_stack(frame.stack);
             d.give_vcpu(frame.vcpu);
@@ -434,7 +434,7 @@ impl Chain {
         }
     }
 
-    fn ret(&mut self, sys: &System, status: u64, results: [u64; 2]) -> Step {
+    fn ret(&mut self, sys: &Core, status: u64, results: [u64; 2]) -> Step {
         let Some(frame) = self.frames.pop() else {
             return Step::Continue;
         };
@@ -488,7 +488,7 @@ impl Chain {
 
     fn observe_return(
         &self,
-        sys: &System,
+        sys: &Core,
         callee: &Domain,
         frame: &Frame,
         status: u64,
@@ -533,7 +533,7 @@ impl Chain {
     }
 
     /// The top frame faulted: quarantine its domain and unwind.
-    fn fault(&mut self, sys: &System, report: FaultReport) -> Step {
+    fn fault(&mut self, sys: &Core, report: FaultReport) -> Step {
         sys.counters.fault();
         if let Some(frame) = self.frames.pop() {
             if let Some(d) = sys.domain(frame.domain) {
@@ -549,7 +549,7 @@ impl Chain {
 
     /// Pop every frame in a domain that is not running; the first caller in
     /// a running domain gets `Fault` with `report`.
-    fn unwind(&mut self, sys: &System, report: FaultReport) -> Step {
+    fn unwind(&mut self, sys: &Core, report: FaultReport) -> Step {
         loop {
             let Some(top) = self.frames.last_mut() else {
                 return Step::Done(ThreadResult::Faulted(report));
@@ -571,7 +571,7 @@ impl Chain {
         }
     }
 
-    fn exit(&mut self, sys: &System, code: u64) -> Step {
+    fn exit(&mut self, sys: &Core, code: u64) -> Step {
         while let Some(f) = self.frames.pop() {
             Self::release(sys, f);
         }
