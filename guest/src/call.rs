@@ -43,7 +43,7 @@ impl CallError {
     }
 
     /// Decode a non-zero status word and the registers that came with it.
-    fn decode(status: u64, regs: [u64; 4]) -> Self {
+    pub(crate) fn decode(status: u64, regs: [u64; 4]) -> Self {
         match CallStatus::from_u64(status) {
             CallStatus::Ferry(ErrorCode::Fault) => Self::Fault {
                 vector: regs[0],

@@ -38,7 +38,7 @@ pub(crate) unsafe fn hypercall(nr: u32, args: [u64; 6]) -> (u64, [u64; 4]) {
 #[inline(always)]
 pub(crate) fn hypercall_scalar(nr: Hypercall, args: [u64; 6]) -> (u64, [u64; 4]) {
     // SAFETY: callers pass only hypercalls whose arguments are not pointers
-    // (Nop, Ready, Return, Exit), so the VMM touches no guest memory.
+    // (Nop, Ready, Return, Exit, Spawn), so the VMM touches no guest memory.
     unsafe { hypercall(nr as u32, args) }
 }
 

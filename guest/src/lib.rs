@@ -11,10 +11,14 @@
 //! - [`print!`]/[`println!`], a panic handler that reports through the
 //!   `Panic` hypercall, the heap (`alloc` works), and the `mem*` functions
 //!   `core` needs;
-//! - the latency sample ring the VMM reads after a run ([`measure_floor`]).
+//! - [`spawn`]/[`spawn_named`] to start more threads in this domain;
+//! - the latency sample ring the VMM reads after a run ([`measure_floor`],
+//!   [`record_sample`]).
 //!
 //! Guests run at CPL3 in 64-bit mode, identity-mapped, possibly on several
-//! vCPUs at once: all global state here is atomic or locked.
+//! vCPUs at once (several threads inside one domain simultaneously): all
+//! global state here is atomic, locked or immutable, and printing and panic
+//! reporting format into buffers on the calling thread's own stack.
 #![no_std]
 
 extern crate alloc;
@@ -28,6 +32,7 @@ mod mem;
 mod print;
 mod rt;
 mod samples;
+mod spawn;
 
 pub use call::{call, call_raw, Arg, CallError, Pod};
 pub use entry::{Call, EntryFn, EntryTable, BAD_ERROR_STATUS, UNKNOWN_ENTRY_STATUS};
@@ -36,4 +41,5 @@ pub use print::_print;
 #[doc(hidden)]
 pub use rt::__test_only_start_with_abi_version;
 pub use rt::{_start, boot_info, domain_id, generation};
-pub use samples::{measure_floor, SAMPLE_CAPACITY};
+pub use samples::{measure_floor, record_sample, SAMPLE_CAPACITY};
+pub use spawn::{spawn, spawn_named};

@@ -1,5 +1,8 @@
 //! `print!`/`println!`: format into a stack buffer and send it with the
 //! `Print` hypercall, in chunks that end on UTF-8 character boundaries.
+//! No shared state: the buffer is on the calling thread's stack, so threads
+//! on several vCPUs of one domain print at once (their output interleaves
+//! at chunk boundaries, never inside one).
 
 use crate::hypercall::hypercall;
 use core::fmt::{self, Write};

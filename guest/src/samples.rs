@@ -49,6 +49,15 @@ pub(crate) fn record(slot: u32, cycles: u64) {
     unsafe { core::ptr::write_volatile(SAMPLES.0.get().cast::<Sample>().add(i), sample) };
 }
 
+/// Record one measurement of `cycles` under `slot` in the sample ring the
+/// VMM reads after the run, so an image can add its own baselines (e.g.
+/// `shared_abi::FUNCTION_SLOT` for a plain function call). [`call`](crate::call)
+/// and [`measure_floor`] record theirs automatically. Safe from any number
+/// of vCPUs at once.
+pub fn record_sample(slot: u32, cycles: u64) {
+    record(slot, cycles);
+}
+
 /// Measure the exit floor: `n` `Nop` hypercalls, each timed exactly like a
 /// `Call` and recorded with `slot == FLOOR_SLOT`, so latencies can be
 /// reported as a ratio to it.
