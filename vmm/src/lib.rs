@@ -16,6 +16,7 @@
     )
 )]
 
+pub mod clock;
 pub mod demo;
 pub mod domain;
 pub mod fault;

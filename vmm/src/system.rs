@@ -6,7 +6,7 @@ use crate::domain::{BootError, Domain};
 use crate::fault::FaultReport;
 use crate::kvm::{self, KvmError};
 use crate::manifest::{self, ImageSource};
-use crate::migrate::{Chain, Step, ThreadResult};
+use crate::migrate::{Chain, Step, ThreadResult, ThreadTime};
 use crate::observe::CallObserver;
 use crate::stats::LatencySummary;
 use shared_abi::{ErrorCode, MAX_SCALARS};
@@ -124,6 +124,8 @@ pub struct ThreadOutcome {
     pub start: String,
     /// How it ended.
     pub result: ThreadResult,
+    /// Where its time went, across every domain it visited.
+    pub time: ThreadTime,
 }
 
 /// A thread a guest asked for with `Spawn`.
@@ -146,6 +148,10 @@ pub struct Core {
     /// The engine's counters.
     pub counters: Counters,
     next_thread: AtomicU64,
+    /// Whether chains log VMM work per call+return (for `ferry bench`).
+    profile: std::sync::atomic::AtomicBool,
+    /// VMM-work samples flushed by profiled chains when they end.
+    work: Mutex<Vec<u64>>,
     /// Set while [`Core::run`] runs: where `Spawn` sends new threads.
     spawner: Mutex<Option<Sender<SpawnRequest>>>,
 }
@@ -216,6 +222,8 @@ impl Core {
             counters: Counters::default(),
             next_thread: AtomicU64::new(1),
             spawner: Mutex::new(None),
+            profile: std::sync::atomic::AtomicBool::new(false),
+            work: Mutex::new(Vec::new()),
         })
     }
 
@@ -251,6 +259,7 @@ impl Core {
                 thread,
                 start: format!("{domain}.{entry}"),
                 result: ThreadResult::NotStarted("no such domain or entry".into()),
+                time: ThreadTime::default(),
             },
         }
     }
@@ -279,15 +288,22 @@ impl Core {
                     thread,
                     start,
                     result: ThreadResult::NotStarted(why),
-                }
+                    time: ThreadTime::default(),
+                };
             }
         };
         loop {
             if let Step::Done(result) = chain.step(self) {
+                if !chain.work_samples().is_empty() {
+                    if let Ok(mut w) = self.work.lock() {
+                        w.extend_from_slice(chain.work_samples());
+                    }
+                }
                 return ThreadOutcome {
                     thread,
                     start,
                     result,
+                    time: chain.time(),
                 };
             }
         }
@@ -369,6 +385,7 @@ impl Core {
                         thread,
                         start: "?".into(),
                         result: ThreadResult::NotStarted("host thread panicked".into()),
+                        time: ThreadTime::default(),
                     })
                 })
                 .collect::<Vec<_>>()
@@ -380,7 +397,25 @@ impl Core {
         outcomes
     }
 
-    /// Faults of all domains that died.
+    /// Log VMM work per call+return in every chain started from now on.
+    pub fn set_profiling(&self, on: bool) {
+        self.profile.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether chains log VMM work.
+    pub fn profiling(&self) -> bool {
+        self.profile.load(Ordering::Relaxed)
+    }
+
+    /// Take the VMM-work samples (cycles per call+return) logged so far.
+    pub fn take_work_samples(&self) -> Vec<u64> {
+        self.work
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+
+    /// The latest fault of every domain that ever faulted.
     pub fn faults(&self) -> Vec<FaultReport> {
         self.domains.iter().filter_map(Domain::fault).collect()
     }
@@ -400,7 +435,10 @@ pub struct System {
 
 impl System {
     /// Boot every domain of `spec` (in order), resolve capabilities.
-    pub fn boot(spec: manifest::System, observer: Option<Arc<dyn CallObserver>>) -> Result<Self, SystemError> {
+    pub fn boot(
+        spec: manifest::System,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> Result<Self, SystemError> {
         let core = Arc::new(Core::boot(spec, observer)?);
         Ok(Self { core })
     }

@@ -10,6 +10,25 @@ use crate::domain::arch;
 use kvm_bindings::{kvm_regs, CpuId};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd, VmFd};
 use shared_abi::{FAULT_PORT_BASE, HYPERCALL_PORT};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// `KVM_RUN` ioctls issued by all vCPUs (process-wide).
+static RUN_IOCTLS: AtomicU64 = AtomicU64::new(0);
+/// Every other vCPU ioctl (registers, special registers, CPUID, …).
+static OTHER_IOCTLS: AtomicU64 = AtomicU64::new(0);
+
+/// `(KVM_RUN, other)` vCPU ioctls so far: the hot path must issue only the
+/// first kind (registers travel through the sync-regs page).
+pub fn ioctl_counts() -> (u64, u64) {
+    (
+        RUN_IOCTLS.load(Ordering::Relaxed),
+        OTHER_IOCTLS.load(Ordering::Relaxed),
+    )
+}
+
+fn other_ioctls(n: u64) {
+    OTHER_IOCTLS.fetch_add(n, Ordering::Relaxed);
+}
 
 /// What stopped the guest, in Ferry's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +93,7 @@ pub struct Vcpu {
 impl Vcpu {
     /// Create vCPU `slot` of `vm` with its own TSS and CPL3 long-mode state.
     pub fn create(vm: &VmFd, slot: u32, cpuid: &CpuId) -> Result<Self, kvm_ioctls::Error> {
+        other_ioctls(2);
         let fd = vm.create_vcpu(u64::from(slot))?;
         fd.set_cpuid2(cpuid)?;
         let mut v = Self {
@@ -89,6 +109,7 @@ impl Vcpu {
     /// Reload the special registers (segments, TR, paging, EFER) and clear
     /// the general ones: the state a fresh invocation starts from.
     pub fn reset(&mut self) -> Result<(), kvm_ioctls::Error> {
+        other_ioctls(3);
         let base = self.fd.get_sregs()?;
         self.fd.set_sregs(&arch::sregs(&base, self.slot))?;
         self.fd.set_regs(&kvm_regs {
@@ -119,6 +140,7 @@ impl Vcpu {
 
     /// Run until the next exit Ferry must handle.
     pub fn run(&mut self) -> Result<Exit, kvm_ioctls::Error> {
+        RUN_IOCTLS.fetch_add(1, Ordering::Relaxed);
         let exit = self.fd.run()?;
         Ok(classify(&exit))
     }
@@ -136,16 +158,19 @@ impl Vcpu {
 
     /// Special registers by ioctl (fault reports only: not on the hot path).
     pub fn sregs(&self) -> Result<kvm_bindings::kvm_sregs, kvm_ioctls::Error> {
+        other_ioctls(1);
         self.fd.get_sregs()
     }
 
     /// General registers by ioctl (after a shutdown, when sync regs may be stale).
     pub fn regs_by_ioctl(&self) -> Result<kvm_regs, kvm_ioctls::Error> {
+        other_ioctls(1);
         self.fd.get_regs()
     }
 
     /// The guest's TSC frequency as KVM sets it.
     pub fn tsc_khz(&self) -> Result<u32, kvm_ioctls::Error> {
+        other_ioctls(1);
         self.fd.get_tsc_khz()
     }
 }

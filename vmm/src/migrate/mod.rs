@@ -17,6 +17,7 @@
 pub mod arglist;
 pub mod copy;
 
+use crate::clock;
 use crate::domain::{Domain, Health};
 use crate::fault::{self, FaultReport};
 use crate::guest_io;
@@ -53,6 +54,41 @@ pub enum ThreadResult {
     NotStarted(String),
 }
 
+/// Where a migrating thread's time went (host TSC cycles). The thread
+/// keeps one account wherever it migrates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadTime {
+    /// Inside `KVM_RUN`: guest code plus the exits themselves.
+    pub guest_cycles: u64,
+    /// In the VMM between one `KVM_RUN` and the next.
+    pub vmm_cycles: u64,
+    /// `KVM_RUN`s made.
+    pub runs: u64,
+    /// Calls that entered a callee.
+    pub calls: u64,
+}
+
+/// VMM work samples a profiled chain keeps without allocating per call.
+const WORK_LOG: usize = 16 * 1024;
+
+/// Per call+return, the VMM's own cycles: call path plus return path.
+struct WorkLog {
+    samples: [u64; WORK_LOG],
+    len: usize,
+}
+
+/// What the next measured VMM interval belongs to.
+#[derive(Clone, Copy, Debug, Default)]
+enum Pending {
+    #[default]
+    Nothing,
+    /// The interval after a `Call` exit: the call path.
+    Call,
+    /// The interval after a `Return` exit: the return path; carries the
+    /// call path's cycles of the same invocation.
+    Return(u64),
+}
+
 /// What the observer saw of a call, captured only when one is installed.
 struct Observed {
     caller: u32,
@@ -70,6 +106,8 @@ struct Frame {
     top: u64,
     plan: ArgPlan,
     observed: Option<Box<Observed>>,
+    /// VMM cycles spent on the call path that created this frame.
+    enter_cycles: u64,
 }
 
 /// The result of running one exit's worth of the thread.
@@ -84,6 +122,10 @@ pub enum Step {
 pub struct Chain {
     thread: u64,
     frames: Vec<Frame>,
+    time: ThreadTime,
+    last_exit: u64,
+    pending: Pending,
+    work: Option<Box<WorkLog>>,
 }
 
 fn answer(vcpu: &mut Vcpu, status: u64, values: [u64; 4]) {
@@ -115,9 +157,19 @@ impl Chain {
         entry: u32,
         scalars: [u64; MAX_SCALARS],
     ) -> Result<Self, String> {
+        let work = sys.profiling().then(|| {
+            Box::new(WorkLog {
+                samples: [0; WORK_LOG],
+                len: 0,
+            })
+        });
         let mut chain = Chain {
             thread,
             frames: Vec::with_capacity(MAX_DEPTH),
+            time: ThreadTime::default(),
+            last_exit: 0,
+            pending: Pending::Nothing,
+            work,
         };
         let d = sys.domain(domain).ok_or("no such domain")?;
         let plan = ArgPlan {
@@ -142,8 +194,47 @@ impl Chain {
         self.frames.iter().map(|f| f.domain)
     }
 
+    /// Where this thread's time went so far.
+    pub fn time(&self) -> ThreadTime {
+        self.time
+    }
+
+    /// The VMM-work samples of a profiled chain (one per call+return).
+    pub fn work_samples(&self) -> &[u64] {
+        self.work
+            .as_ref()
+            .map_or(&[], |w| w.samples.get(..w.len).unwrap_or(&[]))
+    }
+
+    /// Account the VMM interval that ends now, at the next `KVM_RUN`.
+    fn account_vmm(&mut self, t_run: u64) {
+        if self.last_exit == 0 {
+            return;
+        }
+        let cycles = t_run.wrapping_sub(self.last_exit);
+        self.time.vmm_cycles += cycles;
+        match std::mem::take(&mut self.pending) {
+            Pending::Nothing => {}
+            Pending::Call => {
+                if let Some(top) = self.frames.last_mut() {
+                    top.enter_cycles = cycles;
+                }
+            }
+            Pending::Return(call_path) => {
+                if let Some(w) = self.work.as_mut() {
+                    if let Some(slot) = w.samples.get_mut(w.len) {
+                        *slot = call_path + cycles;
+                        w.len += 1;
+                    }
+                }
+            }
+        }
+    }
+
     /// Run the top frame's vCPU to its next exit and handle it.
     pub fn step(&mut self, sys: &Core) -> Step {
+        let t_run = clock::now();
+        self.account_vmm(t_run);
         let Some(top) = self.frames.last_mut() else {
             return Step::Done(ThreadResult::NotStarted("empty chain".into()));
         };
@@ -158,6 +249,10 @@ impl Chain {
                 Exit::Unexpected("KVM_RUN failed")
             }
         };
+        let t_exit = clock::now();
+        self.time.guest_cycles += t_exit.wrapping_sub(t_run);
+        self.time.runs += 1;
+        self.last_exit = t_exit;
         match exit {
             Exit::Hypercall => self.hypercall(sys),
             Exit::Interrupted => Step::Continue,
@@ -291,6 +386,8 @@ impl Chain {
             Ok(frame) => {
                 sys.counters.call();
                 self.frames.push(frame);
+                self.time.calls += 1;
+                self.pending = Pending::Call;
                 Step::Continue
             }
             Err(code) => self.refuse(sys, req.slot, code, &callee.name),
@@ -335,6 +432,7 @@ impl Chain {
             top: callee.layout.stack_top(stack),
             plan,
             observed: None,
+            enter_cycles: 0,
         };
         let mut frame = frame;
         match self.prepare(sys, callee, caller, &mut frame, scalars) {
@@ -473,6 +571,7 @@ impl Chain {
             (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 4])
         };
         self.observe_return(sys, callee, &frame, word, [values[0], values[1]]);
+        let enter_cycles = frame.enter_cycles;
         Self::release(sys, frame);
         if caller.health() != Health::Running {
             let report = caller
@@ -483,6 +582,7 @@ impl Chain {
         if let Some(caller_frame) = self.frames.last_mut() {
             answer(&mut caller_frame.vcpu, word, values);
         }
+        self.pending = Pending::Return(enter_cycles);
         Step::Continue
     }
 
