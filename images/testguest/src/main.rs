@@ -25,6 +25,15 @@
 //! | 16 | `drive_fault(scalar0 = which)` | see [`drive_fault`] |
 //! | 17 | `drive_relay(scalar0 = depth)` | see [`drive_relay`] |
 //! | 18 | `spin_forever` | spins forever (watchdog tests) |
+//! | 19 | `forward` | calls slot 0 with its own 6 scalars, no objects; returns the callee's results; on failure status = the raw status word for a Ferry error (1..=255, `Fault` = 9), `0x8000 \| n` for the callee's application status `n` (so n ≥ 0x8000 is ambiguous), 0x7FFF for an undefined word |
+//! | 20 | `rendezvous(scalar0 = n, scalar1 = timeout cycles)` | static `ARRIVED` += 1, spins until `ARRIVED >= n`: `Ok([ARRIVED seen, 0])`; 1 on timeout (rdtsc). `ARRIVED` counts every arrival since the domain's last (re)start |
+//! | 21 | `hold_addr` | `Ok([address of the static u64 HOLD_RELEASE, 0])` |
+//! | 22 | `hold(scalar0 = timeout cycles)` | spins until `HOLD_RELEASE != 0` (the host writes it): `Ok([1, 0])`; 1 on timeout |
+//! | 23 | `bump` | static `COUNTER` (.bss, zeroed by a restart) += 1: `Ok([new counter, generation])` |
+//! | 24 | `regs_check(scalar0 = depth)` | see [`regs_check`] |
+//! | 25 | `spawner(scalar0 = n)` | `SPAWN_RELEASE` = 0; `spawn_named("spawned_child", i)` for i in 0..n; `SPAWN_RELEASE` = 1; `Ok([successes, first failure's raw status or 0])` |
+//! | 26 | `spawned_child(scalar0 = arg)` | spins until `SPAWN_RELEASE == 1`: `Ok([arg, 0])`; 1 after ~30e9 cycles |
+//! | 27 | `exit_now(scalar0 = code)` | `ferry_guest::exit(code)`: ends the whole thread, from any depth |
 //!
 //! The `drive_*` entries run as a test's initial thread (in domain
 //! "driver") and check what they observe themselves; each failure prints a
@@ -36,9 +45,14 @@ extern crate alloc;
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::arch::asm;
 use core::hint::black_box;
+use core::sync::atomic::{AtomicU64, Ordering};
 use ferry_guest::shared_abi::{layout, ArgDesc, ArgMode, CallRequest, MAX_ARGS};
-use ferry_guest::{call, call_raw, domain_id, hypercall_raw, println, Arg, Call, CallError};
+use ferry_guest::{
+    call, call_raw, domain_id, exit, generation, hypercall_raw, println, rdtsc, spawn_named, Arg,
+    Call, CallError,
+};
 
 // ---------------------------------------------------------------------------
 // Callee entries.
@@ -435,6 +449,263 @@ fn spin_forever(_: &mut Call) -> Result<[u64; 2], u32> {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Entries for concurrency, spawn, restart and register-state tests.
+
+/// `forward`'s status for a callee application error `n`: `0x8000 | n`.
+const FORWARD_APP_BIT: u32 = 0x8000;
+/// `forward`'s status for a status word this ABI does not define.
+const FORWARD_UNKNOWN: u32 = 0x7FFF;
+
+fn forward(c: &mut Call) -> Result<[u64; 2], u32> {
+    let scalars: [u64; 6] = core::array::from_fn(|i| c.scalar(i));
+    call(0, &scalars, &mut []).map_err(|e| match e {
+        CallError::App(n) => FORWARD_APP_BIT | n,
+        e => match e.code() {
+            code @ 1..=255 => code as u32,
+            _ => FORWARD_UNKNOWN,
+        },
+    })
+}
+
+/// Threads that ever entered `rendezvous` in this domain (since its last
+/// (re)start).
+static ARRIVED: AtomicU64 = AtomicU64::new(0);
+
+/// Spin until `done()` or `timeout` TSC cycles have passed; whether `done`.
+fn spin_until(timeout: u64, mut done: impl FnMut() -> bool) -> bool {
+    let start = rdtsc();
+    loop {
+        if done() {
+            return true;
+        }
+        if rdtsc().wrapping_sub(start) > timeout {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+fn rendezvous(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (n, timeout) = (c.scalar(0), c.scalar(1));
+    ARRIVED.fetch_add(1, Ordering::SeqCst);
+    let mut seen = 0;
+    let met = spin_until(timeout, || {
+        seen = ARRIVED.load(Ordering::SeqCst);
+        seen >= n
+    });
+    if met {
+        Ok([seen, 0])
+    } else {
+        Err(1)
+    }
+}
+
+/// Written (non-zero) by the host test straight into guest memory to
+/// release the threads spinning in `hold`.
+static HOLD_RELEASE: AtomicU64 = AtomicU64::new(0);
+
+fn hold_addr(_: &mut Call) -> Result<[u64; 2], u32> {
+    Ok([HOLD_RELEASE.as_ptr() as u64, 0])
+}
+
+fn hold(c: &mut Call) -> Result<[u64; 2], u32> {
+    if spin_until(c.scalar(0), || HOLD_RELEASE.load(Ordering::SeqCst) != 0) {
+        Ok([1, 0])
+    } else {
+        Err(1)
+    }
+}
+
+/// In `.bss`: a restart of the domain zeroes it.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn bump(_: &mut Call) -> Result<[u64; 2], u32> {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst) + 1;
+    Ok([n, generation()])
+}
+
+/// Register state `regs_check` loads, and later reads back, in one `asm!`
+/// block. Offsets are used by that block: keep the layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct RegState {
+    /// rbx, rbp, r12, r13, r14, r15 (offsets 0, 8, …, 40).
+    gpr: [u64; 6],
+    /// xmm6, low then high quadword (offset 48).
+    xmm6: [u64; 2],
+    /// xmm7 (offset 64).
+    xmm7: [u64; 2],
+    /// MXCSR (offset 80).
+    mxcsr: u32,
+    /// x87 control word (offset 84).
+    fcw: u16,
+    /// Padding (offset 86).
+    pad: u16,
+}
+
+/// The distinctive state of nesting level `depth`: every register's value
+/// depends on `depth`, so consecutive levels (A→B→A→…) never share one.
+fn reg_patterns(depth: u64) -> RegState {
+    let base = depth.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let p =
+        |i: u64| base ^ i.wrapping_mul(0x0101_0101_0101_0101) ^ (i << 56) ^ 0xA5A5_0000_0000_5A5A;
+    let rc = (depth % 3 + 1) as u32; // 1, 2, 3: never the default 0
+    RegState {
+        gpr: [p(1), p(2), p(3), p(4), p(5), p(6)],
+        xmm6: [p(7), !p(7)],
+        xmm7: [p(8), p(8).rotate_left(17)],
+        // Exceptions masked, rounding control rc, flush-to-zero on odd depths.
+        mxcsr: 0x1F80 | (rc << 13) | ((depth as u32 & 1) << 15),
+        // All exceptions masked, 53-bit precision, rounding control rc.
+        fcw: 0x027F | ((rc as u16) << 10),
+        pad: 0,
+    }
+}
+
+/// Proves that a suspended frame's whole register state survives a call
+/// back into its own domain (A→B→A: the inner A frame runs on another vCPU
+/// of A). In one `asm!` block (so the compiler cannot interfere) it loads
+/// depth-dependent patterns ([`reg_patterns`]) into rbx, rbp, r12–r15,
+/// xmm6, xmm7, MXCSR and the x87 control word; if scalar0 = depth > 0 it
+/// makes the `Call` hypercall on slot 0 (the other domain's `regs_check`)
+/// with scalar0 = depth - 1; then it reads everything back and restores
+/// MXCSR and FCW to their defaults.
+///
+/// Returns `Ok([depth, 0])`. Statuses: the first register that changed —
+/// 1 rbx, 2 r12, 3 r13, 4 r14, 5 r15, 6 xmm6, 7 xmm7, 8 MXCSR, 9 FCW,
+/// 10 rbp; `0x100 | (raw status & 0xFF)` if the nested call failed (a
+/// nested `regs_check` failure with status s arrives as `0x100 | s`, since
+/// `APP_ERROR_BASE` has a zero low byte); 11 if it succeeded with
+/// r0 ≠ depth - 1.
+fn regs_check(c: &mut Call) -> Result<[u64; 2], u32> {
+    let depth = c.scalar(0);
+    let want = reg_patterns(depth);
+    let mut got = RegState::default();
+    let mut req = CallRequest::default();
+    req.scalars[0] = depth.wrapping_sub(1);
+    let status: u64;
+    let r0: u64;
+    // SAFETY: rbx and rbp (which Rust cannot name as operands) are saved on
+    // the stack and restored; every other register written is declared as an
+    // output. The block reads `want` and `req` and writes `got`, all live
+    // locals; the Call hypercall (only when depth > 0) has no objects, so
+    // the VMM writes no guest memory, and it changes only RAX, RDI, RSI,
+    // RDX and R10 of this vCPU (declared). MXCSR and the x87 control word
+    // are set back to their defaults (0x1F80, 0x037F) before the block ends.
+    unsafe {
+        asm!(
+            "push rbx",
+            "push rbp",
+            "mov rbx, [rcx]",
+            "mov rbp, [rcx + 8]",
+            "mov r12, [rcx + 16]",
+            "mov r13, [rcx + 24]",
+            "mov r14, [rcx + 32]",
+            "mov r15, [rcx + 40]",
+            "movdqu xmm6, [rcx + 48]",
+            "movdqu xmm7, [rcx + 64]",
+            "ldmxcsr [rcx + 80]",
+            "fldcw [rcx + 84]",
+            "xor eax, eax",
+            "test r9, r9",
+            "jz 2f",
+            "mov eax, 4",
+            "out 0xE0, eax",
+            "2:",
+            "mov [r8], rbx",
+            "mov [r8 + 8], rbp",
+            "mov [r8 + 16], r12",
+            "mov [r8 + 24], r13",
+            "mov [r8 + 32], r14",
+            "mov [r8 + 40], r15",
+            "movdqu [r8 + 48], xmm6",
+            "movdqu [r8 + 64], xmm7",
+            "stmxcsr [r8 + 80]",
+            "fnstcw [r8 + 84]",
+            "pop rbp",
+            "pop rbx",
+            "push 0x1F80",
+            "ldmxcsr [rsp]",
+            "mov word ptr [rsp], 0x037F",
+            "fldcw [rsp]",
+            "add rsp, 8",
+            in("rcx") &want as *const RegState,
+            in("r8") &mut got as *mut RegState,
+            in("r9") (depth > 0) as u64,
+            inout("rdi") &req as *const CallRequest as u64 => r0,
+            out("rax") status,
+            out("rsi") _,
+            out("rdx") _,
+            out("r10") _,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            out("xmm6") _,
+            out("xmm7") _,
+        );
+    }
+    const GPR_CODES: [u32; 6] = [1, 10, 2, 3, 4, 5];
+    for (i, code) in GPR_CODES.iter().enumerate() {
+        if got.gpr[i] != want.gpr[i] {
+            return Err(*code);
+        }
+    }
+    let checks = [
+        (got.xmm6 == want.xmm6, 6),
+        (got.xmm7 == want.xmm7, 7),
+        (got.mxcsr == want.mxcsr, 8),
+        (got.fcw == want.fcw, 9),
+    ];
+    if let Some(&(_, code)) = checks.iter().find(|(ok, _)| !ok) {
+        return Err(code);
+    }
+    if depth > 0 {
+        if status != 0 {
+            return Err(0x100 | (status & 0xFF) as u32);
+        }
+        if r0 != depth - 1 {
+            return Err(11);
+        }
+    }
+    Ok([depth, 0])
+}
+
+/// 0 while `spawner` is still spawning; `spawned_child` waits for 1.
+static SPAWN_RELEASE: AtomicU64 = AtomicU64::new(0);
+
+/// How long `spawned_child` waits for its release (~10 s at 3 GHz).
+const SPAWN_WAIT_CYCLES: u64 = 30_000_000_000;
+
+fn spawner(c: &mut Call) -> Result<[u64; 2], u32> {
+    SPAWN_RELEASE.store(0, Ordering::SeqCst);
+    let (mut ok, mut first_err) = (0u64, 0u64);
+    for i in 0..c.scalar(0) {
+        match spawn_named("spawned_child", i) {
+            Ok(_) => ok += 1,
+            Err(e) if first_err == 0 => first_err = e.code(),
+            Err(_) => {}
+        }
+    }
+    SPAWN_RELEASE.store(1, Ordering::SeqCst);
+    Ok([ok, first_err])
+}
+
+fn spawned_child(c: &mut Call) -> Result<[u64; 2], u32> {
+    if spin_until(SPAWN_WAIT_CYCLES, || {
+        SPAWN_RELEASE.load(Ordering::SeqCst) == 1
+    }) {
+        Ok([c.scalar(0), 0])
+    } else {
+        Err(1)
+    }
+}
+
+fn exit_now(c: &mut Call) -> Result<[u64; 2], u32> {
+    exit(c.scalar(0))
+}
+
 ferry_guest::entries! {
     "null" => null,
     "echo" => echo,
@@ -455,4 +726,13 @@ ferry_guest::entries! {
     "drive_fault" => drive_fault,
     "drive_relay" => drive_relay,
     "spin_forever" => spin_forever,
+    "forward" => forward,
+    "rendezvous" => rendezvous,
+    "hold_addr" => hold_addr,
+    "hold" => hold,
+    "bump" => bump,
+    "regs_check" => regs_check,
+    "spawner" => spawner,
+    "spawned_child" => spawned_child,
+    "exit_now" => exit_now,
 }
