@@ -1,12 +1,18 @@
 //! `client`: an end-to-end workload over `kv` and `hasher`.
 //!
 //! Entries:
-//! - `main(scalar0 = number of keys N, 1000 if 0) -> r0 = successful calls`.
+//! - `main(scalar0 = number of keys N (1000 if 0), scalar1 = thread index t)
+//!   -> r0 = successful calls`.
 //!
 //! Capability slots (manifest order): 0 `kv.put`, 1 `kv.get`,
 //! 2 `kv.delete`, 3 `hasher.sha256`; slot 42 is deliberately not granted.
 //!
-//! Work: `measure_floor(1000)`; put N keys `key-<i>` with values of 1..=200
+//! Several client threads may run at once (each on its own vCPU of this
+//! domain) against the same `kv`: thread `t`'s keys are `t<t>-key-<i>`, so
+//! threads with distinct indices store disjoint keys and never see each
+//! other's deletes. Each thread measures the floor itself.
+//!
+//! Work: `measure_floor(1000)`; put N keys `t<t>-key-<i>` with values of 1..=200
 //! bytes derived from `i`; get all N back and compare; delete every 10th key
 //! (`i % 10 == 0`) and check that getting it fails with `App(1)`; hash the
 //! values of keys 0..100 with `hasher` and compare with an in-guest SHA-256;
@@ -53,11 +59,12 @@ const HASHES: u64 = 100;
 /// Largest value (and get buffer) in bytes.
 const MAX_VALUE: usize = 200;
 
-fn key(i: u64) -> Vec<u8> {
-    format!("key-{i}").into_bytes()
+/// Key `i` of client thread `t`.
+fn key(t: u64, i: u64) -> Vec<u8> {
+    format!("t{t}-key-{i}").into_bytes()
 }
 
-/// The value stored under `key(i)`: 1..=200 bytes, derived from `i` alone.
+/// The value stored under `key(t, i)`: 1..=200 bytes, derived from `i` alone.
 fn value(i: u64) -> Vec<u8> {
     let len = 1 + (i.wrapping_mul(37) % MAX_VALUE as u64) as usize;
     (0..len)
@@ -76,22 +83,23 @@ fn main(c: &mut Call) -> Result<[u64; 2], u32> {
         0 => DEFAULT_KEYS,
         n => n,
     };
+    let t = c.scalar(1);
     let mut ok = 0u64;
 
     measure_floor(1000);
-    println!("client: measured the floor (1000 nops)");
+    println!("client t{t}: measured the floor (1000 nops)");
 
     for i in 0..n {
-        let (k, v) = (key(i), value(i));
+        let (k, v) = (key(t, i), value(i));
         call(SLOT_PUT, &[], &mut [Arg::input(&k[..]), Arg::input(&v[..])])
             .map_err(|e| fail(PUT_FAILED, i, e))?;
         ok += 1;
     }
-    println!("client: put {n} keys");
+    println!("client t{t}: put {n} keys");
 
     let mut buf = [0u8; MAX_VALUE];
     for i in 0..n {
-        let k = key(i);
+        let k = key(t, i);
         let r = call(
             SLOT_GET,
             &[],
@@ -101,15 +109,15 @@ fn main(c: &mut Call) -> Result<[u64; 2], u32> {
         ok += 1;
         let got = buf.get(..r[0] as usize).ok_or(GET_MISMATCH)?;
         if got != &value(i)[..] {
-            println!("client: value of key-{i} differs");
+            println!("client t{t}: value of t{t}-key-{i} differs");
             return Err(GET_MISMATCH);
         }
     }
-    println!("client: got and checked {n} keys");
+    println!("client t{t}: got and checked {n} keys");
 
     let mut deleted = 0u64;
     for i in (0..n).step_by(10) {
-        let k = key(i);
+        let k = key(t, i);
         call(SLOT_DELETE, &[], &mut [Arg::input(&k[..])]).map_err(|e| fail(DELETE_FAILED, i, e))?;
         ok += 1;
         match call(
@@ -119,13 +127,13 @@ fn main(c: &mut Call) -> Result<[u64; 2], u32> {
         ) {
             Err(CallError::App(1)) => {}
             other => {
-                println!("client: get of deleted key-{i} gave {other:?}");
+                println!("client t{t}: get of deleted t{t}-key-{i} gave {other:?}");
                 return Err(DELETED_STILL_THERE);
             }
         }
         deleted += 1;
     }
-    println!("client: deleted {deleted} keys, each get of them failed as expected");
+    println!("client t{t}: deleted {deleted} keys, each get of them failed as expected");
 
     for i in 0..HASHES {
         let v = value(i);
@@ -138,20 +146,20 @@ fn main(c: &mut Call) -> Result<[u64; 2], u32> {
         .map_err(|e| fail(HASH_FAILED, i, e))?;
         ok += 1;
         if digest[..] != Sha256::digest(&v)[..] {
-            println!("client: digest of value {i} differs");
+            println!("client t{t}: digest of value {i} differs");
             return Err(HASH_MISMATCH);
         }
     }
-    println!("client: hashed and checked {HASHES} values");
+    println!("client t{t}: hashed and checked {HASHES} values");
 
     match call(SLOT_NOT_GRANTED, &[], &mut []) {
         Err(CallError::Ferry(ErrorCode::BadSlot)) => {}
         other => {
-            println!("client: slot {SLOT_NOT_GRANTED} gave {other:?}");
+            println!("client t{t}: slot {SLOT_NOT_GRANTED} gave {other:?}");
             return Err(BAD_SLOT_NOT_REFUSED);
         }
     }
-    println!("client: done, {ok} successful calls");
+    println!("client t{t}: done, {ok} successful calls");
     Ok([ok, 0])
 }
 
