@@ -24,6 +24,7 @@ pub mod guest_io;
 pub mod images;
 pub mod kvm;
 pub mod manifest;
+pub mod message;
 pub mod migrate;
 pub mod observe;
 pub mod stats;

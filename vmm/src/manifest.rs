@@ -14,6 +14,7 @@
 //! capabilities = ["logger.append"]   # slot 0, 1, … of this domain
 //! stack_policy = "block"    # or "fail": what a call does when no stack is free
 //! max_spawned = 4           # threads its guest may `spawn` and have running
+//! ipc = "migrate"           # or "message": server threads, for comparison
 //!
 //! [[thread]]
 //! domain = "client"
@@ -78,6 +79,8 @@ struct RawDomain {
     stack_policy: StackPolicy,
     #[serde(default = "default_max_spawned")]
     max_spawned: u32,
+    #[serde(default)]
+    ipc: Ipc,
 }
 
 fn default_max_spawned() -> u32 {
@@ -113,6 +116,19 @@ pub enum StackPolicy {
     Block,
     /// Fail at once with `NoStack`.
     Fail,
+}
+
+/// How calls into a domain are carried out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ipc {
+    /// The calling thread itself migrates into the domain (Ferry's design).
+    #[default]
+    Migrate,
+    /// Message passing, for comparison: the domain has its own server
+    /// threads (one per stack); a call hands the request and its argument
+    /// list to one of them and waits for the reply.
+    Message,
 }
 
 /// Where a domain's image comes from.
@@ -154,6 +170,8 @@ pub struct DomainSpec {
     pub stack_policy: StackPolicy,
     /// Most threads its guests may have spawned and running at once.
     pub max_spawned: u32,
+    /// How calls into it are carried out.
+    pub ipc: Ipc,
 }
 
 /// One initial thread.
@@ -270,6 +288,7 @@ impl System {
                 capabilities: Vec::new(),
                 stack_policy: d.stack_policy,
                 max_spawned: d.max_spawned,
+                ipc: d.ipc,
             });
         }
         for (i, d) in raw.domain.iter().enumerate() {

@@ -39,6 +39,9 @@ pub struct CallEvent<'a> {
     pub status: u64,
     /// The results the caller got.
     pub results: [u64; 2],
+    /// The host thread that ran the callee: the caller's own in migrate
+    /// mode, a server's in message mode.
+    pub host_thread: std::thread::ThreadId,
 }
 
 /// Something that watches calls. Called on the migrating thread, so keep it short.

@@ -434,13 +434,38 @@ pub struct System {
 }
 
 impl System {
-    /// Boot every domain of `spec` (in order), resolve capabilities.
+    /// Boot every domain of `spec` (in order), resolve capabilities and
+    /// start the server threads of message-mode domains.
     pub fn boot(
         spec: manifest::System,
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Result<Self, SystemError> {
         let core = Arc::new(Core::boot(spec, observer)?);
+        for d in core.domains() {
+            let Some(inbox) = &d.inbox else { continue };
+            for n in 0..inbox.servers() {
+                let (core2, id) = (Arc::clone(&core), d.id);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("ferry-{}-server{n}", d.name))
+                    .spawn(move || crate::message::serve(core2, id));
+                if let Err(e) = spawned {
+                    log::error!("cannot start server {n} of `{}`: {e}", d.name);
+                }
+            }
+        }
         Ok(Self { core })
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        // Servers hold the core; they let go when told to stop (a server
+        // stuck in a guest that never returns is left to process exit).
+        for d in self.core.domains() {
+            if let Some(inbox) = &d.inbox {
+                inbox.stop_all();
+            }
+        }
     }
 }
 

@@ -12,7 +12,8 @@ pub use boot::{BootError, HelloInfo, MAX_ENTRIES, MIN_HEAP};
 
 use crate::fault::FaultReport;
 use crate::guest_io::{self, GuestMemError};
-use crate::manifest::{DomainSpec, StackPolicy};
+use crate::manifest::{DomainSpec, Ipc, StackPolicy};
+use crate::message::Inbox;
 use crate::vcpu::Vcpu;
 use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VmFd};
@@ -100,6 +101,10 @@ pub struct Domain {
     pub tsc_khz: u32,
     /// Most spawned threads running at once.
     pub max_spawned: u32,
+    /// How calls into it are carried out.
+    pub ipc: Ipc,
+    /// Where message-mode calls wait for a server (`ipc = "message"` only).
+    pub inbox: Option<Inbox>,
     image: Vec<u8>,
     image_name: String,
     entry_point: u64,
@@ -186,6 +191,8 @@ impl Domain {
             samples: SampleRing::default(),
             tsc_khz: 0,
             max_spawned: spec.max_spawned,
+            ipc: spec.ipc,
+            inbox: (spec.ipc == Ipc::Message).then(|| Inbox::new(spec.stacks)),
             image: image.to_vec(),
             image_name: image_name.to_owned(),
             entry_point,

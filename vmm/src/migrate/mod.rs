@@ -21,6 +21,8 @@ use crate::clock;
 use crate::domain::{Domain, Health};
 use crate::fault::{self, FaultReport};
 use crate::guest_io;
+use crate::manifest::{Ipc, StackPolicy};
+use crate::message::{Ancestors, Reply, ReplySlot, Request};
 use crate::observe::{CallEvent, ObservedObject};
 use crate::system::Core;
 use crate::vcpu::{Exit, Vcpu};
@@ -29,6 +31,7 @@ use shared_abi::{
     pseudo_vector, ArgDesc, ErrorCode, Hypercall, Invocation, APP_ERROR_BASE, MAX_ARGS,
     MAX_SCALARS, NO_CALLER,
 };
+use std::sync::Arc;
 
 /// Deepest invocation chain a thread may build.
 pub const MAX_DEPTH: usize = 64;
@@ -126,6 +129,13 @@ pub struct Chain {
     last_exit: u64,
     pending: Pending,
     work: Option<Box<WorkLog>>,
+    /// Domains this thread is in on other host threads (message mode).
+    ancestors: Ancestors,
+    /// A served chain's bottom frame answers this caller domain, whose
+    /// thread waits on another host thread.
+    served_caller: Option<u32>,
+    /// Where this chain's message-mode calls get their replies.
+    reply: Option<Arc<ReplySlot>>,
 }
 
 fn answer(vcpu: &mut Vcpu, status: u64, values: [u64; 4]) {
@@ -170,6 +180,9 @@ impl Chain {
             last_exit: 0,
             pending: Pending::Nothing,
             work,
+            ancestors: Ancestors::default(),
+            served_caller: None,
+            reply: None,
         };
         let d = sys.domain(domain).ok_or("no such domain")?;
         let plan = ArgPlan {
@@ -180,6 +193,37 @@ impl Chain {
         let frame = chain
             .enter(sys, d, None, entry, plan, scalars)
             .map_err(|c| format!("domain `{}`: {c:?}", d.name))?;
+        chain.frames.push(frame);
+        Ok(chain)
+    }
+
+    /// A chain for a server thread of `domain` serving `req` (message mode):
+    /// the bottom frame's objects come from, and go back to, the caller.
+    pub fn start_served(sys: &Core, domain: u32, req: &Request) -> Result<Self, ErrorCode> {
+        let callee = sys.domain(domain).ok_or(ErrorCode::BadSlot)?;
+        let caller = sys.domain(req.caller).ok_or(ErrorCode::BadSlot)?;
+        let mut chain = Chain {
+            thread: req.thread,
+            frames: Vec::with_capacity(MAX_DEPTH),
+            time: ThreadTime::default(),
+            last_exit: 0,
+            pending: Pending::Nothing,
+            work: None,
+            ancestors: req.ancestors,
+            served_caller: Some(req.caller),
+            reply: None,
+        };
+        let frame = chain.enter(
+            sys,
+            callee,
+            Some(Caller {
+                domain: caller,
+                slot: req.slot,
+            }),
+            req.entry,
+            req.plan,
+            req.scalars,
+        )?;
         chain.frames.push(frame);
         Ok(chain)
     }
@@ -372,6 +416,9 @@ impl Chain {
             Ok(p) => p,
             Err(e) => return self.refuse(sys, req.slot, e.code(), &e),
         };
+        if callee.ipc == Ipc::Message {
+            return self.message_call(sys, caller, callee, req.slot, cap.entry, plan, req.scalars);
+        }
         match self.enter(
             sys,
             callee,
@@ -407,7 +454,7 @@ impl Chain {
         scalars: [u64; MAX_SCALARS],
     ) -> Result<Frame, ErrorCode> {
         callee.enter()?;
-        let held = self.frames.iter().filter(|f| f.domain == callee.id).count() as u32;
+        let held = self.held_in(callee.id);
         let stack = match callee.take_stack(held) {
             Ok(s) => s,
             Err(code) => {
@@ -444,6 +491,87 @@ impl Chain {
         }
     }
 
+    /// Frames this thread has in `domain`, here and on other host threads.
+    fn held_in(&self, domain: u32) -> u32 {
+        let here = self.frames.iter().filter(|f| f.domain == domain).count();
+        let elsewhere = self
+            .ancestors
+            .as_slice()
+            .iter()
+            .filter(|d| **d == domain)
+            .count();
+        (here + elsewhere) as u32
+    }
+
+    /// Hand a validated call to a server of a message-mode `callee` and
+    /// sleep until it replies.
+    #[allow(clippy::too_many_arguments)]
+    fn message_call(
+        &mut self,
+        sys: &Core,
+        caller: &Domain,
+        callee: &Domain,
+        slot: u32,
+        entry: u32,
+        plan: ArgPlan,
+        scalars: [u64; MAX_SCALARS],
+    ) -> Step {
+        if let Some(code) = callee.health().refusal() {
+            return self.refuse(sys, slot, code, &callee.name);
+        }
+        let Some(inbox) = callee.inbox.as_ref() else {
+            return self.refuse(
+                sys,
+                slot,
+                ErrorCode::BadSlot,
+                &"message-mode domain without servers",
+            );
+        };
+        let all_mine = self.held_in(callee.id) >= inbox.servers();
+        if inbox.idle() == 0 && (callee.stack_policy == StackPolicy::Fail || all_mine) {
+            return self.refuse(sys, slot, ErrorCode::NoStack, &"no idle server");
+        }
+        let reply = Arc::clone(
+            self.reply
+                .get_or_insert_with(|| Arc::new(ReplySlot::default())),
+        );
+        let ancestors = Ancestors::extend(&self.ancestors, self.frames.iter().map(|f| f.domain));
+        let req = Request {
+            thread: self.thread,
+            caller: caller.id,
+            slot,
+            entry,
+            plan,
+            scalars,
+            ancestors,
+            reply: Arc::clone(&reply),
+        };
+        if let Err(code) = inbox.send(req) {
+            return self.refuse(sys, slot, code, &callee.name);
+        }
+        sys.counters.call();
+        self.time.calls += 1;
+        match reply.wait() {
+            Reply::Returned {
+                status,
+                results,
+                time,
+            } => {
+                sys.counters.ret();
+                self.time.guest_cycles += time.guest_cycles;
+                self.time.runs += time.runs;
+                self.time.calls += time.calls;
+                if let Some(top) = self.frames.last_mut() {
+                    answer(&mut top.vcpu, status, [results[0], results[1], 0, 0]);
+                }
+                Step::Continue
+            }
+            Reply::Refused(code) => self.refuse(sys, slot, code, &callee.name),
+            Reply::Fault(report) => self.unwind(sys, report),
+            Reply::Exited(code) => self.exit(sys, code),
+        }
+    }
+
     /// Copy the objects in, write the invocation frame, set the registers.
     fn prepare(
         &self,
@@ -464,7 +592,7 @@ impl Chain {
             caller_domain: caller.as_ref().map_or(NO_CALLER, |c| c.domain.id),
             entry: frame.entry,
             thread_id: self.thread,
-            depth: self.frames.len() as u32,
+            depth: (self.ancestors.as_slice().len() + self.frames.len()) as u32,
             nargs: plan.count as u32,
             scalars,
             args: [ArgDesc::default(); MAX_ARGS],
@@ -549,8 +677,7 @@ impl Chain {
             return self.unwind(sys, report);
         }
         let Some(caller_frame) = self.frames.last() else {
-            Self::release(sys, frame);
-            return Step::Done(ThreadResult::Returned { status, results });
+            return self.ret_bottom(sys, callee, frame, status, results);
         };
         let Some(caller) = sys.domain(caller_frame.domain) else {
             return Step::Continue;
@@ -584,6 +711,47 @@ impl Chain {
         }
         self.pending = Pending::Return(enter_cycles);
         Step::Continue
+    }
+
+    /// The bottom frame returned: the thread's first entry, or a served
+    /// call whose objects go back to a caller on another host thread.
+    fn ret_bottom(
+        &mut self,
+        sys: &Core,
+        callee: &Domain,
+        frame: Frame,
+        status: u64,
+        results: [u64; 2],
+    ) -> Step {
+        let mut status = status;
+        if let Some(caller) = self.served_caller.and_then(|c| sys.domain(c)) {
+            if status == 0 {
+                if let Err(e) = copy::copy_out(callee.mem(), caller.mem(), &frame.plan, frame.top) {
+                    log::error!(
+                        "copy back into `{}` failed after validation: {e}",
+                        caller.name
+                    );
+                    status = u64::MAX;
+                }
+            }
+            let word = if status == 0 {
+                0
+            } else {
+                APP_ERROR_BASE + status.min(u64::from(u32::MAX))
+            };
+            self.observe_return(
+                sys,
+                callee,
+                &frame,
+                word,
+                if status == 0 { results } else { [0; 2] },
+            );
+        }
+        Self::release(sys, frame);
+        Step::Done(ThreadResult::Returned {
+            status,
+            results: if status == 0 { results } else { [0; 2] },
+        })
     }
 
     fn observe_return(
@@ -629,6 +797,7 @@ impl Chain {
             objects: &objects,
             status,
             results,
+            host_thread: std::thread::current().id(),
         });
     }
 
