@@ -1,0 +1,97 @@
+//! Stack-pool policies: `block` makes the caller wait until a stack comes
+//! back (and the VMM counts the wait), `fail` answers `NoStack` at once, and
+//! a thread never waits for a stack that only it holds.
+
+mod common;
+
+use common::{boot, ok, testguest};
+use std::time::{Duration, Instant};
+use vmm::migrate::ThreadResult;
+use vmm::shared_abi::ErrorCode;
+
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "gave up waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// d0's relay calls b's relay; b has a single stack under `policy`.
+fn one_stack_callee(name: &'static str, policy: &str) -> (common::Watchdog, vmm::system::System) {
+    let toml = testguest("d0", &["b.relay"], "")
+        + &testguest(
+            "b",
+            &[],
+            &format!("stacks = 1\nstack_policy = \"{policy}\""),
+        );
+    boot(name, &toml)
+}
+
+#[test]
+fn block_policy_waits_for_a_stack_then_succeeds() {
+    let (_dog, sys) = one_stack_callee("block_policy_waits", "block");
+    let b = sys.domain_by_name("b").unwrap();
+    // Hold b's only stack as another thread would.
+    let held = b.stacks.take().expect("b's stack");
+    std::thread::scope(|s| {
+        let caller = s.spawn(|| sys.run_thread("d0", "drive_relay", &[1]));
+        wait_until("the caller waits for b's stack", || b.stack_waits() == 1);
+        assert!(
+            !caller.is_finished(),
+            "the call must not go through while the stack is out"
+        );
+        b.give_stack(held);
+        let out = caller.join().unwrap();
+        assert_eq!(ok(&out.result), [1, 1], "after the wait the call succeeded");
+    });
+    assert_eq!(sys.counters.refused(ErrorCode::NoStack), 0);
+}
+
+#[test]
+fn fail_policy_refuses_at_once() {
+    let (_dog, sys) = one_stack_callee("fail_policy_refuses", "fail");
+    let b = sys.domain_by_name("b").unwrap();
+    let held = b.stacks.take().expect("b's stack");
+    let out = sys.run_thread("d0", "drive_relay", &[1]);
+    b.give_stack(held);
+    // drive_relay reports its failed step (1) as an application status.
+    assert!(
+        matches!(out.result, ThreadResult::Returned { status: 1, .. }),
+        "{out:?}"
+    );
+    assert_eq!(sys.counters.refused(ErrorCode::NoStack), 1);
+    assert_eq!(b.stack_waits(), 0, "fail never waits");
+    // With the stack back, the same call goes through.
+    assert_eq!(
+        ok(&sys.run_thread("d0", "drive_relay", &[1]).result),
+        [1, 1]
+    );
+}
+
+#[test]
+fn a_thread_never_waits_for_a_stack_only_it_holds() {
+    // d0 → b → d0 → b: the second entry into b needs b's only stack, which
+    // is under the thread's own suspended frame. Waiting would deadlock.
+    let toml = testguest("d0", &["b.relay"], "")
+        + &testguest("b", &["d0.relay"], "stacks = 1\nstack_policy = \"block\"");
+    let (_dog, sys) = boot("a_thread_never_waits_for_a_stack_only_it_holds", &toml);
+    let out = sys.run_thread("d0", "drive_relay", &[3]);
+    assert!(
+        matches!(out.result, ThreadResult::Returned { status, .. } if status != 0),
+        "{out:?}"
+    );
+    assert_eq!(sys.counters.refused(ErrorCode::NoStack), 1);
+    assert_eq!(sys.domain_by_name("b").unwrap().stack_waits(), 0);
+    for d in sys.domains() {
+        assert_eq!(
+            d.stacks.free_count(),
+            d.stacks.capacity() as usize,
+            "{}",
+            d.name
+        );
+    }
+}
