@@ -98,7 +98,7 @@ fn demo_with_a_corrupting_kv_fails() {
         out.contains("[FAIL] every get matched the VMM's model"),
         "{out}"
     );
-    assert!(out.contains("mismatch: get `key-"), "{out}");
+    assert!(out.contains("mismatch: get `t"), "{out}");
 }
 
 #[test]

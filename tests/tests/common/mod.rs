@@ -85,7 +85,20 @@ pub const TESTGUEST_ENTRIES: &[&str] = &[
     "drive_fault",
     "drive_relay",
     "spin_forever",
+    "forward",
+    "rendezvous",
+    "hold_addr",
+    "hold",
+    "bump",
+    "regs_check",
+    "spawner",
+    "spawned_child",
+    "exit_now",
 ];
+
+/// A spin timeout for guests, in TSC cycles (several seconds here): long
+/// enough never to fire on a loaded machine, short of the watchdog.
+pub const SPIN_TIMEOUT: u64 = 30_000_000_000;
 
 /// A `[[domain]]` running `testguest`, exporting every entry, with `caps`
 /// as its capability slots and `extra` TOML lines (memory, stacks…).

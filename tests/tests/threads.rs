@@ -1,0 +1,78 @@
+//! Many threads: two inside one domain at once (each on its own vCPU and
+//! stack), `spawn` within and over the quota, `exit` from depth.
+
+mod common;
+
+use common::{boot, ok, testguest, SPIN_TIMEOUT};
+use vmm::migrate::ThreadResult;
+use vmm::shared_abi::ErrorCode;
+
+#[test]
+fn two_threads_inside_one_domain_at_once() {
+    // Two threads migrate into b's `rendezvous`, which completes only once
+    // both are inside b at the same time.
+    let thread = |d: &str| {
+        format!("[[thread]]\ndomain = \"{d}\"\nentry = \"forward\"\nargs = [2, {SPIN_TIMEOUT}]\n")
+    };
+    let toml = testguest("a1", &["b.rendezvous"], "")
+        + &testguest("a2", &["b.rendezvous"], "")
+        + &testguest("b", &[], "stacks = 2")
+        + &thread("a1")
+        + &thread("a2");
+    let (_dog, sys) = boot("two_threads_inside_one_domain_at_once", &toml);
+    let outcomes = sys.run();
+    assert_eq!(outcomes.len(), 2);
+    for o in &outcomes {
+        assert_eq!(ok(&o.result)[0], 2, "both arrived: {o:?}");
+    }
+    assert_ne!(outcomes[0].thread, outcomes[1].thread);
+    assert!(
+        sys.domain_by_name("b").unwrap().vcpu_count() >= 2,
+        "each thread ran on its own vCPU of b"
+    );
+}
+
+fn spawner(name: &'static str, n: u64, quota: u32) -> Vec<vmm::system::ThreadOutcome> {
+    let toml = testguest("a", &[], &format!("stacks = 4\nmax_spawned = {quota}"))
+        + &format!("[[thread]]\ndomain = \"a\"\nentry = \"spawner\"\nargs = [{n}]\n");
+    let (_dog, sys) = boot(name, &toml);
+    sys.run()
+}
+
+#[test]
+fn spawn_within_the_quota() {
+    let outcomes = spawner("spawn_within_the_quota", 2, 2);
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert_eq!(ok(&outcomes[0].result), [2, 0], "both spawns succeeded");
+    let mut children: Vec<u64> = outcomes[1..].iter().map(|o| ok(&o.result)[0]).collect();
+    children.sort_unstable();
+    assert_eq!(children, [0, 1], "each child ran with its own argument");
+    assert!(outcomes[1..].iter().all(|o| o.start == "a.spawned_child"));
+}
+
+#[test]
+fn spawn_over_the_quota_is_refused() {
+    let outcomes = spawner("spawn_over_the_quota_is_refused", 3, 2);
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert_eq!(
+        ok(&outcomes[0].result),
+        [2, ErrorCode::QuotaExceeded as u64]
+    );
+}
+
+#[test]
+fn exit_from_depth_ends_the_thread_and_frees_every_stack() {
+    let toml = testguest("d0", &["b.exit_now"], "") + &testguest("b", &[], "");
+    let (_dog, sys) = boot("exit_from_depth", &toml);
+    let out = sys.run_thread("d0", "forward", &[77]);
+    assert_eq!(out.result, ThreadResult::Exited { code: 77 });
+    for d in sys.domains() {
+        assert_eq!(
+            d.stacks.free_count(),
+            d.stacks.capacity() as usize,
+            "{}",
+            d.name
+        );
+        assert_eq!(d.active_frames(), 0, "{}", d.name);
+    }
+}
