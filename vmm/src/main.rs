@@ -1,4 +1,10 @@
 //! `ferry`: boot a system of domains and run its threads.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +36,22 @@ enum Command {
         /// The manifest (TOML).
         manifest: PathBuf,
     },
+    /// Measure migration latency against the exit floor, message passing,
+    /// pipes and a plain function call — all in one run.
+    Bench {
+        /// A short run (fewer samples per figure).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the results as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Also write plots (SVG and PNG) into this directory.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +65,12 @@ fn main() -> ExitCode {
     }) {
         Command::Demo { keys, manifest } => demo(keys, manifest),
         Command::Run { manifest } => run(&manifest),
+        Command::Bench {
+            quick,
+            json,
+            plot,
+            no_progress,
+        } => bench(quick, json, plot, !no_progress),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -79,4 +107,32 @@ fn demo(keys: u64, manifest: Option<PathBuf>) -> anyhow::Result<bool> {
     let report = vmm::demo::run(spec, keys).context("cannot start the demo")?;
     print!("{report}");
     Ok(report.passed())
+}
+
+fn bench(
+    quick: bool,
+    json: Option<PathBuf>,
+    plot: Option<PathBuf>,
+    progress: bool,
+) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+    let opts = vmm::bench::BenchOptions {
+        quick,
+        progress: progress && std::io::stderr().is_terminal(),
+    };
+    let report = vmm::bench::run(opts)?;
+    print!("{report}");
+    if let Some(path) = json {
+        vmm::bench::json::write_json(&report, &path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    if let Some(dir) = plot {
+        let files = vmm::bench::plot::write_plots(&report, &dir)
+            .with_context(|| format!("cannot write plots into {}", dir.display()))?;
+        for f in files {
+            println!("plot written to {}", f.display());
+        }
+    }
+    Ok(true)
 }

@@ -541,17 +541,31 @@ impl Domain {
         self.spawned.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// The latency samples the guest recorded (the newest `capacity` ones).
-    pub fn read_samples(&self) -> Vec<Sample> {
+    /// Samples the guest has recorded so far (its ring's write count).
+    pub fn sample_count(&self) -> u64 {
+        if self.samples.addr == 0 {
+            return 0;
+        }
+        guest_io::read_u64(&self.mem, self.samples.count_addr).unwrap_or(0)
+    }
+
+    /// The samples recorded since the count was `since` (at most the
+    /// ring's capacity: older ones were overwritten).
+    pub fn samples_since(&self, since: u64) -> Vec<Sample> {
         let s = self.samples;
         if s.addr == 0 || s.capacity == 0 {
             return Vec::new();
         }
-        let count = guest_io::read_u64(&self.mem, s.count_addr).unwrap_or(0);
-        let n = count.min(s.capacity);
-        (count - n..count)
+        let count = self.sample_count();
+        let from = since.max(count.saturating_sub(s.capacity));
+        (from..count)
             .filter_map(|i| guest_io::read_sample(&self.mem, s.addr, i % s.capacity).ok())
             .collect()
+    }
+
+    /// The latency samples the guest recorded (the newest `capacity` ones).
+    pub fn read_samples(&self) -> Vec<Sample> {
+        self.samples_since(0)
     }
 
     /// Read a guest range the VMM already validated (used by observers).

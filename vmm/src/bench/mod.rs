@@ -1,0 +1,632 @@
+//! `ferry bench`: migration latency measured against the exit floor and
+//! the alternatives, on the same machine, in the same run.
+//!
+//! Every guest-side figure is timed inside the calling guest with `rdtsc`
+//! (one sample per call, written to the guest's sample ring, read by the VMM
+//! after each batch — no exit per sample). Floor batches (null `out` round
+//! trips) are interleaved with the call batches, on the same thread, so the
+//! ratio to the floor compares like with like on a noisy host.
+
+pub mod baseline;
+pub mod json;
+pub mod plot;
+pub mod report;
+pub mod stats;
+pub mod table;
+
+use crate::manifest::System as Manifest;
+use crate::migrate::ThreadResult;
+use crate::system::{System, SystemError};
+use report::{Bandwidth, BenchReport, Figure, Group, Headline, Mode};
+use shared_abi::{FLOOR_SLOT, FUNCTION_SLOT};
+use stats::Stats;
+use std::fmt::Write as _;
+
+/// Object sizes measured (bytes).
+pub const SIZES: [u64; 6] = [8, 64, 512, 4096, 64 * 1024, 1024 * 1024];
+/// Nesting depths measured (hops).
+pub const DEPTHS: [u64; 5] = [1, 2, 4, 8, 16];
+/// Concurrent thread counts measured (2 cores here: 8 is oversubscribed).
+pub const THREADS: [u64; 3] = [1, 2, 8];
+/// Callee-domain counts for the round-robin figure.
+pub const DOMAINS: [u64; 3] = [2, 8, 64];
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The bench system did not boot.
+    #[error("the benchmark system did not start")]
+    Boot(#[from] SystemError),
+    /// Its generated manifest was refused (a bug).
+    #[error("the benchmark manifest is invalid")]
+    Manifest(#[from] crate::manifest::ManifestError),
+    /// A measurement loop failed inside the guest.
+    #[error("benchmark run `{run}` failed: {why}")]
+    Run {
+        /// Which run.
+        run: String,
+        /// What happened.
+        why: String,
+    },
+    /// A host-side baseline failed.
+    #[error("baseline `{0}` failed")]
+    Baseline(&'static str, #[source] baseline::BaselineError),
+}
+
+/// What to run.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchOptions {
+    /// Fewer samples per figure (a smoke run: seconds, not minutes).
+    pub quick: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl BenchOptions {
+    fn samples(&self) -> u64 {
+        if self.quick {
+            100
+        } else {
+            2000
+        }
+    }
+}
+
+const RR_SLOTS: u64 = 64;
+/// Capability slots of the `caller` domain after the 64 round-robin ones.
+const SLOT_NULL: u64 = RR_SLOTS;
+const SLOT_SINK: u64 = RR_SLOTS + 1;
+const SLOT_RELAY: u64 = RR_SLOTS + 2;
+const SLOT_MNULL: u64 = RR_SLOTS + 3;
+const SLOT_MSINK: u64 = RR_SLOTS + 4;
+const SLOT_MRELAY: u64 = RR_SLOTS + 5;
+
+/// Memory (MiB), stacks and stack size (KiB) of a bench domain.
+type Size = (u64, u32, u64);
+
+fn domain(
+    out: &mut String,
+    name: &str,
+    (memory_mib, stacks, stack_kib): Size,
+    ipc: &str,
+    caps: &[String],
+) {
+    let exports = "\"null\", \"sink\", \"relay\", \"loop_call\", \"loop_relay\", \"loop_rr\", \"loop_floor\", \"loop_fn\"";
+    let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
+    let _ = write!(
+        out,
+        "[[domain]]\nname = \"{name}\"\nimage = \"bench\"\nmemory_mib = {memory_mib}\nstacks = {stacks}\nstack_kib = {stack_kib}\nipc = \"{ipc}\"\nexports = [{exports}]\ncapabilities = [{}]\n\n",
+        caps.join(", ")
+    );
+}
+
+/// The bench system: a caller; a migrate-mode and a message-mode callee
+/// with stacks big enough for 1 MiB objects; two 16-deep relay chains (one
+/// per mode); 64 small domains for the round-robin figure.
+pub fn manifest() -> String {
+    let mut m = String::new();
+    let mut caps: Vec<String> = (1..=RR_SLOTS).map(|i| format!("rr{i}.null")).collect();
+    caps.extend(
+        [
+            "callee.null",
+            "callee.sink",
+            "relay1.relay",
+            "mcallee.null",
+            "mcallee.sink",
+            "mrelay1.relay",
+        ]
+        .map(String::from),
+    );
+    domain(&mut m, "caller", (24, 12, 64), "migrate", &caps);
+    // 8 stacks of 2304 KiB: budget (half a stack) holds a 1 MiB object.
+    domain(&mut m, "callee", (40, 8, 2304), "migrate", &[]);
+    domain(&mut m, "mcallee", (40, 8, 2304), "message", &[]);
+    for (prefix, ipc) in [("relay", "migrate"), ("mrelay", "message")] {
+        for i in 1..=16 {
+            let next = if i < 16 {
+                vec![format!("{prefix}{}.relay", i + 1)]
+            } else {
+                Vec::new()
+            };
+            domain(&mut m, &format!("{prefix}{i}"), (4, 2, 16), ipc, &next);
+        }
+    }
+    for i in 1..=RR_SLOTS {
+        domain(&mut m, &format!("rr{i}"), (4, 2, 16), "migrate", &[]);
+    }
+    m
+}
+
+/// Runs guest loops on the bench system and collects their samples.
+struct Bench<'a> {
+    sys: &'a System,
+    floor: Vec<u64>,
+    figures: Vec<Figure>,
+    opts: BenchOptions,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+/// What identifies a figure.
+struct Key {
+    group: Group,
+    name: String,
+    mode: Mode,
+    param: Option<u64>,
+    dir: Option<&'static str>,
+}
+
+/// What a figure's ratio is against.
+#[derive(Clone, Copy)]
+enum Exits {
+    Two,
+    One,
+}
+
+impl Bench<'_> {
+    fn caller(&self) -> Result<&crate::domain::Domain, BenchError> {
+        self.sys
+            .domain_by_name("caller")
+            .ok_or_else(|| BenchError::Run {
+                run: "setup".into(),
+                why: "no caller domain".into(),
+            })
+    }
+
+    /// Run `entry` of the caller on `threads` host threads at once and
+    /// return the samples it recorded for `slot` (any slot if `None`).
+    fn run(
+        &mut self,
+        what: &str,
+        entry: &str,
+        args: [u64; 4],
+        threads: u64,
+        slot: Option<u32>,
+    ) -> Result<Vec<u64>, BenchError> {
+        let caller = self.caller()?;
+        let before = caller.sample_count();
+        let outcomes: Vec<ThreadResult> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|_| s.spawn(|| self.sys.run_thread("caller", entry, &args).result))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| ThreadResult::NotStarted("panicked".into()))
+                })
+                .collect()
+        });
+        for r in outcomes {
+            match r {
+                ThreadResult::Returned {
+                    status: 0,
+                    results: [_, 0],
+                } => {}
+                other => {
+                    return Err(BenchError::Run {
+                        run: what.to_owned(),
+                        why: format!("{other:?}"),
+                    })
+                }
+            }
+        }
+        let samples: Vec<u64> = caller
+            .samples_since(before)
+            .into_iter()
+            .filter(|s| slot.is_none_or(|x| s.slot == x))
+            .map(|s| s.cycles)
+            .collect();
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(what.to_owned());
+        }
+        Ok(samples)
+    }
+
+    /// One floor batch, interleaved before every measurement.
+    fn floor_batch(&mut self) -> Result<(), BenchError> {
+        let n = (self.opts.samples() / 4).max(50);
+        let samples = self.run("floor", "loop_floor", [n, 0, 0, 0], 1, Some(FLOOR_SLOT))?;
+        self.floor.extend(samples);
+        Ok(())
+    }
+
+    fn add(&mut self, key: Key, samples: &[u64], exits: Exits, keep_cdf: bool) {
+        let Key {
+            group,
+            name,
+            mode,
+            param,
+            dir,
+        } = key;
+        let Some(stats) = Stats::from_cycles(samples) else {
+            return;
+        };
+        let ratio = Stats::from_cycles(&self.floor)
+            .filter(|f| f.p50 > 0)
+            .map(|f| {
+                let per = match exits {
+                    Exits::Two => 2.0,
+                    Exits::One => 1.0,
+                };
+                stats.p50 as f64 / (per * f.p50 as f64)
+            });
+        let cdf = if keep_cdf {
+            stats::cdf(samples, 200)
+        } else {
+            Vec::new()
+        };
+        self.figures.push(Figure {
+            group,
+            name,
+            mode,
+            param,
+            dir,
+            stats,
+            ratio_to_floor: ratio,
+            cdf,
+        });
+    }
+
+    /// A loop of calls on `slot` with one object of `size` bytes in `dir`.
+    fn calls(
+        &mut self,
+        what: &str,
+        slot: u64,
+        size: u64,
+        dir: u64,
+        threads: u64,
+    ) -> Result<Vec<u64>, BenchError> {
+        self.floor_batch()?;
+        let n = (self.opts.samples() / threads).max(10);
+        self.run(
+            what,
+            "loop_call",
+            [slot, n, size, dir],
+            threads,
+            Some(slot as u32),
+        )
+    }
+}
+
+fn size_name(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+fn spread(values: impl Iterator<Item = u64>) -> Option<f64> {
+    let v: Vec<u64> = values.collect();
+    let (min, max) = (v.iter().min()?, v.iter().max()?);
+    (*min > 0).then(|| *max as f64 / *min as f64)
+}
+
+/// Boot the bench system and measure everything; the report renders as a
+/// table (`Display`), JSON and plots.
+pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
+    let spec = Manifest::parse(&manifest(), None)?;
+    let sys = System::boot(spec, None)?;
+    let total = 2
+        + 2 * (SIZES.len() as u64 * 3)
+        + 2 * DEPTHS.len() as u64
+        + 2 * THREADS.len() as u64
+        + DOMAINS.len() as u64
+        + 1;
+    let bar = opts.progress.then(|| {
+        let bar = indicatif::ProgressBar::new(total * 2);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut b = Bench {
+        sys: &sys,
+        floor: Vec::new(),
+        figures: Vec::new(),
+        opts,
+        bar,
+    };
+
+    // The headline: null call+return, both modes; VMM work measured directly on the migrate run.
+    sys.set_profiling(true);
+    let null = b.calls("null migrate", SLOT_NULL, 0, 0, 1)?;
+    sys.set_profiling(false);
+    let work = sys.take_work_samples();
+    b.add(
+        Key {
+            group: Group::Null,
+            name: "null call+return".into(),
+            mode: Mode::Migrate,
+            param: None,
+            dir: None,
+        },
+        &null,
+        Exits::Two,
+        true,
+    );
+    let mnull = b.calls("null message", SLOT_MNULL, 0, 0, 1)?;
+    b.add(
+        Key {
+            group: Group::Null,
+            name: "null call+return".into(),
+            mode: Mode::Message,
+            param: None,
+            dir: None,
+        },
+        &mnull,
+        Exits::Two,
+        true,
+    );
+
+    // Argument sizes, each direction, both modes.
+    for (mode, slot) in [(Mode::Migrate, SLOT_SINK), (Mode::Message, SLOT_MSINK)] {
+        for (dir_code, dir) in [(1, "in"), (2, "out"), (3, "inout")] {
+            for size in SIZES {
+                let name = format!("{} {}", dir.to_uppercase(), size_name(size));
+                let s = b.calls(&name, slot, size, dir_code, 1)?;
+                b.add(
+                    Key {
+                        group: Group::Size,
+                        name,
+                        mode,
+                        param: Some(size),
+                        dir: Some(dir),
+                    },
+                    &s,
+                    Exits::Two,
+                    false,
+                );
+            }
+        }
+    }
+
+    // Nesting depth: time per hop.
+    for (mode, slot) in [(Mode::Migrate, SLOT_RELAY), (Mode::Message, SLOT_MRELAY)] {
+        for depth in DEPTHS {
+            b.floor_batch()?;
+            let n = (opts.samples() / 2).max(10);
+            let s = b.run(
+                &format!("depth {depth}"),
+                "loop_relay",
+                [slot, n, depth, 0],
+                1,
+                Some(slot as u32),
+            )?;
+            let per_hop: Vec<u64> = s.iter().map(|c| c / depth).collect();
+            b.add(
+                Key {
+                    group: Group::Depth,
+                    name: format!("depth {depth} (per hop)"),
+                    mode,
+                    param: Some(depth),
+                    dir: None,
+                },
+                &per_hop,
+                Exits::Two,
+                false,
+            );
+        }
+    }
+
+    // Concurrency: threads calling into one domain at once.
+    for (mode, slot) in [(Mode::Migrate, SLOT_NULL), (Mode::Message, SLOT_MNULL)] {
+        for threads in THREADS {
+            let s = b.calls(&format!("{threads} threads"), slot, 0, 0, threads)?;
+            b.add(
+                Key {
+                    group: Group::Threads,
+                    name: format!("{threads} threads"),
+                    mode,
+                    param: Some(threads),
+                    dir: None,
+                },
+                &s,
+                Exits::Two,
+                false,
+            );
+        }
+    }
+
+    // Round robin over callee domains.
+    for k in DOMAINS {
+        b.floor_batch()?;
+        let s = b.run(
+            &format!("{k} domains"),
+            "loop_rr",
+            [opts.samples(), k, 0, 0],
+            1,
+            None,
+        )?;
+        b.add(
+            Key {
+                group: Group::Domains,
+                name: format!("{k} callee domains"),
+                mode: Mode::Migrate,
+                param: Some(k),
+                dir: None,
+            },
+            &s,
+            Exits::Two,
+            false,
+        );
+    }
+
+    // In-guest baselines: a plain function call.
+    let f = b.run(
+        "function call",
+        "loop_fn",
+        [opts.samples(), 0, 0, 0],
+        1,
+        Some(FUNCTION_SLOT),
+    )?;
+    b.add(
+        Key {
+            group: Group::Baseline,
+            name: "plain function call (in guest)".into(),
+            mode: Mode::Function,
+            param: None,
+            dir: None,
+        },
+        &f,
+        Exits::One,
+        false,
+    );
+
+    // Host baselines: pipes, VMM work, memcpy, call-back context.
+    let n = opts.samples() as usize;
+    let pinned = baseline::pipe_round_trips(n, true)
+        .map_err(|e| BenchError::Baseline("pipe (pinned)", e))?;
+    b.add(
+        Key {
+            group: Group::Baseline,
+            name: "pipe ping-pong, 2 processes, same CPU".into(),
+            mode: Mode::PipePinned,
+            param: None,
+            dir: None,
+        },
+        &pinned,
+        Exits::One,
+        true,
+    );
+    let unpinned = baseline::pipe_round_trips(n, false)
+        .map_err(|e| BenchError::Baseline("pipe (unpinned)", e))?;
+    b.add(
+        Key {
+            group: Group::Baseline,
+            name: "pipe ping-pong, 2 processes, unpinned".into(),
+            mode: Mode::PipeUnpinned,
+            param: None,
+            dir: None,
+        },
+        &unpinned,
+        Exits::One,
+        true,
+    );
+    b.add(
+        Key {
+            group: Group::Baseline,
+            name: "VMM work per call+return (host)".into(),
+            mode: Mode::Vmm,
+            param: None,
+            dir: None,
+        },
+        &work,
+        Exits::One,
+        false,
+    );
+    let floor = Stats::from_cycles(&b.floor).unwrap_or_default();
+    b.add(
+        Key {
+            group: Group::Baseline,
+            name: "floor: null out round trip".into(),
+            mode: Mode::Floor,
+            param: None,
+            dir: None,
+        },
+        &b.floor.clone(),
+        Exits::One,
+        true,
+    );
+    if let Some(bar) = &b.bar {
+        bar.finish_and_clear();
+    }
+
+    let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
+    let find = |g: Group, m: Mode, p: Option<u64>, d: Option<&str>| {
+        b.figures
+            .iter()
+            .find(|f| f.group == g && f.mode == m && f.param == p && f.dir == d)
+            .map(|f| f.stats)
+    };
+    let mut bandwidth = Vec::new();
+    let mut copy_ratios = Vec::new();
+    let null_p50 = find(Group::Null, Mode::Migrate, None, None).map_or(0, |s| s.p50);
+    for size in [64 * 1024u64, 1024 * 1024] {
+        let host = baseline::memcpy_bandwidth(size as usize, if opts.quick { 20 } else { 200 });
+        bandwidth.push(Bandwidth {
+            name: format!("host memcpy {}", size_name(size)),
+            bytes: size,
+            bytes_per_sec: host,
+        });
+        if let Some(s) = find(Group::Size, Mode::Migrate, Some(size), Some("in")) {
+            let extra = s.p50.saturating_sub(null_p50);
+            if extra > 0 && tsc_khz > 0 {
+                let secs = extra as f64 / (f64::from(tsc_khz) * 1e3);
+                let bw = size as f64 / secs;
+                bandwidth.push(Bandwidth {
+                    name: format!("Ferry IN {} (migrate, beyond a null call)", size_name(size)),
+                    bytes: size,
+                    bytes_per_sec: bw,
+                });
+                if host > 0.0 {
+                    copy_ratios.push(bw / host);
+                }
+            }
+        }
+    }
+    let callback = baseline::callback_cost(if opts.quick { 20 } else { 200 })
+        .map_err(|e| BenchError::Baseline("call-back context", e))?;
+
+    let ns = |c: u64| (tsc_khz > 0).then(|| c as f64 * 1e6 / f64::from(tsc_khz));
+    let migrate_null = find(Group::Null, Mode::Migrate, None, None);
+    let message_null = find(Group::Null, Mode::Message, None, None);
+    let headline = Headline {
+        migrate_vs_floor: migrate_null
+            .filter(|_| floor.p50 > 0)
+            .map(|s| s.p50 as f64 / (2.0 * floor.p50 as f64)),
+        message_vs_migrate: migrate_null
+            .zip(message_null)
+            .filter(|(a, _)| a.p50 > 0)
+            .map(|(a, m)| m.p50 as f64 / a.p50 as f64),
+        vmm_work_ns: Stats::from_cycles(&work).and_then(|s| ns(s.p50)),
+        copy_vs_memcpy: copy_ratios.iter().copied().reduce(f64::min),
+        domains_spread: spread(
+            DOMAINS
+                .iter()
+                .filter_map(|k| find(Group::Domains, Mode::Migrate, Some(*k), None))
+                .map(|s| s.p50),
+        ),
+        depth_spread: spread(
+            DEPTHS
+                .iter()
+                .filter_map(|d| find(Group::Depth, Mode::Migrate, Some(*d), None))
+                .map(|s| s.p50),
+        ),
+    };
+    Ok(BenchReport {
+        machine: baseline::machine(tsc_khz),
+        quick: opts.quick,
+        floor,
+        figures: b.figures,
+        bandwidth,
+        callback: Some(callback),
+        headline,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_manifest_is_valid() {
+        let spec = Manifest::parse(&manifest(), None).unwrap();
+        assert_eq!(spec.domain_index("caller"), Some(0));
+        let caller = &spec.domains[0];
+        assert_eq!(caller.capabilities.len() as u64, SLOT_MRELAY + 1);
+        assert_eq!(caller.capabilities[SLOT_NULL as usize].entry, "null");
+        assert_eq!(
+            spec.domains[caller.capabilities[SLOT_MRELAY as usize].domain].name,
+            "mrelay1"
+        );
+    }
+
+    #[test]
+    fn spread_is_max_over_min() {
+        assert_eq!(spread([10, 11, 12].into_iter()), Some(1.2));
+        assert_eq!(spread(std::iter::empty()), None);
+    }
+}
