@@ -142,6 +142,8 @@ struct Bench<'a> {
     sys: &'a System,
     floor: Vec<u64>,
     figures: Vec<Figure>,
+    /// Exits per sample of each figure (parallel to `figures`).
+    exits: Vec<Exits>,
     opts: BenchOptions,
     bar: Option<indicatif::ProgressBar>,
 }
@@ -230,6 +232,19 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// Every ratio against the floor of the whole run (all interleaved
+    /// batches pooled), so each figure and the headline use the same floor.
+    fn finish_ratios(&mut self, floor: &Stats) {
+        for (f, exits) in self.figures.iter_mut().zip(&self.exits) {
+            let per = match exits {
+                Exits::Two => 2.0,
+                Exits::One => 1.0,
+            };
+            f.ratio_to_floor =
+                (floor.p50 > 0).then(|| f.stats.p50 as f64 / (per * floor.p50 as f64));
+        }
+    }
+
     fn add(&mut self, key: Key, samples: &[u64], exits: Exits, keep_cdf: bool) {
         let Key {
             group,
@@ -241,15 +256,9 @@ impl Bench<'_> {
         let Some(stats) = Stats::from_cycles(samples) else {
             return;
         };
-        let ratio = Stats::from_cycles(&self.floor)
-            .filter(|f| f.p50 > 0)
-            .map(|f| {
-                let per = match exits {
-                    Exits::Two => 2.0,
-                    Exits::One => 1.0,
-                };
-                stats.p50 as f64 / (per * f.p50 as f64)
-            });
+        // The ratio is set once every floor batch is in: see `finish_ratios`.
+        self.exits.push(exits);
+        let ratio = None;
         let cdf = if keep_cdf {
             stats::cdf(samples, 200)
         } else {
@@ -326,6 +335,7 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         sys: &sys,
         floor: Vec::new(),
         figures: Vec::new(),
+        exits: Vec::new(),
         opts,
         bar,
     };
@@ -530,6 +540,7 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         Exits::One,
         true,
     );
+    b.finish_ratios(&floor);
     if let Some(bar) = &b.bar {
         bar.finish_and_clear();
     }

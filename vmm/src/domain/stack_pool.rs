@@ -1,42 +1,100 @@
-//! A domain's pool of stacks: taking and giving back one is a lock-free
-//! queue operation, so threads entering the same domain never serialise on it.
+//! A domain's pool of stacks: a lock-free LIFO free list, so threads
+//! entering the same domain never serialise on a lock, and the stack given
+//! back last — still warm in the cache — is the next one handed out.
+//!
+//! The list lives in two atomics: `head` packs a 32-bit ABA tag with the
+//! index (+1) of the first free stack; `next[i]` holds the index (+1) of the
+//! stack after `i`. Every successful update bumps the tag, so a head that
+//! was popped and pushed back between a load and its compare-exchange is
+//! never mistaken for the one that was loaded (the classic Treiber ABA).
 
-use crossbeam_queue::ArrayQueue;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+const EMPTY: u32 = 0;
+
+fn pack(tag: u32, index_plus_one: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(index_plus_one)
+}
+
+fn unpack(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
+}
 
 /// The free stacks of one domain, by index into its layout.
 #[derive(Debug)]
 pub struct StackPool {
-    free: ArrayQueue<u32>,
+    head: AtomicU64,
+    next: Box<[AtomicU32]>,
+    free: AtomicUsize,
     count: u32,
 }
 
 impl StackPool {
-    /// A pool holding stacks `0..count`, all free.
+    /// A pool holding stacks `0..count`, all free (0 on top).
     pub fn new(count: u32) -> Self {
-        let free = ArrayQueue::new(count.max(1) as usize);
-        for i in 0..count {
-            // Cannot fail: the queue was sized for exactly these.
-            let _ = free.push(i);
+        let next: Box<[AtomicU32]> = (0..count)
+            .map(|i| AtomicU32::new(if i + 1 < count { i + 2 } else { EMPTY }))
+            .collect();
+        let head = if count > 0 { 1 } else { EMPTY };
+        Self {
+            head: AtomicU64::new(pack(0, head)),
+            next,
+            free: AtomicUsize::new(count as usize),
+            count,
         }
-        Self { free, count }
     }
 
-    /// Take a free stack, if any.
+    /// Take a free stack, if any: the most recently given back.
     pub fn take(&self) -> Option<u32> {
-        self.free.pop()
+        let mut cur = self.head.load(Ordering::Acquire);
+        loop {
+            let (tag, top) = unpack(cur);
+            let index = top.checked_sub(1)?;
+            let after = self.next.get(index as usize)?.load(Ordering::Acquire);
+            match self.head.compare_exchange_weak(
+                cur,
+                pack(tag.wrapping_add(1), after),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.free.fetch_sub(1, Ordering::Relaxed);
+                    return Some(index);
+                }
+                Err(seen) => cur = seen,
+            }
+        }
     }
 
-    /// Give stack `index` back. Giving back a stack that is not out is a
-    /// VMM bug; it is refused rather than duplicated.
+    /// Give stack `index` back. An index out of range is refused (a VMM
+    /// bug, logged); callers give back only stacks they took.
     pub fn give_back(&self, index: u32) {
-        if index >= self.count || self.free.push(index).is_err() {
-            log::error!("stack {index} given back twice or out of range");
+        let Some(link) = self.next.get(index as usize) else {
+            log::error!("stack {index} given back but the pool has {}", self.count);
+            return;
+        };
+        let mut cur = self.head.load(Ordering::Acquire);
+        loop {
+            let (tag, top) = unpack(cur);
+            link.store(top, Ordering::Release);
+            match self.head.compare_exchange_weak(
+                cur,
+                pack(tag.wrapping_add(1), index + 1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.free.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(seen) => cur = seen,
+            }
         }
     }
 
     /// Stacks currently free.
     pub fn free_count(&self) -> usize {
-        self.free.len()
+        self.free.load(Ordering::Relaxed)
     }
 
     /// Stacks in the pool.
@@ -48,18 +106,43 @@ impl StackPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
-    fn take_all_then_give_back() {
+    fn take_all_then_give_back_lifo() {
         let p = StackPool::new(3);
         let taken: Vec<_> = std::iter::from_fn(|| p.take()).collect();
-        assert_eq!(taken.len(), 3);
+        assert_eq!(taken, [0, 1, 2]);
         assert_eq!(p.take(), None);
-        for t in taken {
-            p.give_back(t);
-        }
-        assert_eq!(p.free_count(), 3);
+        p.give_back(1);
+        p.give_back(2);
+        assert_eq!(p.take(), Some(2), "the warmest stack first");
+        assert_eq!(p.take(), Some(1));
         p.give_back(7);
-        assert_eq!(p.free_count(), 3);
+        assert_eq!(p.free_count(), 0);
+        assert_eq!(StackPool::new(0).take(), None);
+    }
+
+    #[test]
+    fn threads_never_hold_the_same_stack() {
+        let p = StackPool::new(4);
+        let held = std::sync::Mutex::new(HashSet::new());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20_000 {
+                        if let Some(i) = p.take() {
+                            assert!(held.lock().unwrap().insert(i), "stack {i} handed out twice");
+                            std::hint::spin_loop();
+                            assert!(held.lock().unwrap().remove(&i));
+                            p.give_back(i);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(p.free_count(), 4);
+        let all: HashSet<_> = std::iter::from_fn(|| p.take()).collect();
+        assert_eq!(all, (0..4).collect());
     }
 }
