@@ -6,7 +6,7 @@ use crate::domain::{BootError, Domain};
 use crate::fault::FaultReport;
 use crate::kvm::{self, KvmError};
 use crate::manifest::{self, ImageSource};
-use crate::migrate::{Chain, Step, ThreadResult, ThreadTime};
+use crate::migrate::{Chain, CopySample, Step, ThreadResult, ThreadTime};
 use crate::observe::CallObserver;
 use crate::stats::LatencySummary;
 use shared_abi::{ErrorCode, MAX_SCALARS};
@@ -152,6 +152,8 @@ pub struct Core {
     profile: std::sync::atomic::AtomicBool,
     /// VMM-work samples flushed by profiled chains when they end.
     work: Mutex<Vec<u64>>,
+    /// Copy samples flushed by profiled chains when they end.
+    copies: Mutex<Vec<CopySample>>,
     /// Set while [`Core::run`] runs: where `Spawn` sends new threads.
     spawner: Mutex<Option<Sender<SpawnRequest>>>,
 }
@@ -224,6 +226,7 @@ impl Core {
             spawner: Mutex::new(None),
             profile: std::sync::atomic::AtomicBool::new(false),
             work: Mutex::new(Vec::new()),
+            copies: Mutex::new(Vec::new()),
         })
     }
 
@@ -297,6 +300,11 @@ impl Core {
                 if !chain.work_samples().is_empty() {
                     if let Ok(mut w) = self.work.lock() {
                         w.extend_from_slice(chain.work_samples());
+                    }
+                }
+                if !chain.copy_samples().is_empty() {
+                    if let Ok(mut c) = self.copies.lock() {
+                        c.extend_from_slice(chain.copy_samples());
                     }
                 }
                 return ThreadOutcome {
@@ -405,6 +413,14 @@ impl Core {
     /// Whether chains log VMM work.
     pub fn profiling(&self) -> bool {
         self.profile.load(Ordering::Relaxed)
+    }
+
+    /// Take the copy samples (one per call+return) logged so far.
+    pub fn take_copy_samples(&self) -> Vec<CopySample> {
+        self.copies
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
     }
 
     /// Take the VMM-work samples (cycles per call+return) logged so far.

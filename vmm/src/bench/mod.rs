@@ -371,12 +371,31 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         true,
     );
 
-    // Argument sizes, each direction, both modes.
+    // Argument sizes, each direction, both modes. In migrate mode the VMM
+    // also times its own copies (host TSC), for the bandwidth figures.
+    let mut copy_cycles: Vec<(&'static str, u64, Vec<u64>)> = Vec::new();
     for (mode, slot) in [(Mode::Migrate, SLOT_SINK), (Mode::Message, SLOT_MSINK)] {
         for (dir_code, dir) in [(1, "in"), (2, "out"), (3, "inout")] {
             for size in SIZES {
                 let name = format!("{} {}", dir.to_uppercase(), size_name(size));
+                sys.set_profiling(mode == Mode::Migrate);
                 let s = b.calls(&name, slot, size, dir_code, 1)?;
+                sys.set_profiling(false);
+                let copies = sys.take_copy_samples();
+                let _ = sys.take_work_samples();
+                if dir != "inout" && size >= 64 * 1024 {
+                    let cycles = copies
+                        .iter()
+                        .map(|c| {
+                            if dir == "in" {
+                                c.in_cycles
+                            } else {
+                                c.out_cycles
+                            }
+                        })
+                        .collect();
+                    copy_cycles.push((dir, size, cycles));
+                }
                 b.add(
                     Key {
                         group: Group::Size,
@@ -554,7 +573,6 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     };
     let mut bandwidth = Vec::new();
     let mut copy_ratios = Vec::new();
-    let null_p50 = find(Group::Null, Mode::Migrate, None, None).map_or(0, |s| s.p50);
     for size in [64 * 1024u64, 1024 * 1024] {
         let host = baseline::memcpy_bandwidth(size as usize, if opts.quick { 20 } else { 200 });
         bandwidth.push(Bandwidth {
@@ -562,19 +580,26 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
             bytes: size,
             bytes_per_sec: host,
         });
-        if let Some(s) = find(Group::Size, Mode::Migrate, Some(size), Some("in")) {
-            let extra = s.p50.saturating_sub(null_p50);
-            if extra > 0 && tsc_khz > 0 {
-                let secs = extra as f64 / (f64::from(tsc_khz) * 1e3);
-                let bw = size as f64 / secs;
-                bandwidth.push(Bandwidth {
-                    name: format!("Ferry IN {} (migrate, beyond a null call)", size_name(size)),
-                    bytes: size,
-                    bytes_per_sec: bw,
-                });
-                if host > 0.0 {
-                    copy_ratios.push(bw / host);
-                }
+        for (dir, _, cycles) in copy_cycles.iter().filter(|(_, s, _)| *s == size) {
+            let Some(p50) = Stats::from_cycles(cycles).map(|s| s.p50) else {
+                continue;
+            };
+            if tsc_khz == 0 || p50 == 0 {
+                continue;
+            }
+            let bw = size as f64 * f64::from(tsc_khz) * 1e3 / p50 as f64;
+            let what = if *dir == "in" {
+                "IN copy-in"
+            } else {
+                "OUT copy-back"
+            };
+            bandwidth.push(Bandwidth {
+                name: format!("Ferry {what} {} (VMM, p50)", size_name(size)),
+                bytes: size,
+                bytes_per_sec: bw,
+            });
+            if host > 0.0 {
+                copy_ratios.push(bw / host);
             }
         }
     }

@@ -28,7 +28,7 @@ use crate::system::Core;
 use crate::vcpu::{Exit, Vcpu};
 use arglist::{ArgPlan, Placed, INVOCATION_FOOTPRINT};
 use shared_abi::{
-    pseudo_vector, ArgDesc, ErrorCode, Hypercall, Invocation, APP_ERROR_BASE, MAX_ARGS,
+    pseudo_vector, ArgDesc, ArgMode, ErrorCode, Hypercall, Invocation, APP_ERROR_BASE, MAX_ARGS,
     MAX_SCALARS, NO_CALLER,
 };
 use std::sync::Arc;
@@ -72,12 +72,27 @@ pub struct ThreadTime {
 }
 
 /// VMM work samples a profiled chain keeps without allocating per call.
-const WORK_LOG: usize = 16 * 1024;
+const WORK_LOG: usize = 4096;
 
 /// Per call+return, the VMM's own cycles: call path plus return path.
 struct WorkLog {
     samples: [u64; WORK_LOG],
     len: usize,
+    copies: [CopySample; WORK_LOG],
+    copies_len: usize,
+}
+
+/// The VMM's object copies of one call+return, timed with the host TSC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopySample {
+    /// Bytes copied into the callee (IN and INOUT objects).
+    pub in_bytes: u64,
+    /// Cycles of the copy in (OUT zero-fill included).
+    pub in_cycles: u64,
+    /// Bytes copied back (OUT and INOUT objects, on success).
+    pub out_bytes: u64,
+    /// Cycles of the copy back.
+    pub out_cycles: u64,
 }
 
 /// What the next measured VMM interval belongs to.
@@ -111,6 +126,8 @@ struct Frame {
     observed: Option<Box<Observed>>,
     /// VMM cycles spent on the call path that created this frame.
     enter_cycles: u64,
+    /// Host cycles of the copy into this frame's stack.
+    copy_in_cycles: u64,
 }
 
 /// The result of running one exit's worth of the thread.
@@ -171,6 +188,8 @@ impl Chain {
             Box::new(WorkLog {
                 samples: [0; WORK_LOG],
                 len: 0,
+                copies: [CopySample::default(); WORK_LOG],
+                copies_len: 0,
             })
         });
         let mut chain = Chain {
@@ -248,6 +267,40 @@ impl Chain {
         self.work
             .as_ref()
             .map_or(&[], |w| w.samples.get(..w.len).unwrap_or(&[]))
+    }
+
+    /// The copy samples of a profiled chain (one per call+return).
+    pub fn copy_samples(&self) -> &[CopySample] {
+        self.work
+            .as_ref()
+            .map_or(&[], |w| w.copies.get(..w.copies_len).unwrap_or(&[]))
+    }
+
+    fn log_copies(&mut self, frame: &Frame, copied_back: bool, out_cycles: u64) {
+        let Some(w) = self.work.as_mut() else { return };
+        let bytes = |f: fn(ArgMode) -> bool| {
+            frame
+                .plan
+                .objects()
+                .iter()
+                .filter(|p| f(p.mode()))
+                .map(|p| p.len)
+                .sum::<u64>()
+        };
+        let sample = CopySample {
+            in_bytes: bytes(ArgMode::copies_in),
+            in_cycles: frame.copy_in_cycles,
+            out_bytes: if copied_back {
+                bytes(ArgMode::copies_out)
+            } else {
+                0
+            },
+            out_cycles,
+        };
+        if let Some(slot) = w.copies.get_mut(w.copies_len) {
+            *slot = sample;
+            w.copies_len += 1;
+        }
     }
 
     /// Account the VMM interval that ends now, at the next `KVM_RUN`.
@@ -480,6 +533,7 @@ impl Chain {
             plan,
             observed: None,
             enter_cycles: 0,
+            copy_in_cycles: 0,
         };
         let mut frame = frame;
         match self.prepare(sys, callee, caller, &mut frame, scalars) {
@@ -583,10 +637,12 @@ impl Chain {
     ) -> Result<(), ErrorCode> {
         let (top, plan) = (frame.top, frame.plan);
         if let Some(c) = &caller {
+            let t = clock::now();
             if let Err(e) = copy::copy_in(c.domain.mem(), callee.mem(), &plan, top) {
                 log::error!("copy into `{}` failed after validation: {e}", callee.name);
                 return Err(ErrorCode::BadPointer);
             }
+            frame.copy_in_cycles = clock::now().wrapping_sub(t);
         }
         let mut inv = Invocation {
             caller_domain: caller.as_ref().map_or(NO_CALLER, |c| c.domain.id),
@@ -683,6 +739,7 @@ impl Chain {
             return Step::Continue;
         };
         sys.counters.ret();
+        let t_out = clock::now();
         let (word, values) = if status == 0 {
             match copy::copy_out(callee.mem(), caller.mem(), &frame.plan, frame.top) {
                 Ok(()) => (0, [results[0], results[1], 0, 0]),
@@ -697,6 +754,8 @@ impl Chain {
         } else {
             (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 4])
         };
+        let out_cycles = clock::now().wrapping_sub(t_out);
+        self.log_copies(&frame, word == 0, out_cycles);
         self.observe_return(sys, callee, &frame, word, [values[0], values[1]]);
         let enter_cycles = frame.enter_cycles;
         Self::release(sys, frame);
