@@ -138,3 +138,78 @@ fn missing_image_is_one_clear_sentence() {
     let _ = std::fs::remove_file(&path);
     assert_one_line_error(&o, "nope.elf");
 }
+
+#[test]
+fn bench_quick_json_has_every_mode_and_a_floor() {
+    require_kvm();
+    let path = std::env::temp_dir().join(format!("ferry-bench-{}.json", std::process::id()));
+    let o = ferry(
+        &[
+            "bench",
+            "--quick",
+            "--no-progress",
+            "--json",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "bench failed:\n{out}\n{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    // The floor was measured, with positive order statistics.
+    let floor = &json["floor"];
+    assert!(floor["count"].as_u64().unwrap() > 0);
+    for k in ["min", "p50", "p90", "p99", "max"] {
+        assert!(floor[k].as_u64().unwrap() > 0, "floor.{k}");
+    }
+    let figures = json["figures"].as_array().unwrap();
+    let modes: std::collections::HashSet<&str> = figures
+        .iter()
+        .map(|f| f["mode"].as_str().unwrap())
+        .collect();
+    for mode in [
+        "migrate",
+        "message",
+        "floor",
+        "pipepinned",
+        "pipeunpinned",
+        "function",
+        "vmm",
+    ] {
+        assert!(modes.contains(mode), "mode {mode} missing: {modes:?}");
+    }
+    for f in figures {
+        let s = &f["stats"];
+        assert!(
+            s["count"].as_u64().unwrap() > 0 && s["p50"].as_u64().unwrap() > 0,
+            "{f}"
+        );
+        assert!(
+            s["min"].as_u64() <= s["p50"].as_u64() && s["p50"].as_u64() <= s["max"].as_u64(),
+            "{f}"
+        );
+        assert!(f["ratio_to_floor"].as_f64().unwrap() > 0.0, "{f}");
+    }
+    let groups: std::collections::HashSet<&str> = figures
+        .iter()
+        .map(|f| f["group"].as_str().unwrap())
+        .collect();
+    for g in ["null", "size", "depth", "threads", "domains", "baseline"] {
+        assert!(groups.contains(g), "group {g} missing");
+    }
+    let sizes = figures.iter().filter(|f| f["group"] == "size").count();
+    assert_eq!(sizes, 2 * 3 * 6, "6 sizes x IN/OUT/INOUT x 2 modes");
+    assert!(json["bandwidth"].as_array().unwrap().len() >= 2);
+    assert!(json["machine"]["tsc_khz"].as_u64().unwrap() > 0);
+    for k in [
+        "migrate_vs_floor",
+        "message_vs_migrate",
+        "vmm_work_ns",
+        "copy_vs_memcpy",
+    ] {
+        assert!(json["headline"][k].as_f64().unwrap() > 0.0, "headline.{k}");
+    }
+    assert!(out.contains("Headline"), "{out}");
+}
