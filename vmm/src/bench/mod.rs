@@ -340,6 +340,12 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         bar,
     };
 
+    // Warm up: every vCPU and server created, every stack and page touched once.
+    for slot in [SLOT_NULL, SLOT_MNULL, SLOT_SINK, SLOT_MSINK] {
+        b.run("warm-up", "loop_call", [slot, 200, 4096, 3], 1, Some(slot as u32))?;
+    }
+    b.run("warm-up", "loop_floor", [200, 0, 0, 0], 1, Some(FLOOR_SLOT))?;
+
     // The headline: null call+return, both modes; VMM work measured directly on the migrate run.
     sys.set_profiling(true);
     let null = b.calls("null migrate", SLOT_NULL, 0, 0, 1)?;
