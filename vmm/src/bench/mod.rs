@@ -72,6 +72,10 @@ impl BenchOptions {
     }
 }
 
+/// Rounds in which the parameters of a "should be constant" figure (depth,
+/// domains) take turns.
+const ROUNDS: u64 = 10;
+
 const RR_SLOTS: u64 = 64;
 /// Capability slots of the `caller` domain after the 64 round-robin ones.
 const SLOT_NULL: u64 = RR_SLOTS;
@@ -316,7 +320,7 @@ fn spread(values: impl Iterator<Item = u64>) -> Option<f64> {
 pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     let spec = Manifest::parse(&manifest(), None)?;
     let sys = System::boot(spec, None)?;
-    let total = 2
+    let total = 2 * ROUNDS
         + 2 * (SIZES.len() as u64 * 3)
         + 2 * DEPTHS.len() as u64
         + 2 * THREADS.len() as u64
@@ -342,40 +346,51 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
 
     // Warm up: every vCPU and server created, every stack and page touched once.
     for slot in [SLOT_NULL, SLOT_MNULL, SLOT_SINK, SLOT_MSINK] {
-        b.run("warm-up", "loop_call", [slot, 200, 4096, 3], 1, Some(slot as u32))?;
+        b.run(
+            "warm-up",
+            "loop_call",
+            [slot, 200, 4096, 3],
+            1,
+            Some(slot as u32),
+        )?;
     }
     b.run("warm-up", "loop_floor", [200, 0, 0, 0], 1, Some(FLOOR_SLOT))?;
 
-    // The headline: null call+return, both modes; VMM work measured directly on the migrate run.
-    sys.set_profiling(true);
-    let null = b.calls("null migrate", SLOT_NULL, 0, 0, 1)?;
-    sys.set_profiling(false);
+    // The headline: null call+return, both modes taking turns in rounds
+    // with the floor; VMM work measured directly on the migrate batches.
+    let (mut null, mut mnull) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let n = (opts.samples() / ROUNDS).max(10);
+        b.floor_batch()?;
+        sys.set_profiling(true);
+        null.extend(b.run(
+            "null migrate",
+            "loop_call",
+            [SLOT_NULL, n, 0, 0],
+            1,
+            Some(SLOT_NULL as u32),
+        )?);
+        sys.set_profiling(false);
+        mnull.extend(b.run(
+            "null message",
+            "loop_call",
+            [SLOT_MNULL, n, 0, 0],
+            1,
+            Some(SLOT_MNULL as u32),
+        )?);
+    }
     let work = sys.take_work_samples();
-    b.add(
-        Key {
+    let _ = sys.take_copy_samples();
+    for (mode, samples) in [(Mode::Migrate, &null), (Mode::Message, &mnull)] {
+        let key = Key {
             group: Group::Null,
             name: "null call+return".into(),
-            mode: Mode::Migrate,
+            mode,
             param: None,
             dir: None,
-        },
-        &null,
-        Exits::Two,
-        true,
-    );
-    let mnull = b.calls("null message", SLOT_MNULL, 0, 0, 1)?;
-    b.add(
-        Key {
-            group: Group::Null,
-            name: "null call+return".into(),
-            mode: Mode::Message,
-            param: None,
-            dir: None,
-        },
-        &mnull,
-        Exits::Two,
-        true,
-    );
+        };
+        b.add(key, samples, Exits::Two, true);
+    }
 
     // Argument sizes, each direction, both modes. In migrate mode the VMM
     // also times its own copies (host TSC), for the bandwidth figures.
@@ -418,31 +433,33 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         }
     }
 
-    // Nesting depth: time per hop.
+    // Nesting depth: time per hop. Depths take turns in rounds, so each
+    // sees the same mix of the host's fast and slow phases.
     for (mode, slot) in [(Mode::Migrate, SLOT_RELAY), (Mode::Message, SLOT_MRELAY)] {
-        for depth in DEPTHS {
+        let mut per_hop: Vec<Vec<u64>> = vec![Vec::new(); DEPTHS.len()];
+        for _ in 0..ROUNDS {
             b.floor_batch()?;
-            let n = (opts.samples() / 2).max(10);
-            let s = b.run(
-                &format!("depth {depth}"),
-                "loop_relay",
-                [slot, n, depth, 0],
-                1,
-                Some(slot as u32),
-            )?;
-            let per_hop: Vec<u64> = s.iter().map(|c| c / depth).collect();
-            b.add(
-                Key {
-                    group: Group::Depth,
-                    name: format!("depth {depth} (per hop)"),
-                    mode,
-                    param: Some(depth),
-                    dir: None,
-                },
-                &per_hop,
-                Exits::Two,
-                false,
-            );
+            for (acc, depth) in per_hop.iter_mut().zip(DEPTHS) {
+                let n = (opts.samples() / 2 / ROUNDS).max(5);
+                let s = b.run(
+                    &format!("depth {depth}"),
+                    "loop_relay",
+                    [slot, n, depth, 0],
+                    1,
+                    Some(slot as u32),
+                )?;
+                acc.extend(s.iter().map(|c| c / depth));
+            }
+        }
+        for (samples, depth) in per_hop.iter().zip(DEPTHS) {
+            let key = Key {
+                group: Group::Depth,
+                name: format!("depth {depth} (per hop)"),
+                mode,
+                param: Some(depth),
+                dir: None,
+            };
+            b.add(key, samples, Exits::Two, false);
         }
     }
 
@@ -465,28 +482,24 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         }
     }
 
-    // Round robin over callee domains.
-    for k in DOMAINS {
+    // Round robin over callee domains, in rounds like the depths.
+    let mut rr: Vec<Vec<u64>> = vec![Vec::new(); DOMAINS.len()];
+    for _ in 0..ROUNDS {
         b.floor_batch()?;
-        let s = b.run(
-            &format!("{k} domains"),
-            "loop_rr",
-            [opts.samples(), k, 0, 0],
-            1,
-            None,
-        )?;
-        b.add(
-            Key {
-                group: Group::Domains,
-                name: format!("{k} callee domains"),
-                mode: Mode::Migrate,
-                param: Some(k),
-                dir: None,
-            },
-            &s,
-            Exits::Two,
-            false,
-        );
+        for (acc, k) in rr.iter_mut().zip(DOMAINS) {
+            let n = (opts.samples() / ROUNDS).max(10);
+            acc.extend(b.run(&format!("{k} domains"), "loop_rr", [n, k, 0, 0], 1, None)?);
+        }
+    }
+    for (samples, k) in rr.iter().zip(DOMAINS) {
+        let key = Key {
+            group: Group::Domains,
+            name: format!("{k} callee domains"),
+            mode: Mode::Migrate,
+            param: Some(k),
+            dir: None,
+        };
+        b.add(key, samples, Exits::Two, false);
     }
 
     // In-guest baselines: a plain function call.
