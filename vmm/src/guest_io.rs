@@ -89,11 +89,65 @@ pub fn decode_call_request(bytes: &[u8; size_of::<CallRequest>()]) -> CallReques
     r
 }
 
-/// Copy a [`CallRequest`] out of guest memory.
-pub fn read_call_request(mem: &GuestMemoryMmap, addr: u64) -> Result<CallRequest, GuestMemError> {
+/// Bytes of a [`CallRequest`] before its descriptor array.
+pub const CALL_REQUEST_HEADER: u64 = 8 + 8 * shared_abi::MAX_SCALARS as u64;
+
+/// How many bytes of a request the VMM reads: the header and the used
+/// descriptors only (a request claiming more than [`MAX_ARGS`] is refused
+/// on its count, so its descriptors are never read).
+pub fn call_request_len(nargs: u32) -> u64 {
+    let used = if nargs as usize <= MAX_ARGS {
+        u64::from(nargs)
+    } else {
+        0
+    };
+    CALL_REQUEST_HEADER + used * size_of::<ArgDesc>() as u64
+}
+
+/// Copy a [`CallRequest`] out of guest memory: the header, then only the
+/// descriptors it uses. Each read is bounds-checked by `check` first.
+pub fn read_call_request(
+    mem: &GuestMemoryMmap,
+    addr: u64,
+    check: impl Fn(u64, u64) -> bool,
+) -> Result<CallRequest, GuestMemError> {
     let mut b = [0u8; size_of::<CallRequest>()];
-    read(mem, addr, &mut b)?;
+    let header = CALL_REQUEST_HEADER as usize;
+    let bad = GuestMemError { addr, len: header };
+    if !check(addr, CALL_REQUEST_HEADER) {
+        return Err(bad);
+    }
+    read(
+        mem,
+        addr,
+        b.get_mut(..header)
+            .ok_or(GuestMemError { addr, len: header })?,
+    )?;
+    let nargs = u32::from_le_bytes(
+        b.get(4..8)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; 4]),
+    );
+    let len = call_request_len(nargs);
+    if len > CALL_REQUEST_HEADER {
+        if !check(addr, len) {
+            return Err(GuestMemError {
+                addr,
+                len: len as usize,
+            });
+        }
+        let rest = b.get_mut(header..len as usize).ok_or(GuestMemError {
+            addr,
+            len: len as usize,
+        })?;
+        read(mem, addr + CALL_REQUEST_HEADER, rest)?;
+    }
     Ok(decode_call_request(&b))
+}
+
+/// Bytes of an [`Invocation`] that carry `nargs` descriptors.
+pub fn invocation_len(nargs: usize) -> usize {
+    size_of::<Invocation>() - (MAX_ARGS - nargs.min(MAX_ARGS)) * size_of::<ArgDesc>()
 }
 
 /// Copy a [`Hello`] out of guest memory.

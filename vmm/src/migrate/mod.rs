@@ -443,11 +443,10 @@ impl Chain {
         let Some(caller) = sys.domain(caller_id) else {
             return Step::Continue;
         };
-        let req_len = size_of::<shared_abi::CallRequest>() as u64;
-        if let Err(e) = caller.region.check(req_addr, req_len) {
-            return self.refuse(sys, u32::MAX, ErrorCode::BadPointer, &e);
-        }
-        let req = match guest_io::read_call_request(caller.mem(), req_addr) {
+        let region = &caller.region;
+        let req = match guest_io::read_call_request(caller.mem(), req_addr, |a, l| {
+            region.check(a, l).is_ok()
+        }) {
             Ok(r) => r,
             Err(e) => return self.refuse(sys, u32::MAX, ErrorCode::BadPointer, &e),
         };
@@ -662,7 +661,11 @@ impl Chain {
             };
         }
         let inv_addr = top - plan.invocation_offset;
-        let written = guest_io::write(callee.mem(), inv_addr, &guest_io::encode_invocation(&inv))
+        let bytes = guest_io::encode_invocation(&inv);
+        let used = bytes
+            .get(..guest_io::invocation_len(plan.count))
+            .unwrap_or(&bytes);
+        let written = guest_io::write(callee.mem(), inv_addr, used)
             .and_then(|()| guest_io::write(callee.mem(), inv_addr - 8, &[0u8; 8]));
         if let Err(e) = written {
             log::error!(
