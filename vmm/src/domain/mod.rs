@@ -168,6 +168,11 @@ impl Domain {
             memory_size: spec.memory,
             userspace_addr: host_addr,
         };
+        // Transparent huge pages where the host allows them: fewer TLB
+        // misses when the VMM copies objects after an exit. Advice only.
+        // SAFETY: the range is exactly the mapping owned by `mem`;
+        // MADV_HUGEPAGE changes no contents and no permissions.
+        let _ = unsafe { libc::madvise(host_addr as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
         // SAFETY: `host_addr` is the start of a live mmap of exactly
         // `spec.memory` bytes owned by `mem`, which this Domain keeps for as
         // long as the VM exists (`vm` is declared, hence dropped, first).
