@@ -21,4 +21,8 @@ pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT
 
 /// Version of this contract. A guest sends it in its `Hello`; the VMM refuses
 /// to start a guest built against another version, naming both.
-pub const ABI_VERSION: u32 = 1;
+///
+/// History: 1 — first contract. 2 — `Spawn`, `QuotaExceeded`/`NoSuchEntry`,
+/// `DomainDead`/`Restarting` now mean "reset failed"/"being reset", and
+/// only `args[..nargs]` of an `Invocation` is written.
+pub const ABI_VERSION: u32 = 2;

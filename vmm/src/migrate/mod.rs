@@ -461,7 +461,7 @@ impl Chain {
                 &"capability to a missing domain",
             );
         };
-        if self.frames.len() >= MAX_DEPTH {
+        if self.ancestors.as_slice().len() + self.frames.len() >= MAX_DEPTH {
             return self.refuse(sys, req.slot, ErrorCode::TooDeep, &MAX_DEPTH);
         }
         let plan = match arglist::validate(&req, &caller.region, callee.arg_budget()) {
