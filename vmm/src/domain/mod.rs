@@ -4,9 +4,10 @@
 
 pub mod arch;
 mod boot;
+pub mod free_list;
 pub mod loader;
 pub mod region;
-pub mod stack_pool;
+pub mod vcpu_pool;
 
 pub use boot::{BootError, HelloInfo, MAX_ENTRIES, MIN_HEAP};
 
@@ -15,15 +16,16 @@ use crate::guest_io::{self, GuestMemError};
 use crate::manifest::{DomainSpec, Ipc, StackPolicy};
 use crate::message::Inbox;
 use crate::vcpu::Vcpu;
+use free_list::FreeList;
 use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VmFd};
 use region::DataRegion;
 use shared_abi::layout::{DomainLayout, PAGE_SIZE};
 use shared_abi::{ErrorCode, Sample};
-use stack_pool::StackPool;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+use vcpu_pool::VcpuPool;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// Where a guest keeps its latency samples (from its hello; untrusted).
@@ -92,7 +94,7 @@ pub struct Domain {
     /// The runtime's dispatcher (every invocation starts there).
     pub dispatcher: u64,
     /// Free stacks.
-    pub stacks: StackPool,
+    pub stacks: FreeList,
     /// What a call does when no stack is free.
     pub stack_policy: StackPolicy,
     /// Where its latency samples are.
@@ -119,8 +121,7 @@ pub struct Domain {
     stack_freed: Condvar,
     stack_lock: Mutex<()>,
     fault: Mutex<Option<FaultReport>>,
-    vcpus: Mutex<Vec<Vcpu>>,
-    vcpus_created: AtomicU32,
+    vcpus: VcpuPool,
     cpuid: CpuId,
     // Declared before `mem`: the VM goes first, then the memory it mapped.
     vm: VmFd,
@@ -191,7 +192,7 @@ impl Domain {
             region: boot::region_of(&layout),
             entries: Vec::new(),
             dispatcher: 0,
-            stacks: StackPool::new(spec.stacks),
+            stacks: FreeList::new(spec.stacks),
             stack_policy: spec.stack_policy,
             samples: SampleRing::default(),
             tsc_khz: 0,
@@ -211,8 +212,8 @@ impl Domain {
             stack_freed: Condvar::new(),
             stack_lock: Mutex::new(()),
             fault: Mutex::new(None),
-            vcpus: Mutex::new(Vec::new()),
-            vcpus_created: AtomicU32::new(0),
+            // One boot vCPU plus at most one per stack: every invocation holds a stack.
+            vcpus: VcpuPool::new((spec.stacks + 1).min(shared_abi::layout::MAX_VCPUS)),
             cpuid: cpuid.clone(),
             vm,
             mem,
@@ -253,36 +254,25 @@ impl Domain {
     }
 
     fn new_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {
-        let slot = self.vcpus_created.fetch_add(1, Ordering::Relaxed);
-        // One boot vCPU plus at most one per stack: every invocation holds a stack.
-        if slot > self.stacks.capacity() || slot >= shared_abi::layout::MAX_VCPUS {
-            self.vcpus_created.fetch_sub(1, Ordering::Relaxed);
-            return Err(kvm_ioctls::Error::new(libc::ENOSPC));
-        }
-        Vcpu::create(&self.vm, slot, &self.cpuid)
+        self.vcpus
+            .take(|slot| Vcpu::create(&self.vm, slot, &self.cpuid))
     }
 
     /// A vCPU to run an invocation on: an idle one, or a new one.
     pub fn take_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {
-        let idle = self.vcpus.lock().map(|mut v| v.pop()).unwrap_or(None);
-        let mut v = match idle {
-            Some(v) => v,
-            None => self.new_vcpu()?,
-        };
+        let mut v = self.new_vcpu()?;
         v.ensure_clean()?;
         Ok(v)
     }
 
     /// Give a vCPU back once its invocation is over.
     pub fn give_vcpu(&self, v: Vcpu) {
-        if let Ok(mut idle) = self.vcpus.lock() {
-            idle.push(v);
-        }
+        self.vcpus.give(v);
     }
 
     /// vCPUs this domain has created (they live as long as the domain).
     pub fn vcpu_count(&self) -> u32 {
-        self.vcpus_created.load(Ordering::Relaxed)
+        self.vcpus.created()
     }
 
     /// The domain's memory.
@@ -445,10 +435,8 @@ impl Domain {
         if self.stacks.free_count() != self.stacks.capacity() as usize {
             return Err(mem_err("a stack is still out".into()));
         }
-        if let Ok(idle) = self.vcpus.lock() {
-            if idle.len() != self.vcpu_count() as usize {
-                return Err(mem_err("a vCPU is still out".into()));
-            }
+        if self.vcpus.idle_count() != self.vcpu_count() as usize {
+            return Err(mem_err("a vCPU is still out".into()));
         }
         let mut vcpu = self.take_vcpu_dirty().map_err(|source| BootError::Kvm {
             domain: self.name.clone(),
@@ -472,9 +460,7 @@ impl Domain {
             });
         }
         // Every idle vCPU reloads its registers before its next invocation.
-        if let Ok(mut idle) = self.vcpus.lock() {
-            idle.iter_mut().for_each(Vcpu::mark_dirty);
-        }
+        self.vcpus.for_each_idle(Vcpu::mark_dirty);
         self.generation.store(generation, Ordering::Release);
         Ok(())
     }

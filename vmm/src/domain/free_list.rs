@@ -1,6 +1,7 @@
-//! A domain's pool of stacks: a lock-free LIFO free list, so threads
-//! entering the same domain never serialise on a lock, and the stack given
-//! back last — still warm in the cache — is the next one handed out.
+//! A lock-free LIFO free list of small indices: a domain's pool of stacks
+//! and its idle vCPU slots. Threads entering the same domain never
+//! serialise on a lock, and the index given back last — its stack or vCPU
+//! still warm in the caches — is the next one handed out.
 //!
 //! The list lives in two atomics: `head` packs a 32-bit ABA tag with the
 //! index (+1) of the first free stack; `next[i]` holds the index (+1) of the
@@ -20,17 +21,17 @@ fn unpack(v: u64) -> (u32, u32) {
     ((v >> 32) as u32, v as u32)
 }
 
-/// The free stacks of one domain, by index into its layout.
+/// Free indices `0..count` (stacks of one domain, or its vCPU slots).
 #[derive(Debug)]
-pub struct StackPool {
+pub struct FreeList {
     head: AtomicU64,
     next: Box<[AtomicU32]>,
     free: AtomicUsize,
     count: u32,
 }
 
-impl StackPool {
-    /// A pool holding stacks `0..count`, all free (0 on top).
+impl FreeList {
+    /// A list holding `0..count`, all free (0 on top).
     pub fn new(count: u32) -> Self {
         let next: Box<[AtomicU32]> = (0..count)
             .map(|i| AtomicU32::new(if i + 1 < count { i + 2 } else { EMPTY }))
@@ -44,7 +45,18 @@ impl StackPool {
         }
     }
 
-    /// Take a free stack, if any: the most recently given back.
+    /// A list with room for `0..count`, none of them free yet.
+    pub fn empty(count: u32) -> Self {
+        let next: Box<[AtomicU32]> = (0..count).map(|_| AtomicU32::new(EMPTY)).collect();
+        Self {
+            head: AtomicU64::new(pack(0, EMPTY)),
+            next,
+            free: AtomicUsize::new(0),
+            count,
+        }
+    }
+
+    /// Take a free index, if any: the most recently given back.
     pub fn take(&self) -> Option<u32> {
         let mut cur = self.head.load(Ordering::Acquire);
         loop {
@@ -66,11 +78,12 @@ impl StackPool {
         }
     }
 
-    /// Give stack `index` back. An index out of range is refused (a VMM
-    /// bug, logged); callers give back only stacks they took.
+    /// Give `index` back. An index out of range is refused (a VMM bug,
+    /// logged); callers give back only indices they took (or, for an
+    /// `empty` list, indices they own).
     pub fn give_back(&self, index: u32) {
         let Some(link) = self.next.get(index as usize) else {
-            log::error!("stack {index} given back but the pool has {}", self.count);
+            log::error!("index {index} given back but the list holds {}", self.count);
             return;
         };
         let mut cur = self.head.load(Ordering::Acquire);
@@ -92,12 +105,12 @@ impl StackPool {
         }
     }
 
-    /// Stacks currently free.
+    /// Indices currently free.
     pub fn free_count(&self) -> usize {
         self.free.load(Ordering::Relaxed)
     }
 
-    /// Stacks in the pool.
+    /// Indices the list can hold.
     pub fn capacity(&self) -> u32 {
         self.count
     }
@@ -110,7 +123,7 @@ mod tests {
 
     #[test]
     fn take_all_then_give_back_lifo() {
-        let p = StackPool::new(3);
+        let p = FreeList::new(3);
         let taken: Vec<_> = std::iter::from_fn(|| p.take()).collect();
         assert_eq!(taken, [0, 1, 2]);
         assert_eq!(p.take(), None);
@@ -120,12 +133,16 @@ mod tests {
         assert_eq!(p.take(), Some(1));
         p.give_back(7);
         assert_eq!(p.free_count(), 0);
-        assert_eq!(StackPool::new(0).take(), None);
+        assert_eq!(FreeList::new(0).take(), None);
+        let e = FreeList::empty(2);
+        assert_eq!(e.take(), None);
+        e.give_back(1);
+        assert_eq!((e.take(), e.take()), (Some(1), None));
     }
 
     #[test]
     fn threads_never_hold_the_same_stack() {
-        let p = StackPool::new(4);
+        let p = FreeList::new(4);
         let held = std::sync::Mutex::new(HashSet::new());
         std::thread::scope(|s| {
             for _ in 0..4 {

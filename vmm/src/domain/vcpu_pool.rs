@@ -1,0 +1,89 @@
+//! A domain's vCPUs: created on demand (at most one per stack, plus the
+//! boot vCPU), kept for the domain's lifetime, and handed from frame to
+//! frame without a shared lock. Each vCPU lives in its own slot; the
+//! lock-free [`FreeList`] of idle slot numbers decides who owns a slot, so a
+//! slot's mutex is only ever taken by its one owner and never contended.
+
+use super::free_list::FreeList;
+use crate::vcpu::Vcpu;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+/// The vCPUs of one domain.
+#[derive(Debug)]
+pub struct VcpuPool {
+    slots: Box<[Mutex<Option<Vcpu>>]>,
+    idle: FreeList,
+    created: AtomicU32,
+}
+
+impl VcpuPool {
+    /// Room for `capacity` vCPUs, none created yet.
+    pub fn new(capacity: u32) -> Self {
+        Self {
+            slots: (0..capacity).map(|_| Mutex::new(None)).collect(),
+            idle: FreeList::empty(capacity),
+            created: AtomicU32::new(0),
+        }
+    }
+
+    /// An idle vCPU, or a new one made by `create(slot)` while there is room.
+    pub fn take(
+        &self,
+        create: impl FnOnce(u32) -> Result<Vcpu, kvm_ioctls::Error>,
+    ) -> Result<Vcpu, kvm_ioctls::Error> {
+        while let Some(i) = self.idle.take() {
+            let parked = self
+                .slots
+                .get(i as usize)
+                .and_then(|s| s.lock().ok().and_then(|mut s| s.take()));
+            if let Some(v) = parked {
+                return Ok(v);
+            }
+        }
+        let slot = self.created.fetch_add(1, Ordering::AcqRel);
+        if slot as usize >= self.slots.len() {
+            self.created.fetch_sub(1, Ordering::AcqRel);
+            return Err(kvm_ioctls::Error::new(libc::ENOSPC));
+        }
+        create(slot).inspect_err(|_| {
+            // The slot number stays used; a later creation takes the next one.
+            log::warn!("vCPU slot {slot} could not be created");
+        })
+    }
+
+    /// Park `v` in its slot and mark the slot idle.
+    pub fn give(&self, v: Vcpu) {
+        let i = v.slot();
+        match self.slots.get(i as usize).map(|s| s.lock()) {
+            Some(Ok(mut s)) => {
+                *s = Some(v);
+                drop(s);
+                self.idle.give_back(i);
+            }
+            _ => log::error!("vCPU slot {i} does not exist; vCPU dropped"),
+        }
+    }
+
+    /// vCPUs created so far.
+    pub fn created(&self) -> u32 {
+        self.created.load(Ordering::Acquire)
+    }
+
+    /// vCPUs parked idle right now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.free_count()
+    }
+
+    /// Apply `f` to every idle vCPU (the caller guarantees none is being
+    /// taken meanwhile, e.g. during a reset with no frame in the domain).
+    pub fn for_each_idle(&self, mut f: impl FnMut(&mut Vcpu)) {
+        for slot in self.slots.iter() {
+            if let Ok(mut s) = slot.lock() {
+                if let Some(v) = s.as_mut() {
+                    f(v);
+                }
+            }
+        }
+    }
+}
