@@ -191,6 +191,7 @@ fn bench_quick_json_has_every_mode_and_a_floor() {
             "{f}"
         );
         assert!(f["ratio_to_floor"].as_f64().unwrap() > 0.0, "{f}");
+        assert!(f["ns"]["p50"].as_f64().unwrap() > 0.0, "{f}");
     }
     let groups: std::collections::HashSet<&str> = figures
         .iter()

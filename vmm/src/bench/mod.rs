@@ -238,8 +238,9 @@ impl Bench<'_> {
 
     /// Every ratio against the floor of the whole run (all interleaved
     /// batches pooled), so each figure and the headline use the same floor.
-    fn finish_ratios(&mut self, floor: &Stats) {
+    fn finish_ratios(&mut self, floor: &Stats, tsc_khz: u32) {
         for (f, exits) in self.figures.iter_mut().zip(&self.exits) {
+            f.ns = report::NsStats::of(&f.stats, tsc_khz);
             let per = match exits {
                 Exits::Two => 2.0,
                 Exits::One => 1.0,
@@ -276,6 +277,7 @@ impl Bench<'_> {
             dir,
             stats,
             ratio_to_floor: ratio,
+            ns: None,
             cdf,
         });
     }
@@ -578,12 +580,12 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         Exits::One,
         true,
     );
-    b.finish_ratios(&floor);
+    let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
+    b.finish_ratios(&floor, tsc_khz);
     if let Some(bar) = &b.bar {
         bar.finish_and_clear();
     }
 
-    let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
     let find = |g: Group, m: Mode, p: Option<u64>, d: Option<&str>| {
         b.figures
             .iter()

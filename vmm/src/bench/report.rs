@@ -57,12 +57,43 @@ pub struct Figure {
     pub dir: Option<&'static str>,
     /// The statistics, in TSC cycles.
     pub stats: Stats,
+    /// The same statistics in nanoseconds (at the guest TSC rate), when known.
+    pub ns: Option<NsStats>,
     /// `p50 / (2 × floor p50)` for figures that take two exits per sample
     /// (call+return), `p50 / floor p50` for one-exit or exit-free ones.
     pub ratio_to_floor: Option<f64>,
     /// Empirical CDF points `(quantile, cycles)`, kept for the CDF plot
     /// (null call per mode, floor, pipe); empty otherwise.
     pub cdf: Vec<(f64, u64)>,
+}
+
+/// [`Stats`] converted to nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct NsStats {
+    /// Smallest sample.
+    pub min: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest sample.
+    pub max: f64,
+}
+
+impl NsStats {
+    /// `s` at `tsc_khz` (`None` if the rate is unknown).
+    pub fn of(s: &Stats, tsc_khz: u32) -> Option<Self> {
+        let ns = |c: u64| c as f64 * 1e6 / f64::from(tsc_khz);
+        (tsc_khz > 0).then(|| Self {
+            min: ns(s.min),
+            p50: ns(s.p50),
+            p90: ns(s.p90),
+            p99: ns(s.p99),
+            max: ns(s.max),
+        })
+    }
 }
 
 /// A bandwidth measurement: copies through Ferry vs host `memcpy`.

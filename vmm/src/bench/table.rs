@@ -464,6 +464,7 @@ pub(crate) mod tests {
             dir: None,
             stats: stats(p50),
             ratio_to_floor: Some(p50 as f64 / 520_000.0),
+            ns: None,
             cdf: Vec::new(),
         }
     }
