@@ -125,12 +125,5 @@ fn nesting_through_sixteen_distinct_domains() {
     assert_eq!(ok(&out.result), [DEPTH as u64, DEPTH as u64]);
     assert_eq!(sys.counters.calls(), DEPTH as u64);
     assert_eq!(sys.counters.returns(), DEPTH as u64);
-    for d in sys.domains() {
-        assert_eq!(
-            d.stacks.free_count(),
-            d.stacks.capacity() as usize,
-            "{}: every stack went back",
-            d.name
-        );
-    }
+    common::assert_all_returned(&sys);
 }

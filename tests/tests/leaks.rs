@@ -41,13 +41,5 @@ fn fifty_fault_restart_cycles_leak_nothing() {
         vcpus,
         "vCPUs"
     );
-    for d in sys.domains() {
-        assert_eq!(
-            d.stacks.free_count(),
-            d.stacks.capacity() as usize,
-            "{}: pool full",
-            d.name
-        );
-        assert_eq!(d.active_frames(), 0, "{}", d.name);
-    }
+    common::assert_all_returned(&sys);
 }

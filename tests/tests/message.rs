@@ -95,14 +95,7 @@ fn message_mode_nesting_mixed_with_migration() {
     assert_eq!(ok(&out.result), [4, 4]);
     let seen = threads.0.lock().unwrap().clone();
     assert_eq!(seen.len(), 4);
-    for d in sys.domains() {
-        assert_eq!(
-            d.stacks.free_count(),
-            d.stacks.capacity() as usize,
-            "{}",
-            d.name
-        );
-    }
+    common::assert_all_returned(&sys);
 }
 
 #[test]

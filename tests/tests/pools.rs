@@ -86,12 +86,5 @@ fn a_thread_never_waits_for_a_stack_only_it_holds() {
     );
     assert_eq!(sys.counters.refused(ErrorCode::NoStack), 1);
     assert_eq!(sys.domain_by_name("b").unwrap().stack_waits(), 0);
-    for d in sys.domains() {
-        assert_eq!(
-            d.stacks.free_count(),
-            d.stacks.capacity() as usize,
-            "{}",
-            d.name
-        );
-    }
+    common::assert_all_returned(&sys);
 }

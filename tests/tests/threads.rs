@@ -66,13 +66,5 @@ fn exit_from_depth_ends_the_thread_and_frees_every_stack() {
     let (_dog, sys) = boot("exit_from_depth", &toml);
     let out = sys.run_thread("d0", "forward", &[77]);
     assert_eq!(out.result, ThreadResult::Exited { code: 77 });
-    for d in sys.domains() {
-        assert_eq!(
-            d.stacks.free_count(),
-            d.stacks.capacity() as usize,
-            "{}",
-            d.name
-        );
-        assert_eq!(d.active_frames(), 0, "{}", d.name);
-    }
+    common::assert_all_returned(&sys);
 }

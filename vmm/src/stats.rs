@@ -41,13 +41,6 @@ pub struct LatencySummary {
     pub tsc_khz: u32,
 }
 
-/// Highest value a histogram tracks (about 7 minutes at 2.6 GHz).
-const MAX_TRACKED: u64 = 1 << 40;
-
-fn new_hist() -> Option<Histogram<u64>> {
-    Histogram::new_with_bounds(1, MAX_TRACKED, 3).ok()
-}
-
 impl LatencySummary {
     /// Read every domain's sample ring.
     pub fn collect(sys: &Core) -> Self {
@@ -86,7 +79,7 @@ impl LatencySummary {
     pub fn record(&mut self, label: &str, cycles: u64) {
         let row = if label == FLOOR {
             if self.floor.is_none() {
-                self.floor = new_hist().map(|hist| Row {
+                self.floor = crate::bench::stats::histogram().map(|hist| Row {
                     label: label.to_owned(),
                     hist,
                 });
@@ -94,7 +87,7 @@ impl LatencySummary {
             self.floor.as_mut()
         } else {
             if !self.calls.iter().any(|r| r.label == label) {
-                if let Some(hist) = new_hist() {
+                if let Some(hist) = crate::bench::stats::histogram() {
                     self.calls.push(Row {
                         label: label.to_owned(),
                         hist,
@@ -104,7 +97,7 @@ impl LatencySummary {
             self.calls.iter_mut().find(|r| r.label == label)
         };
         if let Some(r) = row {
-            let _ = r.hist.record(cycles.clamp(1, MAX_TRACKED));
+            crate::bench::stats::record(&mut r.hist, cycles);
         }
     }
 
@@ -142,23 +135,7 @@ impl fmt::Display for LatencySummary {
             "p99 µs",
             "p50/floor"
         )?;
-        if let Some(r) = &self.floor {
-            writeln!(
-                f,
-                "{:<28} {:>7} {:>12} {:>12} {:>9} {:>9} {:>10}",
-                r.label,
-                r.hist.len(),
-                r.p50(),
-                r.p99(),
-                us(r.p50()),
-                us(r.p99()),
-                "1 exit"
-            )?;
-        }
-        for r in &self.calls {
-            let ratio = self
-                .ratio_to_floor(r)
-                .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}×2"));
+        let mut row = |r: &Row, ratio: String| {
             writeln!(
                 f,
                 "{:<28} {:>7} {:>12} {:>12} {:>9} {:>9} {:>10}",
@@ -169,6 +146,16 @@ impl fmt::Display for LatencySummary {
                 us(r.p50()),
                 us(r.p99()),
                 ratio
+            )
+        };
+        if let Some(r) = &self.floor {
+            row(r, "1 exit".to_owned())?;
+        }
+        for r in &self.calls {
+            row(
+                r,
+                self.ratio_to_floor(r)
+                    .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}×2")),
             )?;
         }
         Ok(())

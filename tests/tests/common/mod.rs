@@ -115,6 +115,16 @@ pub fn testguest(name: &str, caps: &[&str], extra: &str) -> String {
     )
 }
 
+/// Every frame has left: every stack is back in its pool and no domain
+/// counts a frame in it.
+pub fn assert_all_returned(sys: &System) {
+    for d in sys.domains() {
+        let (free, all) = (d.stacks.free_count(), d.stacks.capacity() as usize);
+        assert_eq!(free, all, "{}: {free} of {all} stacks back", d.name);
+        assert_eq!(d.active_frames(), 0, "{}: frames still inside", d.name);
+    }
+}
+
 /// The results of a thread that must have returned success.
 pub fn ok(result: &ThreadResult) -> [u64; 2] {
     match result {

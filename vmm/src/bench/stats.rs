@@ -23,12 +23,22 @@ pub struct Stats {
     pub max: u64,
 }
 
+/// An empty histogram of TSC cycles (3 significant digits, up to ~7 minutes).
+pub fn histogram() -> Option<Histogram<u64>> {
+    Histogram::<u64>::new_with_bounds(1, MAX_TRACKED, 3).ok()
+}
+
+/// Record `cycles` into `h`, clamped into the tracked range.
+pub fn record(h: &mut Histogram<u64>, cycles: u64) {
+    let _ = h.record(cycles.clamp(1, MAX_TRACKED));
+}
+
 impl Stats {
     /// Statistics of `samples` (cycles); `None` when there are none.
     pub fn from_cycles(samples: &[u64]) -> Option<Self> {
-        let mut h = Histogram::<u64>::new_with_bounds(1, MAX_TRACKED, 3).ok()?;
+        let mut h = histogram()?;
         for &s in samples {
-            let _ = h.record(s.clamp(1, MAX_TRACKED));
+            record(&mut h, s);
         }
         (!h.is_empty()).then(|| Self::from_histogram(&h))
     }
