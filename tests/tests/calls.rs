@@ -33,24 +33,12 @@ impl CallObserver for Recorder {
     fn refused(&self, _: u32, _: u32, _: ErrorCode) {}
 }
 
-const BASIC_CAPS: &[&str] = &[
-    "b.null",
-    "b.echo",
-    "b.sum_in",
-    "b.fill_out",
-    "b.inc_inout",
-    "b.whoami",
-    "b.fail_app",
-];
-
 #[test]
 fn call_return_with_in_out_inout_objects() {
-    let _dog = common::Watchdog::arm("call_return_with_in_out_inout_objects");
-    common::require_kvm();
-    let toml = testguest("driver", BASIC_CAPS, "") + &testguest("b", &[], "");
-    let spec = vmm::manifest::System::parse(&toml, None).unwrap();
+    let toml = testguest("driver", common::DRIVE_BASIC_CAPS, "") + &testguest("b", &[], "");
     let rec = Arc::new(Recorder::default());
-    let sys = vmm::system::System::boot(spec, Some(rec.clone())).unwrap();
+    let (_dog, sys) =
+        common::boot_observed("call_return_with_in_out_inout_objects", &toml, rec.clone());
     let out = sys.run_thread("driver", "drive_basic", &[]);
     // The driver checks every answer itself and returns how many passed.
     assert_eq!(ok(&out.result), [8, 0], "{out:?}");

@@ -26,29 +26,15 @@ impl CallObserver for Threads {
     fn refused(&self, _: u32, _: u32, _: ErrorCode) {}
 }
 
-const BASIC_CAPS: &[&str] = &[
-    "b.null",
-    "b.echo",
-    "b.sum_in",
-    "b.fill_out",
-    "b.inc_inout",
-    "b.whoami",
-    "b.fail_app",
-];
-
 fn boot_observed(name: &'static str, toml: &str) -> (common::Watchdog, System, Arc<Threads>) {
-    let dog = common::Watchdog::arm(name);
-    common::require_kvm();
-    let spec = vmm::manifest::System::parse(toml, None).unwrap();
     let threads = Arc::new(Threads::default());
-    let sys = System::boot(spec, Some(threads.clone()))
-        .unwrap_or_else(|e| panic!("{}", common::chain(&e)));
+    let (dog, sys) = common::boot_observed(name, toml, threads.clone());
     (dog, sys, threads)
 }
 
 fn basic(ipc: &str) -> (Vec<(String, ThreadId)>, ThreadId) {
-    let toml =
-        testguest("driver", BASIC_CAPS, "") + &testguest("b", &[], &format!("ipc = \"{ipc}\""));
+    let toml = testguest("driver", common::DRIVE_BASIC_CAPS, "")
+        + &testguest("b", &[], &format!("ipc = \"{ipc}\""));
     let (_dog, sys, threads) = boot_observed("basic", &toml);
     let out = sys.run_thread("driver", "drive_basic", &[]);
     assert_eq!(ok(&out.result), [8, 0], "{ipc}: {out:?}");

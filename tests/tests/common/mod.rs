@@ -43,6 +43,32 @@ pub fn require_kvm() {
     );
 }
 
+/// The capabilities `drive_basic` expects: slot i → the i-th entry it calls in `b`.
+pub const DRIVE_BASIC_CAPS: &[&str] = &[
+    "b.null",
+    "b.echo",
+    "b.sum_in",
+    "b.fill_out",
+    "b.inc_inout",
+    "b.whoami",
+    "b.fail_app",
+];
+
+/// Like [`boot`], with `observer` watching every call.
+pub fn boot_observed(
+    name: &'static str,
+    toml: &str,
+    observer: std::sync::Arc<dyn vmm::observe::CallObserver>,
+) -> (Watchdog, System) {
+    let dog = Watchdog::arm(name);
+    require_kvm();
+    let spec = vmm::manifest::System::parse(toml, None)
+        .unwrap_or_else(|e| panic!("test manifest: {}", chain(&e)));
+    let sys =
+        System::boot(spec, Some(observer)).unwrap_or_else(|e| panic!("boot failed: {}", chain(&e)));
+    (dog, sys)
+}
+
 /// Arm the watchdog, check KVM and boot the system described by `toml`.
 pub fn boot(name: &'static str, toml: &str) -> (Watchdog, System) {
     let dog = Watchdog::arm(name);
