@@ -273,7 +273,7 @@ impl fmt::Display for DemoReport {
             self.calls
         )?;
         for t in &self.threads {
-            writeln!(f, "  thread {} from {}: {:?}", t.thread, t.start, t.result)?;
+            writeln!(f, "  {}", t.summary(self.latency.tsc_khz))?;
         }
         writeln!(f, "checks (made by the VMM from the bytes it copied):")?;
         for c in &self.checks {

@@ -86,9 +86,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<bool> {
     let spec = Manifest::from_file(path)?;
     let sys = vmm::system::System::boot(spec, None).context("cannot start the system")?;
     let outcomes = sys.run();
+    let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
     let mut ok = true;
     for o in &outcomes {
-        println!("thread {} ({}): {:?}", o.thread, o.start, o.result);
+        println!("{}", o.summary(tsc_khz));
         ok &= matches!(
             o.result,
             vmm::migrate::ThreadResult::Returned { status: 0, .. }

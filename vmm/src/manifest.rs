@@ -455,4 +455,21 @@ mod tests {
             assert!(err.contains(want), "{err:?} should mention {want:?}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// A manifest is user input: whatever the text, parsing answers Ok
+        /// or a ManifestError, never a panic. Mutations of the demo manifest
+        /// reach far deeper than random text does.
+        #[test]
+        fn parsing_never_panics(cut in 0usize..2000, len in 0usize..40, junk in "[ -~\\n]{0,40}") {
+            let demo = DEMO_MANIFEST;
+            let at = demo.char_indices().map(|(i, _)| i).find(|i| *i >= cut % demo.len().max(1)).unwrap_or(0);
+            let end = demo.char_indices().map(|(i, _)| i).find(|i| *i >= at + len).unwrap_or(demo.len());
+            let mutated = format!("{}{}{}", &demo[..at], junk, &demo[end..]);
+            let _ = System::parse(&mutated, None);
+            let _ = System::parse(&junk, None);
+        }
+    }
 }

@@ -128,6 +128,37 @@ pub struct ThreadOutcome {
     pub time: ThreadTime,
 }
 
+impl ThreadOutcome {
+    /// One line for people: how it ended and where its time went
+    /// (milliseconds at `tsc_khz`, the host TSC rate).
+    pub fn summary(&self, tsc_khz: u32) -> String {
+        let how = match &self.result {
+            ThreadResult::Returned { status: 0, results } => format!("returned {results:?}"),
+            ThreadResult::Returned { status, .. } => format!("returned status {status:#x}"),
+            ThreadResult::Exited { code } => format!("exited with code {code}"),
+            ThreadResult::Faulted(report) => format!("faulted: {report}"),
+            ThreadResult::NotStarted(why) => format!("did not start: {why}"),
+        };
+        let t = &self.time;
+        let ms = |c: u64| {
+            if tsc_khz > 0 {
+                format!("{:.1} ms", c as f64 / f64::from(tsc_khz))
+            } else {
+                format!("{c} cycles")
+            }
+        };
+        format!(
+            "thread {} from {}: {how}; {} calls, {} KVM_RUNs, {} in guests and exits, {} in the VMM",
+            self.thread,
+            self.start,
+            t.calls,
+            t.runs,
+            ms(t.guest_cycles),
+            ms(t.vmm_cycles)
+        )
+    }
+}
+
 /// A thread a guest asked for with `Spawn`.
 struct SpawnRequest {
     thread: u64,
