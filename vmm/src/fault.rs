@@ -143,29 +143,12 @@ pub fn decode(vcpu: &mut Vcpu, exit: Exit, mem: &GuestMemoryMmap, domain: &str) 
 
 /// The report for a guest panic: its message, read (bounded, checked) from
 /// the guest's memory.
-pub fn panic_report(
-    vcpu: &mut Vcpu,
-    mem: &GuestMemoryMmap,
-    region: &crate::domain::region::DataRegion,
-    domain: &str,
-) -> FaultReport {
+pub fn panic_report(vcpu: &mut Vcpu, domain: &crate::domain::Domain) -> FaultReport {
     let regs = *vcpu.regs();
-    let len = regs.rsi.min(MAX_PANIC_MESSAGE);
-    let message = if region.check(regs.rdi, len).is_ok() {
-        let mut buf = vec![0u8; len as usize];
-        match guest_io::read(mem, regs.rdi, &mut buf) {
-            Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
-            Err(e) => format!("(unreadable panic message: {e})"),
-        }
-    } else {
-        format!(
-            "(panic message at {:#x}+{:#x} is outside the data region)",
-            regs.rdi, regs.rsi
-        )
-    };
+    let message = domain.read_text(regs.rdi, regs.rsi, MAX_PANIC_MESSAGE);
     vcpu.mark_dirty();
     FaultReport {
-        domain: domain.to_owned(),
+        domain: domain.name.clone(),
         vector: pseudo_vector::PANIC,
         rip: regs.rip,
         error_code: 0,

@@ -238,10 +238,10 @@ impl Core {
                     .iter()
                     .filter_map(|c| {
                         let target = domains.get(c.domain)?;
-                        let entry = target.entries.iter().position(|e| *e == c.entry)?;
+                        let entry = target.entry_index(&c.entry)?;
                         Some(Capability {
                             domain: c.domain as u32,
-                            entry: entry as u32,
+                            entry,
                         })
                     })
                     .collect()
@@ -286,7 +286,7 @@ impl Core {
         let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
         let located = self
             .domain_by_name(domain)
-            .and_then(|d| Some((d.id, d.entries.iter().position(|e| e == entry)? as u32)));
+            .and_then(|d| d.entry_index(entry).map(|i| (d.id, i)));
         match located {
             Some((dom, idx)) => self.run_chain(thread, dom, idx, scalars_of(args)),
             None => ThreadOutcome {
@@ -394,9 +394,9 @@ impl Core {
         let mut outcomes = std::thread::scope(|s| {
             let mut handles = Vec::new();
             for t in &self.spec.threads {
-                let located = self.domain(t.domain as u32).and_then(|d| {
-                    Some((d.id, d.entries.iter().position(|e| *e == t.entry)? as u32))
-                });
+                let located = self
+                    .domain(t.domain as u32)
+                    .and_then(|d| d.entry_index(&t.entry).map(|i| (d.id, i)));
                 let Some((dom, idx)) = located else { continue };
                 let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
                 let scalars = scalars_of(&t.args);

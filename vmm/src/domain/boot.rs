@@ -249,12 +249,7 @@ impl Domain {
                 }
                 Ok(Hypercall::Nop) => vcpu.set_regs(|r| r.rax = 0),
                 Ok(Hypercall::Panic) => {
-                    return Err(BootError::Fault(fault::panic_report(
-                        vcpu,
-                        self.mem(),
-                        &self.region,
-                        &self.name,
-                    )));
+                    return Err(BootError::Fault(fault::panic_report(vcpu, self)));
                 }
                 Ok(h) => return Err(proto(format!("hypercall {h:?}"))),
                 Err(e) => return Err(proto(format!("unknown hypercall {}", e.0))),

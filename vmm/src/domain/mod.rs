@@ -239,18 +239,29 @@ impl Domain {
 
     /// Log a guest's `Print` (bounded, checked against the data region).
     pub fn print(&self, addr: u64, len: u64) {
-        let len = len.min(4096);
-        let text = match self.region.check(addr, len) {
-            Ok(()) => {
-                let mut buf = vec![0u8; len as usize];
-                match guest_io::read(&self.mem, addr, &mut buf) {
-                    Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
-                    Err(e) => format!("(unreadable: {e})"),
-                }
-            }
-            Err(e) => format!("(print refused: {e})"),
-        };
+        let text = self.read_text(addr, len, 4096);
         log::info!(target: "guest", "[{}] {}", self.name, text.trim_end());
+    }
+
+    /// The index of entry `name` in the image's table.
+    pub fn entry_index(&self, name: &str) -> Option<u32> {
+        self.entries
+            .iter()
+            .position(|e| e == name)
+            .map(|i| i as u32)
+    }
+
+    /// Guest text (a print, a panic message): at most `max` bytes, only
+    /// from the data region, lossily decoded; what went wrong otherwise.
+    pub fn read_text(&self, addr: u64, len: u64, max: u64) -> String {
+        let len = len.min(max);
+        if let Err(e) = self.region.check(addr, len) {
+            return format!("(text refused: {e})");
+        }
+        match self.read_bytes(addr, len) {
+            Ok(buf) => String::from_utf8_lossy(&buf).into_owned(),
+            Err(e) => format!("(text unreadable: {e})"),
+        }
     }
 
     fn new_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {

@@ -393,8 +393,7 @@ impl Chain {
                 Step::Continue
             }
             Ok(Hypercall::Panic) => {
-                let mut report =
-                    fault::panic_report(&mut top.vcpu, dom.mem(), &dom.region, &dom.name);
+                let mut report = fault::panic_report(&mut top.vcpu, dom);
                 report.thread = Some(self.thread);
                 self.fault(sys, report)
             }
