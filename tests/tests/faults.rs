@@ -76,6 +76,9 @@ fn wild_pointer_reports_page_fault_with_cr2() {
     );
     let f = only_fault(&sys);
     assert_eq!((f.vector, f.rip, f.cr2), (14, site, 0x0000_7fff_dead_0000));
+    // The report names the thread's invocation chain at the fault.
+    assert_eq!(f.chain, ["driver", "target"]);
+    assert!(f.thread.is_some());
     // Not present (bit 0 clear), a write (bit 1), from user mode (bit 2).
     assert_eq!(
         f.error_code & 0b111,

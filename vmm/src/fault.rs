@@ -25,6 +25,9 @@ pub struct FaultReport {
     pub message: Option<String>,
     /// The migrating thread that was running, if any.
     pub thread: Option<u64>,
+    /// That thread's invocation chain when it faulted, outermost domain
+    /// first (empty when no thread was running, e.g. at boot).
+    pub chain: Vec<String>,
 }
 
 /// A human name for a vector.
@@ -71,6 +74,13 @@ impl fmt::Display for FaultReport {
         if self.vector == 14 || self.vector == pseudo_vector::UNBACKED_ACCESS {
             write!(f, ", address {:#x}", self.cr2)?;
         }
+        if let Some(t) = self.thread {
+            write!(f, " (thread {t}")?;
+            if !self.chain.is_empty() {
+                write!(f, ", chain {}", self.chain.join(" → "))?;
+            }
+            write!(f, ")")?;
+        }
         if let Some(m) = &self.message {
             write!(f, ": {m}")?;
         }
@@ -92,6 +102,7 @@ pub fn decode(vcpu: &mut Vcpu, exit: Exit, mem: &GuestMemoryMmap, domain: &str) 
         cr2: 0,
         message: None,
         thread: None,
+        chain: Vec::new(),
     };
     match exit {
         Exit::Exception { vector } => {
@@ -155,5 +166,6 @@ pub fn panic_report(vcpu: &mut Vcpu, domain: &crate::domain::Domain) -> FaultRep
         cr2: 0,
         message: Some(message),
         thread: None,
+        chain: Vec::new(),
     }
 }

@@ -1,7 +1,7 @@
 //! Bringing a domain's guest to life — at creation and again after a fault:
 //! lay out memory, load the image, run `_start` until `Ready`, check `Hello`.
 
-use super::{arch, loader, region::DataRegion, Domain, SampleRing};
+use super::{arch, loader, Domain, SampleRing};
 use crate::fault::{self, FaultReport};
 use crate::guest_io;
 use crate::vcpu::{Exit, Vcpu};
@@ -324,9 +324,4 @@ impl Domain {
             samples,
         })
     }
-}
-
-/// The data region of a laid-out domain.
-pub(super) fn region_of(layout: &DomainLayout) -> DataRegion {
-    DataRegion::of(layout)
 }

@@ -20,7 +20,7 @@ use free_list::FreeList;
 use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VmFd};
 use region::DataRegion;
-use shared_abi::layout::{DomainLayout, PAGE_SIZE};
+use shared_abi::layout::DomainLayout;
 use shared_abi::{ErrorCode, Sample};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -189,7 +189,7 @@ impl Domain {
             id,
             name: name.clone(),
             layout,
-            region: boot::region_of(&layout),
+            region: DataRegion::of(&layout),
             entries: Vec::new(),
             dispatcher: 0,
             stacks: FreeList::new(spec.stacks),
@@ -576,7 +576,4 @@ impl Domain {
         guest_io::read(&self.mem, addr, &mut buf)?;
         Ok(buf)
     }
-
-    /// Bytes per guard page (for tests and reports).
-    pub const GUARD: u64 = PAGE_SIZE;
 }

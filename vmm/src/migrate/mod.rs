@@ -247,6 +247,23 @@ impl Chain {
         Ok(chain)
     }
 
+    /// Mark a fault report with this thread and its invocation chain.
+    fn stamp(&self, sys: &Core, report: &mut FaultReport) {
+        report.thread = Some(self.thread);
+        let name = |d: u32| {
+            sys.domain(d)
+                .map_or_else(|| format!("#{d}"), |d| d.name.clone())
+        };
+        report.chain = self
+            .ancestors
+            .as_slice()
+            .iter()
+            .copied()
+            .chain(self.domains())
+            .map(name)
+            .collect();
+    }
+
     /// The thread's id.
     pub fn thread(&self) -> u64 {
         self.thread
@@ -355,7 +372,7 @@ impl Chain {
             Exit::Interrupted => Step::Continue,
             other => {
                 let mut report = fault::decode(&mut top.vcpu, other, dom.mem(), &dom.name);
-                report.thread = Some(self.thread);
+                self.stamp(sys, &mut report);
                 self.fault(sys, report)
             }
         }
@@ -394,7 +411,7 @@ impl Chain {
             }
             Ok(Hypercall::Panic) => {
                 let mut report = fault::panic_report(&mut top.vcpu, dom);
-                report.thread = Some(self.thread);
+                self.stamp(sys, &mut report);
                 self.fault(sys, report)
             }
             Ok(Hypercall::Exit) => self.exit(sys, regs.rdi),
@@ -918,5 +935,6 @@ fn unknown_fault(domain: &str) -> FaultReport {
         cr2: 0,
         message: Some("domain stopped".into()),
         thread: None,
+        chain: Vec::new(),
     }
 }
