@@ -10,7 +10,7 @@ use crate::migrate::arglist::ArgPlan;
 use crate::migrate::{Chain, Step, ThreadResult, ThreadTime, MAX_DEPTH};
 use crate::system::Core;
 use crossbeam_channel::{Receiver, Sender};
-use shared_abi::{ErrorCode, APP_ERROR_BASE, MAX_SCALARS};
+use shared_abi::{ErrorCode, MAX_SCALARS};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -213,12 +213,9 @@ fn handle(core: &Core, domain: u32, req: &Request) -> Reply {
     loop {
         if let Step::Done(result) = chain.step(core) {
             return match result {
+                // A served chain's result already carries the caller's status word.
                 ThreadResult::Returned { status, results } => Reply::Returned {
-                    status: match status {
-                        0 => 0,
-                        u64::MAX => ErrorCode::BadPointer as u64,
-                        s => APP_ERROR_BASE + s.min(u64::from(u32::MAX)),
-                    },
+                    status,
                     results,
                     time: chain.time(),
                 },

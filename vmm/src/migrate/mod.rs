@@ -165,6 +165,31 @@ fn answer(vcpu: &mut Vcpu, status: u64, values: [u64; 4]) {
     });
 }
 
+/// What a caller gets for its callee's `Return`: on success the OUT and
+/// INOUT objects are copied back and the results pass; on an application
+/// error nothing is copied and the status becomes `APP_ERROR_BASE + n`.
+fn settle(
+    callee: &Domain,
+    caller: &Domain,
+    frame: &Frame,
+    status: u64,
+    results: [u64; 2],
+) -> (u64, [u64; 2]) {
+    if status != 0 {
+        return (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 2]);
+    }
+    match copy::copy_out(callee.mem(), caller.mem(), &frame.plan, frame.top) {
+        Ok(()) => (0, results),
+        Err(e) => {
+            log::error!(
+                "copy back into `{}` failed after validation: {e}",
+                caller.name
+            );
+            (ErrorCode::BadPointer as u64, [0; 2])
+        }
+    }
+}
+
 fn fault_values(f: &FaultReport) -> [u64; 4] {
     [f.vector, f.rip, f.error_code, f.cr2]
 }
@@ -176,6 +201,30 @@ struct Caller<'a> {
 }
 
 impl Chain {
+    /// An empty chain for `thread`. A thread's own chain is profiled when
+    /// the system is; a served chain never is (nothing would collect it).
+    fn new(sys: &Core, thread: u64, ancestors: Ancestors, served_caller: Option<u32>) -> Self {
+        let work = (served_caller.is_none() && sys.profiling()).then(|| {
+            Box::new(WorkLog {
+                samples: [0; WORK_LOG],
+                len: 0,
+                copies: [CopySample::default(); WORK_LOG],
+                copies_len: 0,
+            })
+        });
+        Chain {
+            thread,
+            frames: Vec::with_capacity(MAX_DEPTH),
+            time: ThreadTime::default(),
+            last_exit: 0,
+            pending: Pending::Nothing,
+            work,
+            ancestors,
+            served_caller,
+            reply: None,
+        }
+    }
+
     /// Start thread `thread` in `entry` of `domain` with `scalars`.
     pub fn start(
         sys: &Core,
@@ -184,25 +233,7 @@ impl Chain {
         entry: u32,
         scalars: [u64; MAX_SCALARS],
     ) -> Result<Self, String> {
-        let work = sys.profiling().then(|| {
-            Box::new(WorkLog {
-                samples: [0; WORK_LOG],
-                len: 0,
-                copies: [CopySample::default(); WORK_LOG],
-                copies_len: 0,
-            })
-        });
-        let mut chain = Chain {
-            thread,
-            frames: Vec::with_capacity(MAX_DEPTH),
-            time: ThreadTime::default(),
-            last_exit: 0,
-            pending: Pending::Nothing,
-            work,
-            ancestors: Ancestors::default(),
-            served_caller: None,
-            reply: None,
-        };
+        let mut chain = Chain::new(sys, thread, Ancestors::default(), None);
         let d = sys.domain(domain).ok_or("no such domain")?;
         let plan = ArgPlan {
             count: 0,
@@ -221,17 +252,7 @@ impl Chain {
     pub fn start_served(sys: &Core, domain: u32, req: &Request) -> Result<Self, ErrorCode> {
         let callee = sys.domain(domain).ok_or(ErrorCode::BadSlot)?;
         let caller = sys.domain(req.caller).ok_or(ErrorCode::BadSlot)?;
-        let mut chain = Chain {
-            thread: req.thread,
-            frames: Vec::with_capacity(MAX_DEPTH),
-            time: ThreadTime::default(),
-            last_exit: 0,
-            pending: Pending::Nothing,
-            work: None,
-            ancestors: req.ancestors,
-            served_caller: Some(req.caller),
-            reply: None,
-        };
+        let mut chain = Chain::new(sys, req.thread, req.ancestors, Some(req.caller));
         let frame = chain.enter(
             sys,
             callee,
@@ -759,23 +780,10 @@ impl Chain {
         };
         sys.counters.ret();
         let t_out = clock::now();
-        let (word, values) = if status == 0 {
-            match copy::copy_out(callee.mem(), caller.mem(), &frame.plan, frame.top) {
-                Ok(()) => (0, [results[0], results[1], 0, 0]),
-                Err(e) => {
-                    log::error!(
-                        "copy back into `{}` failed after validation: {e}",
-                        caller.name
-                    );
-                    (ErrorCode::BadPointer as u64, [0; 4])
-                }
-            }
-        } else {
-            (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 4])
-        };
+        let (word, results) = settle(callee, caller, &frame, status, results);
         let out_cycles = clock::now().wrapping_sub(t_out);
         self.log_copies(&frame, word == 0, out_cycles);
-        self.observe_return(sys, callee, &frame, word, [values[0], values[1]]);
+        self.observe_return(sys, callee, &frame, word, results);
         let enter_cycles = frame.enter_cycles;
         Self::release(sys, frame);
         if caller.health() != Health::Running {
@@ -785,14 +793,16 @@ impl Chain {
             return self.unwind(sys, report);
         }
         if let Some(caller_frame) = self.frames.last_mut() {
-            answer(&mut caller_frame.vcpu, word, values);
+            answer(&mut caller_frame.vcpu, word, [results[0], results[1], 0, 0]);
         }
         self.pending = Pending::Return(enter_cycles);
         Step::Continue
     }
 
-    /// The bottom frame returned: the thread's first entry, or a served
-    /// call whose objects go back to a caller on another host thread.
+    /// The bottom frame returned: the thread's first entry (its raw status
+    /// is the thread's result), or a served call whose objects go back to a
+    /// caller on another host thread (the result carries the caller's
+    /// status word, as `settle` made it).
     fn ret_bottom(
         &mut self,
         sys: &Core,
@@ -801,35 +811,16 @@ impl Chain {
         status: u64,
         results: [u64; 2],
     ) -> Step {
-        let mut status = status;
-        if let Some(caller) = self.served_caller.and_then(|c| sys.domain(c)) {
-            if status == 0 {
-                if let Err(e) = copy::copy_out(callee.mem(), caller.mem(), &frame.plan, frame.top) {
-                    log::error!(
-                        "copy back into `{}` failed after validation: {e}",
-                        caller.name
-                    );
-                    status = u64::MAX;
-                }
+        let (status, results) = match self.served_caller.and_then(|c| sys.domain(c)) {
+            Some(caller) => {
+                let (word, results) = settle(callee, caller, &frame, status, results);
+                self.observe_return(sys, callee, &frame, word, results);
+                (word, results)
             }
-            let word = if status == 0 {
-                0
-            } else {
-                APP_ERROR_BASE + status.min(u64::from(u32::MAX))
-            };
-            self.observe_return(
-                sys,
-                callee,
-                &frame,
-                word,
-                if status == 0 { results } else { [0; 2] },
-            );
-        }
+            None => (status, if status == 0 { results } else { [0; 2] }),
+        };
         Self::release(sys, frame);
-        Step::Done(ThreadResult::Returned {
-            status,
-            results: if status == 0 { results } else { [0; 2] },
-        })
+        Step::Done(ThreadResult::Returned { status, results })
     }
 
     fn observe_return(
