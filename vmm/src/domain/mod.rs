@@ -483,14 +483,15 @@ impl Domain {
     }
 
     /// Take a stack for a new frame, following the domain's policy.
-    /// `held_by_caller` is how many of this domain's stacks the calling
-    /// thread already holds (under its suspended frames): if the caller
-    /// holds them all, waiting would deadlock, so it gets `NoStack`.
-    pub fn take_stack(&self, held_by_caller: u32) -> Result<u32, ErrorCode> {
+    /// `held_by_caller` counts this domain's stacks the calling thread
+    /// already holds (under its suspended frames), asked only when the pool
+    /// is empty: if the caller holds them all, waiting would deadlock, so it
+    /// gets `NoStack`.
+    pub fn take_stack(&self, held_by_caller: impl FnOnce() -> u32) -> Result<u32, ErrorCode> {
         if let Some(s) = self.stacks.take() {
             return Ok(s);
         }
-        if self.stack_policy == StackPolicy::Fail || held_by_caller >= self.stacks.capacity() {
+        if self.stack_policy == StackPolicy::Fail || held_by_caller() >= self.stacks.capacity() {
             return Err(ErrorCode::NoStack);
         }
         self.waits.fetch_add(1, Ordering::Relaxed);

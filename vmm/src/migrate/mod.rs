@@ -543,8 +543,7 @@ impl Chain {
         scalars: [u64; MAX_SCALARS],
     ) -> Result<Frame, ErrorCode> {
         callee.enter()?;
-        let held = self.held_in(callee.id);
-        let stack = match callee.take_stack(held) {
+        let stack = match callee.take_stack(|| self.held_in(callee.id)) {
             Ok(s) => s,
             Err(code) => {
                 callee.leave();
@@ -617,8 +616,11 @@ impl Chain {
                 &"message-mode domain without servers",
             );
         };
-        let all_mine = self.held_in(callee.id) >= inbox.servers();
-        if inbox.idle() == 0 && (callee.stack_policy == StackPolicy::Fail || all_mine) {
+        let busy = inbox.idle() == 0;
+        if busy
+            && (callee.stack_policy == StackPolicy::Fail
+                || self.held_in(callee.id) >= inbox.servers())
+        {
             return self.refuse(sys, slot, ErrorCode::NoStack, &"no idle server");
         }
         let reply = Arc::clone(
