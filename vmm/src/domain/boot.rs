@@ -101,26 +101,27 @@ pub struct HelloInfo {
     pub samples: SampleRing,
 }
 
-/// Write the VMM's pages (page tables, GDT, IDT, stubs, TSSs) and load the image.
-pub(super) fn lay_out(
+/// Load `image` into `mem` (its segments checked to lie in the image area).
+pub(super) fn load_image(
     mem: &GuestMemoryMmap,
-    layout: &DomainLayout,
+    memory_size: u64,
     image: &[u8],
     domain: &str,
     image_name: &str,
-) -> Result<u64, BootError> {
-    let loaded =
-        loader::load(mem, layout.memory_size, image).map_err(|source| BootError::Image {
-            domain: domain.to_owned(),
-            image: image_name.to_owned(),
-            source,
-        })?;
-    if loaded.end != layout.image_end {
-        return Err(BootError::Memory {
-            domain: domain.to_owned(),
-            what: "image changed size".into(),
-        });
-    }
+) -> Result<loader::LoadedImage, BootError> {
+    loader::load(mem, memory_size, image).map_err(|source| BootError::Image {
+        domain: domain.to_owned(),
+        image: image_name.to_owned(),
+        source,
+    })
+}
+
+/// Write the VMM's own pages: page tables, GDT, IDT, exception stubs, TSSs.
+pub(super) fn write_system_pages(
+    mem: &GuestMemoryMmap,
+    layout: &DomainLayout,
+    domain: &str,
+) -> Result<(), BootError> {
     let mut blobs = vec![
         arch::page_tables(layout),
         arch::gdt(),
@@ -134,7 +135,7 @@ pub(super) fn lay_out(
             what: e.to_string(),
         })?;
     }
-    Ok(loaded.entry)
+    Ok(())
 }
 
 /// The layout of a domain whose image ends at `image_end`, if it fits.

@@ -178,13 +178,10 @@ impl Domain {
         // `spec.memory` bytes owned by `mem`, which this Domain keeps for as
         // long as the VM exists (`vm` is declared, hence dropped, first).
         unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("set memory region"))?;
-        let loaded = loader::load(&mem, spec.memory, image).map_err(|source| BootError::Image {
-            domain: name.clone(),
-            image: image_name.to_owned(),
-            source,
-        })?;
+        let loaded = boot::load_image(&mem, spec.memory, image, &name, image_name)?;
         let layout = boot::layout_for(loaded.end, spec).map_err(mem_err)?;
-        let entry_point = boot::lay_out(&mem, &layout, image, &name, image_name)?;
+        boot::write_system_pages(&mem, &layout, &name)?;
+        let entry_point = loaded.entry;
         let mut d = Domain {
             id,
             name: name.clone(),
@@ -433,16 +430,17 @@ impl Domain {
                 std::io::Error::last_os_error()
             )));
         }
-        let entry = boot::lay_out(
+        let loaded = boot::load_image(
             &self.mem,
-            &self.layout,
+            self.layout.memory_size,
             &self.image,
             &self.name,
             &self.image_name,
         )?;
-        if entry != self.entry_point {
-            return Err(mem_err("image entry point changed".into()));
+        if loaded.entry != self.entry_point || loaded.end != self.layout.image_end {
+            return Err(mem_err("the image changed its entry point or size".into()));
         }
+        boot::write_system_pages(&self.mem, &self.layout, &self.name)?;
         if self.stacks.free_count() != self.stacks.capacity() as usize {
             return Err(mem_err("a stack is still out".into()));
         }
@@ -455,7 +453,7 @@ impl Domain {
             source,
         })?;
         let generation = self.generation() + 1;
-        let hello = self.run_boot(&mut vcpu, entry, generation);
+        let hello = self.run_boot(&mut vcpu, loaded.entry, generation);
         vcpu.mark_dirty();
         self.give_vcpu(vcpu);
         let hello = hello?;
