@@ -474,8 +474,9 @@ impl Domain {
         Ok(())
     }
 
+    /// A vCPU with freshly loaded registers, whatever state it was left in.
     fn take_vcpu_dirty(&self) -> Result<Vcpu, kvm_ioctls::Error> {
-        let mut v = self.take_vcpu()?;
+        let mut v = self.new_vcpu()?;
         v.reset()?;
         Ok(v)
     }
