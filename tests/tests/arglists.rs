@@ -4,8 +4,8 @@
 mod common;
 
 use common::{boot, ok, testguest};
-use vmm::shared_abi::layout::PAGE_SIZE;
-use vmm::shared_abi::ErrorCode;
+use ferry_engine::shared_abi::layout::PAGE_SIZE;
+use ferry_engine::shared_abi::ErrorCode;
 
 #[test]
 fn each_malformed_class_is_refused_with_its_code() {

@@ -7,7 +7,7 @@ mod common;
 
 use common::{boot, ok, testguest};
 
-fn ping_pong() -> (common::Watchdog, vmm::system::System) {
+fn ping_pong() -> (common::Watchdog, ferry_engine::system::System) {
     let toml = testguest("a", &["b.regs_check"], "stacks = 4")
         + &testguest("b", &["a.regs_check"], "stacks = 4");
     boot("callbacks", &toml)

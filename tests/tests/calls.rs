@@ -5,9 +5,9 @@
 mod common;
 
 use common::{boot, ok, testguest};
+use ferry_engine::observe::{CallEvent, CallObserver};
+use ferry_engine::shared_abi::{ArgMode, ErrorCode, APP_ERROR_BASE};
 use std::sync::{Arc, Mutex};
-use vmm::observe::{CallEvent, CallObserver};
-use vmm::shared_abi::{ArgMode, ErrorCode, APP_ERROR_BASE};
 
 /// One object as the VMM moved it: mode, bytes in, bytes back.
 type Moved = (ArgMode, Vec<u8>, Vec<u8>);
@@ -86,7 +86,7 @@ fn callee_learns_who_called() {
     let out = sys.run_thread("b", "whoami", &[]);
     assert_eq!(
         ok(&out.result),
-        [u64::from(vmm::shared_abi::NO_CALLER), out.thread]
+        [u64::from(ferry_engine::shared_abi::NO_CALLER), out.thread]
     );
     let out = sys.run_thread("a", "echo", &[7, 9]);
     assert_eq!(ok(&out.result), [7, 9]);

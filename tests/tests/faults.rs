@@ -6,12 +6,12 @@
 mod common;
 
 use common::{boot, ok, testguest};
-use vmm::domain::Health;
-use vmm::fault::FaultReport;
-use vmm::migrate::ThreadResult;
-use vmm::shared_abi::layout::PAGE_SIZE;
-use vmm::shared_abi::{pseudo_vector, ErrorCode};
-use vmm::system::System;
+use ferry_engine::domain::Health;
+use ferry_engine::fault::FaultReport;
+use ferry_engine::migrate::ThreadResult;
+use ferry_engine::shared_abi::layout::PAGE_SIZE;
+use ferry_engine::shared_abi::{pseudo_vector, ErrorCode};
+use ferry_engine::system::System;
 
 /// Boot a driver whose slot 0 is `target.<entry>` and slot 1 `target.sites`.
 fn setup(name: &'static str, entry: &str) -> (common::Watchdog, System) {

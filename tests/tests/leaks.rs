@@ -5,7 +5,7 @@
 mod common;
 
 use common::{boot, ok, testguest};
-use vmm::domain::Health;
+use ferry_engine::domain::Health;
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")

@@ -3,13 +3,13 @@
 
 mod common;
 
-use vmm::domain::BootError;
-use vmm::system::{System, SystemError};
+use ferry_engine::domain::BootError;
+use ferry_engine::system::{System, SystemError};
 
 fn boot_err(toml: &str) -> SystemError {
     let _dog = common::Watchdog::arm("manifest boot error");
     common::require_kvm();
-    let spec = vmm::manifest::System::parse(toml, None).unwrap();
+    let spec = ferry_engine::manifest::System::parse(toml, None).unwrap();
     match System::boot(spec, None) {
         Ok(_) => panic!("booted a system that should be refused"),
         Err(e) => e,
@@ -38,7 +38,7 @@ fn abi_version_mismatch_names_both_versions() {
     let SystemError::Boot(BootError::AbiVersion { guest, vmm, .. }) = e else {
         panic!("{e:?}")
     };
-    assert_eq!(vmm, vmm::shared_abi::ABI_VERSION);
+    assert_eq!(vmm, ferry_engine::shared_abi::ABI_VERSION);
     assert_ne!(guest, vmm);
 }
 

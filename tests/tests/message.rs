@@ -5,12 +5,12 @@
 mod common;
 
 use common::{ok, testguest};
+use ferry_engine::migrate::ThreadResult;
+use ferry_engine::observe::{CallEvent, CallObserver};
+use ferry_engine::shared_abi::ErrorCode;
+use ferry_engine::system::System;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
-use vmm::migrate::ThreadResult;
-use vmm::observe::{CallEvent, CallObserver};
-use vmm::shared_abi::ErrorCode;
-use vmm::system::System;
 
 /// Which host thread ran each completed call's callee.
 #[derive(Default)]

@@ -5,9 +5,9 @@
 mod common;
 
 use common::{boot, ok, testguest};
+use ferry_engine::migrate::ThreadResult;
+use ferry_engine::shared_abi::ErrorCode;
 use std::time::{Duration, Instant};
-use vmm::migrate::ThreadResult;
-use vmm::shared_abi::ErrorCode;
 
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
@@ -21,7 +21,10 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
 }
 
 /// d0's relay calls b's relay; b has a single stack under `policy`.
-fn one_stack_callee(name: &'static str, policy: &str) -> (common::Watchdog, vmm::system::System) {
+fn one_stack_callee(
+    name: &'static str,
+    policy: &str,
+) -> (common::Watchdog, ferry_engine::system::System) {
     let toml = testguest("d0", &["b.relay"], "")
         + &testguest(
             "b",

@@ -6,10 +6,10 @@
 mod common;
 
 use common::{boot, ok, testguest, SPIN_TIMEOUT};
+use ferry_engine::domain::Health;
+use ferry_engine::migrate::ThreadResult;
+use ferry_engine::shared_abi::ErrorCode;
 use std::time::{Duration, Instant};
-use vmm::domain::Health;
-use vmm::migrate::ThreadResult;
-use vmm::shared_abi::ErrorCode;
 
 #[test]
 fn a_restart_zeroes_statics_and_bumps_the_generation() {
@@ -60,7 +60,7 @@ fn a_fault_while_another_thread_is_inside_waits_for_it_to_leave() {
         );
         assert_eq!(b.generation(), 0, "no reset while a thread is inside");
         // Let the holder finish: it leaves b, its caller gets Fault, and b resets.
-        vmm::guest_io::write(b.mem(), release, &1u64.to_le_bytes()).unwrap();
+        ferry_engine::guest_io::write(b.mem(), release, &1u64.to_le_bytes()).unwrap();
         let out = holder.join().unwrap();
         assert!(
             matches!(out.result, ThreadResult::Returned { status, .. } if status == ErrorCode::Fault as u64),

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{boot, ok, testguest, SPIN_TIMEOUT};
-use vmm::migrate::ThreadResult;
-use vmm::shared_abi::ErrorCode;
+use ferry_engine::migrate::ThreadResult;
+use ferry_engine::shared_abi::ErrorCode;
 
 #[test]
 fn two_threads_inside_one_domain_at_once() {
@@ -32,7 +32,7 @@ fn two_threads_inside_one_domain_at_once() {
     );
 }
 
-fn spawner(name: &'static str, n: u64, quota: u32) -> Vec<vmm::system::ThreadOutcome> {
+fn spawner(name: &'static str, n: u64, quota: u32) -> Vec<ferry_engine::system::ThreadOutcome> {
     let toml = testguest("a", &[], &format!("stacks = 4\nmax_spawned = {quota}"))
         + &format!("[[thread]]\ndomain = \"a\"\nentry = \"spawner\"\nargs = [{n}]\n");
     let (_dog, sys) = boot(name, &toml);

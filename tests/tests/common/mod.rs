@@ -2,10 +2,10 @@
 //! and manifest helpers for the `testguest` image.
 #![allow(dead_code)]
 
+use ferry_engine::migrate::ThreadResult;
+use ferry_engine::system::System;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::time::Duration;
-use vmm::migrate::ThreadResult;
-use vmm::system::System;
 
 /// Longest any VM-booting test may run before the whole test binary aborts.
 pub const WATCHDOG: Duration = Duration::from_secs(60);
@@ -35,7 +35,7 @@ impl Watchdog {
 
 /// Fail with one clear sentence when KVM is missing: these tests never skip.
 pub fn require_kvm() {
-    let dev = vmm::kvm::device_path();
+    let dev = ferry_engine::kvm::device_path();
     assert!(
         dev.exists(),
         "{} is missing: these tests boot real KVM guests and cannot run without it.",
@@ -58,11 +58,11 @@ pub const DRIVE_BASIC_CAPS: &[&str] = &[
 pub fn boot_observed(
     name: &'static str,
     toml: &str,
-    observer: std::sync::Arc<dyn vmm::observe::CallObserver>,
+    observer: std::sync::Arc<dyn ferry_engine::observe::CallObserver>,
 ) -> (Watchdog, System) {
     let dog = Watchdog::arm(name);
     require_kvm();
-    let spec = vmm::manifest::System::parse(toml, None)
+    let spec = ferry_engine::manifest::System::parse(toml, None)
         .unwrap_or_else(|e| panic!("test manifest: {}", chain(&e)));
     let sys =
         System::boot(spec, Some(observer)).unwrap_or_else(|e| panic!("boot failed: {}", chain(&e)));
@@ -73,7 +73,7 @@ pub fn boot_observed(
 pub fn boot(name: &'static str, toml: &str) -> (Watchdog, System) {
     let dog = Watchdog::arm(name);
     require_kvm();
-    let spec = vmm::manifest::System::parse(toml, None)
+    let spec = ferry_engine::manifest::System::parse(toml, None)
         .unwrap_or_else(|e| panic!("test manifest: {}", chain(&e)));
     let sys = System::boot(spec, None).unwrap_or_else(|e| panic!("boot failed: {}", chain(&e)));
     (dog, sys)

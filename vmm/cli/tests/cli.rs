@@ -80,7 +80,7 @@ fn demo_with_a_corrupting_kv_fails() {
     require_kvm();
     let demo = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/demo.toml"
+        "/../../manifests/demo.toml"
     ))
     .unwrap();
     let corrupt = demo.replace("image = \"kv\"", "image = \"kv-corrupt\"");

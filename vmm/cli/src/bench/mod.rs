@@ -14,9 +14,9 @@ pub mod report;
 pub mod stats;
 pub mod table;
 
-use crate::manifest::System as Manifest;
-use crate::migrate::ThreadResult;
-use crate::system::{System, SystemError};
+use ferry_engine::manifest::System as Manifest;
+use ferry_engine::migrate::ThreadResult;
+use ferry_engine::system::{System, SystemError};
 use report::{Bandwidth, BenchReport, Figure, Group, Headline, Mode};
 use shared_abi::{FLOOR_SLOT, FUNCTION_SLOT};
 use stats::Stats;
@@ -39,7 +39,7 @@ pub enum BenchError {
     Boot(#[from] SystemError),
     /// Its generated manifest was refused (a bug).
     #[error("the benchmark manifest is invalid")]
-    Manifest(#[from] crate::manifest::ManifestError),
+    Manifest(#[from] ferry_engine::manifest::ManifestError),
     /// A measurement loop failed inside the guest.
     #[error("benchmark run `{run}` failed: {why}")]
     Run {
@@ -169,7 +169,7 @@ enum Exits {
 }
 
 impl Bench<'_> {
-    fn caller(&self) -> Result<&crate::domain::Domain, BenchError> {
+    fn caller(&self) -> Result<&ferry_engine::domain::Domain, BenchError> {
         self.sys
             .domain_by_name("caller")
             .ok_or_else(|| BenchError::Run {

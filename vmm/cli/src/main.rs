@@ -1,16 +1,22 @@
 //! `ferry`: boot a system of domains and run its threads.
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
 )]
+
+mod bench;
+mod demo;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ferry_engine::manifest::System as Manifest;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vmm::manifest::System as Manifest;
 
 /// Ferry: a VMM in which threads migrate between tiny KVM guests.
 #[derive(Parser)]
@@ -84,7 +90,7 @@ fn main() -> ExitCode {
 
 fn run(path: &std::path::Path) -> anyhow::Result<bool> {
     let spec = Manifest::from_file(path)?;
-    let sys = vmm::system::System::boot(spec, None).context("cannot start the system")?;
+    let sys = ferry_engine::system::System::boot(spec, None).context("cannot start the system")?;
     let outcomes = sys.run();
     let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
     let mut ok = true;
@@ -92,8 +98,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<bool> {
         println!("{}", o.summary(tsc_khz));
         ok &= matches!(
             o.result,
-            vmm::migrate::ThreadResult::Returned { status: 0, .. }
-                | vmm::migrate::ThreadResult::Exited { code: 0 }
+            ferry_engine::migrate::ThreadResult::Returned { status: 0, .. }
+                | ferry_engine::migrate::ThreadResult::Exited { code: 0 }
         );
     }
     print!("{}", sys.latency());
@@ -105,7 +111,7 @@ fn demo(keys: u64, manifest: Option<PathBuf>) -> anyhow::Result<bool> {
         Some(p) => Manifest::from_file(&p)?,
         None => Manifest::demo()?,
     };
-    let report = vmm::demo::run(spec, keys).context("cannot start the demo")?;
+    let report = demo::run(spec, keys).context("cannot start the demo")?;
     print!("{report}");
     Ok(report.passed())
 }
@@ -117,19 +123,19 @@ fn bench(
     progress: bool,
 ) -> anyhow::Result<bool> {
     use std::io::IsTerminal;
-    let opts = vmm::bench::BenchOptions {
+    let opts = bench::BenchOptions {
         quick,
         progress: progress && std::io::stderr().is_terminal(),
     };
-    let report = vmm::bench::run(opts)?;
+    let report = bench::run(opts)?;
     print!("{report}");
     if let Some(path) = json {
-        vmm::bench::json::write_json(&report, &path)
+        bench::json::write_json(&report, &path)
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("JSON written to {}", path.display());
     }
     if let Some(dir) = plot {
-        let files = vmm::bench::plot::write_plots(&report, &dir)
+        let files = bench::plot::write_plots(&report, &dir)
             .with_context(|| format!("cannot write plots into {}", dir.display()))?;
         for f in files {
             println!("plot written to {}", f.display());

@@ -3,9 +3,6 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// Highest value tracked (about 7 minutes at 2.6 GHz).
-const MAX_TRACKED: u64 = 1 << 40;
-
 /// min / p50 / p90 / p99 / max of a figure, in TSC cycles.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -23,15 +20,7 @@ pub struct Stats {
     pub max: u64,
 }
 
-/// An empty histogram of TSC cycles (3 significant digits, up to ~7 minutes).
-pub fn histogram() -> Option<Histogram<u64>> {
-    Histogram::<u64>::new_with_bounds(1, MAX_TRACKED, 3).ok()
-}
-
-/// Record `cycles` into `h`, clamped into the tracked range.
-pub fn record(h: &mut Histogram<u64>, cycles: u64) {
-    let _ = h.record(cycles.clamp(1, MAX_TRACKED));
-}
+pub use ferry_engine::stats::{histogram, record};
 
 impl Stats {
     /// Statistics of `samples` (cycles); `None` when there are none.

@@ -16,9 +16,7 @@
     )
 )]
 
-pub mod bench;
 pub mod clock;
-pub mod demo;
 pub mod domain;
 pub mod fault;
 pub mod guest_io;

@@ -195,7 +195,7 @@ pub struct System {
 }
 
 /// The demo system `ferry run` boots when given no manifest.
-pub const DEMO_MANIFEST: &str = include_str!("../../manifests/demo.toml");
+pub const DEMO_MANIFEST: &str = include_str!("../../../manifests/demo.toml");
 
 impl System {
     /// Read and validate the manifest at `path`; a relative image path is

@@ -4,11 +4,11 @@
 //! model of the store from the bytes it copied, recomputes every digest from
 //! the bytes it copied into `hasher`, and counts the log lines.
 
-use crate::manifest::System as Manifest;
-use crate::migrate::ThreadResult;
-use crate::observe::{CallEvent, CallObserver};
-use crate::stats::LatencySummary;
-use crate::system::{System, SystemError, ThreadOutcome};
+use ferry_engine::manifest::System as Manifest;
+use ferry_engine::migrate::ThreadResult;
+use ferry_engine::observe::{CallEvent, CallObserver};
+use ferry_engine::stats::LatencySummary;
+use ferry_engine::system::{System, SystemError, ThreadOutcome};
 use sha2::{Digest, Sha256};
 use shared_abi::{ErrorCode, APP_ERROR_BASE};
 use std::collections::HashMap;

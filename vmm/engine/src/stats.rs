@@ -7,6 +7,21 @@ use hdrhistogram::Histogram;
 use shared_abi::FLOOR_SLOT;
 use std::fmt;
 
+/// Highest value tracked (about 7 minutes at 2.6 GHz).
+const MAX_TRACKED: u64 = 1 << 40;
+
+/// An empty histogram of TSC cycles (3 significant digits, up to ~7
+/// minutes): one shape for every latency figure, so they can be merged.
+pub fn histogram() -> Option<Histogram<u64>> {
+    Histogram::<u64>::new_with_bounds(1, MAX_TRACKED, 3).ok()
+}
+
+/// Record `cycles` into `h`, clamped into the tracked range (a wild sample
+/// is kept at the edge rather than lost).
+pub fn record(h: &mut Histogram<u64>, cycles: u64) {
+    let _ = h.record(cycles.clamp(1, MAX_TRACKED));
+}
+
 /// Label of the floor row.
 pub const FLOOR: &str = "floor (null out round trip)";
 
@@ -79,7 +94,7 @@ impl LatencySummary {
     pub fn record(&mut self, label: &str, cycles: u64) {
         let row = if label == FLOOR {
             if self.floor.is_none() {
-                self.floor = crate::bench::stats::histogram().map(|hist| Row {
+                self.floor = histogram().map(|hist| Row {
                     label: label.to_owned(),
                     hist,
                 });
@@ -87,7 +102,7 @@ impl LatencySummary {
             self.floor.as_mut()
         } else {
             if !self.calls.iter().any(|r| r.label == label) {
-                if let Some(hist) = crate::bench::stats::histogram() {
+                if let Some(hist) = histogram() {
                     self.calls.push(Row {
                         label: label.to_owned(),
                         hist,
@@ -97,7 +112,7 @@ impl LatencySummary {
             self.calls.iter_mut().find(|r| r.label == label)
         };
         if let Some(r) = row {
-            crate::bench::stats::record(&mut r.hist, cycles);
+            record(&mut r.hist, cycles);
         }
     }
 

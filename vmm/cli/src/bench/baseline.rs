@@ -6,8 +6,8 @@
 
 use super::report::{CallbackCost, Machine};
 use super::stats::Stats;
-use crate::clock;
-use crate::kvm::KvmError;
+use ferry_engine::clock;
+use ferry_engine::kvm::KvmError;
 use std::hint::black_box;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -340,7 +340,7 @@ fn ioctl(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> BaselineError {
 /// `samples`), or a vCPU per (thread, domain, depth), created once (p50 of
 /// up to 64 creations).
 pub fn callback_cost(samples: usize) -> Result<CallbackCost, BaselineError> {
-    let kvm = crate::kvm::open()?;
+    let kvm = ferry_engine::kvm::open()?;
     let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
     let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
 

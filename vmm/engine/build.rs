@@ -79,7 +79,8 @@ fn main() {
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let repo = manifest_dir
         .parent()
-        .expect("vmm/ has a parent")
+        .and_then(Path::parent)
+        .expect("vmm/engine/ has a grandparent")
         .canonicalize()
         .expect("repository root");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
