@@ -46,6 +46,13 @@ pub enum ErrorCode {
     QuotaExceeded = 15,
     /// `Spawn` named an entry index the domain does not have.
     NoSuchEntry = 16,
+    /// The VMM could not carry out the call for a reason of its own (a
+    /// poisoned lock, a server thread that could not start, a KVM failure);
+    /// nothing ran in the callee; not the caller's fault.
+    Internal = 17,
+    /// A boot hypercall (`Hello`, `Ready`) made after the domain booted:
+    /// the VMM has no use for it; nothing happened.
+    BootOver = 18,
 }
 
 impl ErrorCode {
@@ -68,6 +75,8 @@ impl ErrorCode {
             14 => Self::TooDeep,
             15 => Self::QuotaExceeded,
             16 => Self::NoSuchEntry,
+            17 => Self::Internal,
+            18 => Self::BootOver,
             _ => return None,
         })
     }

@@ -35,19 +35,19 @@ fn each_malformed_class_is_refused_with_its_code() {
         (12, "hypercall 77", ErrorCode::UnknownHypercall),
     ];
     for &(case, what, code) in cases {
-        let before = sys.counters.refused(code);
+        let before = sys.counters().refused(code);
         let out = sys.run_thread("driver", "drive_raw", &[case, guard]);
         assert_eq!(ok(&out.result)[0], code as u64, "case {case} ({what})");
-        let counted = sys.counters.refused(code) - before;
+        let counted = sys.counters().refused(code) - before;
         assert_eq!(counted, 1, "case {case}: the VMM counted the refusal once");
     }
     assert_eq!(
-        sys.counters.calls(),
+        sys.counters().calls(),
         0,
         "no malformed call entered the callee"
     );
     // The well-formed control case goes through: the sum of bytes 0..16.
     let out = sys.run_thread("driver", "drive_raw", &[13, guard]);
     assert_eq!(ok(&out.result), [0, 120]);
-    assert_eq!(sys.counters.calls(), 1);
+    assert_eq!(sys.counters().calls(), 1);
 }

@@ -17,16 +17,16 @@ fn ping_pong() -> (common::Watchdog, ferry_engine::system::System) {
 fn a_b_a_preserves_the_suspended_frames_registers() {
     let (_dog, sys) = ping_pong();
     assert_eq!(ok(&sys.run_thread("a", "regs_check", &[2]).result), [2, 0]);
-    assert_eq!(sys.counters.calls(), 2);
+    assert_eq!(sys.counters().calls(), 2);
 }
 
 #[test]
 fn a_b_a_b_a_preserves_every_suspended_frame() {
     let (_dog, sys) = ping_pong();
     assert_eq!(ok(&sys.run_thread("a", "regs_check", &[4]).result), [4, 0]);
-    assert_eq!(sys.counters.calls(), 4);
+    assert_eq!(sys.counters().calls(), 4);
     // a held three frames at once, each on its own vCPU and stack.
     let a = sys.domain_by_name("a").unwrap();
     assert!(a.vcpu_count() >= 3, "{}", a.vcpu_count());
-    assert_eq!(a.stacks.free_count(), a.stacks.capacity() as usize);
+    assert_eq!(a.free_stacks(), a.stack_capacity() as usize);
 }

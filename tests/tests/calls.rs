@@ -30,7 +30,7 @@ impl CallObserver for Recorder {
             .unwrap()
             .push((ev.entry.to_owned(), ev.status, objs));
     }
-    fn refused(&self, _: u32, _: u32, _: ErrorCode) {}
+    fn refused(&self, _: ferry_engine::ids::DomainId, _: ferry_engine::ids::Slot, _: ErrorCode) {}
 }
 
 #[test]
@@ -42,8 +42,8 @@ fn call_return_with_in_out_inout_objects() {
     let out = sys.run_thread("driver", "drive_basic", &[]);
     // The driver checks every answer itself and returns how many passed.
     assert_eq!(ok(&out.result), [8, 0], "{out:?}");
-    assert_eq!(sys.counters.calls(), 8);
-    assert_eq!(sys.counters.returns(), 8);
+    assert_eq!(sys.counters().calls(), 8);
+    assert_eq!(sys.counters().returns(), 8);
 
     // And the VMM saw the bytes move the right way.
     let calls = rec.calls.lock().unwrap();
@@ -86,7 +86,10 @@ fn callee_learns_who_called() {
     let out = sys.run_thread("b", "whoami", &[]);
     assert_eq!(
         ok(&out.result),
-        [u64::from(ferry_engine::shared_abi::NO_CALLER), out.thread]
+        [
+            u64::from(ferry_engine::shared_abi::NO_CALLER),
+            out.thread.raw()
+        ]
     );
     let out = sys.run_thread("a", "echo", &[7, 9]);
     assert_eq!(ok(&out.result), [7, 9]);
@@ -111,7 +114,7 @@ fn nesting_through_sixteen_distinct_domains() {
     // Each of the 16 relays incremented the INOUT counter, and the deepest
     // one saw itself at depth 16 of the chain.
     assert_eq!(ok(&out.result), [DEPTH as u64, DEPTH as u64]);
-    assert_eq!(sys.counters.calls(), DEPTH as u64);
-    assert_eq!(sys.counters.returns(), DEPTH as u64);
+    assert_eq!(sys.counters().calls(), DEPTH as u64);
+    assert_eq!(sys.counters().returns(), DEPTH as u64);
     common::assert_all_returned(&sys);
 }

@@ -8,10 +8,10 @@ mod common;
 use common::{boot, ok, testguest};
 use ferry_engine::domain::Health;
 use ferry_engine::fault::FaultReport;
-use ferry_engine::migrate::ThreadResult;
 use ferry_engine::shared_abi::layout::PAGE_SIZE;
 use ferry_engine::shared_abi::{pseudo_vector, ErrorCode};
 use ferry_engine::system::System;
+use ferry_engine::thread::ThreadResult;
 
 /// Boot a driver whose slot 0 is `target.<entry>` and slot 1 `target.sites`.
 fn setup(name: &'static str, entry: &str) -> (common::Watchdog, System) {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use ferry_engine::domain::BootError;
+use ferry_engine::domain::BootFailure;
 use ferry_engine::system::{System, SystemError};
 
 fn boot_err(toml: &str) -> SystemError {
@@ -22,10 +22,10 @@ fn entry_table_mismatch_names_both_sides() {
         "[[domain]]\nname = \"kv\"\nimage = \"testguest\"\nexports = [\"null\", \"frobnicate\"]\n",
     );
     assert!(
-        matches!(e, SystemError::Boot(BootError::EntryMismatch { .. })),
+        matches!(&e, SystemError::Boot(b) if matches!(*b.failure, BootFailure::EntryMismatch { .. })),
         "{e:?}"
     );
-    let msg = e.to_string();
+    let msg = common::chain(&e);
     assert!(
         msg.contains("frobnicate") && msg.contains("drive_basic"),
         "{msg}"
@@ -35,8 +35,11 @@ fn entry_table_mismatch_names_both_sides() {
 #[test]
 fn abi_version_mismatch_names_both_versions() {
     let e = boot_err("[[domain]]\nname = \"old\"\nimage = \"badabi\"\nexports = [\"null\"]\n");
-    let SystemError::Boot(BootError::AbiVersion { guest, vmm, .. }) = e else {
+    let SystemError::Boot(b) = e else {
         panic!("{e:?}")
+    };
+    let BootFailure::AbiVersion { guest, vmm } = *b.failure else {
+        panic!("{b:?}")
     };
     assert_eq!(vmm, ferry_engine::shared_abi::ABI_VERSION);
     assert_ne!(guest, vmm);
@@ -67,7 +70,7 @@ fn garbage_image_is_refused() {
     ));
     let _ = std::fs::remove_file(&path);
     assert!(
-        matches!(e, SystemError::Boot(BootError::Image { .. })),
+        matches!(&e, SystemError::Boot(b) if matches!(*b.failure, BootFailure::Image { .. })),
         "{e:?}"
     );
 }
@@ -76,7 +79,7 @@ fn garbage_image_is_refused() {
 fn too_little_memory_is_refused() {
     let e =
         boot_err("[[domain]]\nname = \"x\"\nimage = \"testguest\"\nmemory_mib = 3\nstacks = 16\n");
-    assert!(e.to_string().contains("do not hold the image"), "{e}");
+    assert!(common::chain(&e).contains("do not hold the image"), "{e}");
     // Memory that ends below the image base: the loader refuses the segments.
     let e = boot_err("[[domain]]\nname = \"x\"\nimage = \"testguest\"\nmemory_mib = 1\n");
     assert!(

@@ -5,10 +5,10 @@
 mod common;
 
 use common::{ok, testguest};
-use ferry_engine::migrate::ThreadResult;
 use ferry_engine::observe::{CallEvent, CallObserver};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::system::System;
+use ferry_engine::thread::ThreadResult;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
@@ -23,7 +23,7 @@ impl CallObserver for Threads {
             .unwrap()
             .push((format!("{}.{}", ev.callee_name, ev.entry), ev.host_thread));
     }
-    fn refused(&self, _: u32, _: u32, _: ErrorCode) {}
+    fn refused(&self, _: ferry_engine::ids::DomainId, _: ferry_engine::ids::Slot, _: ErrorCode) {}
 }
 
 fn boot_observed(name: &'static str, toml: &str) -> (common::Watchdog, System, Arc<Threads>) {
@@ -38,7 +38,7 @@ fn basic(ipc: &str) -> (Vec<(String, ThreadId)>, ThreadId) {
     let (_dog, sys, threads) = boot_observed("basic", &toml);
     let out = sys.run_thread("driver", "drive_basic", &[]);
     assert_eq!(ok(&out.result), [8, 0], "{ipc}: {out:?}");
-    assert_eq!(sys.counters.calls(), 8, "{ipc}");
+    assert_eq!(sys.counters().calls(), 8, "{ipc}");
     let seen = threads.0.lock().unwrap().clone();
     (seen, std::thread::current().id())
 }

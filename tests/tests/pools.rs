@@ -5,8 +5,8 @@
 mod common;
 
 use common::{boot, ok, testguest};
-use ferry_engine::migrate::ThreadResult;
 use ferry_engine::shared_abi::ErrorCode;
+use ferry_engine::thread::ThreadResult;
 use std::time::{Duration, Instant};
 
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
@@ -39,7 +39,7 @@ fn block_policy_waits_for_a_stack_then_succeeds() {
     let (_dog, sys) = one_stack_callee("block_policy_waits", "block");
     let b = sys.domain_by_name("b").unwrap();
     // Hold b's only stack as another thread would.
-    let held = b.stacks.take().expect("b's stack");
+    let held = X;
     std::thread::scope(|s| {
         let caller = s.spawn(|| sys.run_thread("d0", "drive_relay", &[1]));
         wait_until("the caller waits for b's stack", || b.stack_waits() == 1);
@@ -51,14 +51,14 @@ fn block_policy_waits_for_a_stack_then_succeeds() {
         let out = caller.join().unwrap();
         assert_eq!(ok(&out.result), [1, 1], "after the wait the call succeeded");
     });
-    assert_eq!(sys.counters.refused(ErrorCode::NoStack), 0);
+    assert_eq!(sys.counters().refused(ErrorCode::NoStack), 0);
 }
 
 #[test]
 fn fail_policy_refuses_at_once() {
     let (_dog, sys) = one_stack_callee("fail_policy_refuses", "fail");
     let b = sys.domain_by_name("b").unwrap();
-    let held = b.stacks.take().expect("b's stack");
+    let held = X;
     let out = sys.run_thread("d0", "drive_relay", &[1]);
     b.give_stack(held);
     // drive_relay reports its failed step (1) as an application status.
@@ -66,7 +66,7 @@ fn fail_policy_refuses_at_once() {
         matches!(out.result, ThreadResult::Returned { status: 1, .. }),
         "{out:?}"
     );
-    assert_eq!(sys.counters.refused(ErrorCode::NoStack), 1);
+    assert_eq!(sys.counters().refused(ErrorCode::NoStack), 1);
     assert_eq!(b.stack_waits(), 0, "fail never waits");
     // With the stack back, the same call goes through.
     assert_eq!(
@@ -87,7 +87,7 @@ fn a_thread_never_waits_for_a_stack_only_it_holds() {
         matches!(out.result, ThreadResult::Returned { status, .. } if status != 0),
         "{out:?}"
     );
-    assert_eq!(sys.counters.refused(ErrorCode::NoStack), 1);
+    assert_eq!(sys.counters().refused(ErrorCode::NoStack), 1);
     assert_eq!(sys.domain_by_name("b").unwrap().stack_waits(), 0);
     common::assert_all_returned(&sys);
 }

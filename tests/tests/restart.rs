@@ -7,8 +7,8 @@ mod common;
 
 use common::{boot, ok, testguest, SPIN_TIMEOUT};
 use ferry_engine::domain::Health;
-use ferry_engine::migrate::ThreadResult;
 use ferry_engine::shared_abi::ErrorCode;
+use ferry_engine::thread::ThreadResult;
 use std::time::{Duration, Instant};
 
 #[test]

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{boot, ok, testguest, SPIN_TIMEOUT};
-use ferry_engine::migrate::ThreadResult;
 use ferry_engine::shared_abi::ErrorCode;
+use ferry_engine::thread::ThreadResult;
 
 #[test]
 fn two_threads_inside_one_domain_at_once() {

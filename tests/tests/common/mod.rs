@@ -2,8 +2,8 @@
 //! and manifest helpers for the `testguest` image.
 #![allow(dead_code)]
 
-use ferry_engine::migrate::ThreadResult;
 use ferry_engine::system::System;
+use ferry_engine::thread::ThreadResult;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::time::Duration;
 
@@ -145,7 +145,7 @@ pub fn testguest(name: &str, caps: &[&str], extra: &str) -> String {
 /// counts a frame in it.
 pub fn assert_all_returned(sys: &System) {
     for d in sys.domains() {
-        let (free, all) = (d.stacks.free_count(), d.stacks.capacity() as usize);
+        let (free, all) = (d.free_stacks(), d.stack_capacity() as usize);
         assert_eq!(free, all, "{}: {free} of {all} stacks back", d.name);
         assert_eq!(d.active_frames(), 0, "{}: frames still inside", d.name);
     }

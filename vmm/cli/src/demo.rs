@@ -4,11 +4,12 @@
 //! model of the store from the bytes it copied, recomputes every digest from
 //! the bytes it copied into `hasher`, and counts the log lines.
 
+use ferry_engine::ids::{DomainId, Slot};
 use ferry_engine::manifest::System as Manifest;
-use ferry_engine::migrate::ThreadResult;
 use ferry_engine::observe::{CallEvent, CallObserver};
 use ferry_engine::stats::LatencySummary;
 use ferry_engine::system::{System, SystemError, ThreadOutcome};
+use ferry_engine::thread::ThreadResult;
 use sha2::{Digest, Sha256};
 use shared_abi::{ErrorCode, APP_ERROR_BASE};
 use std::collections::HashMap;
@@ -128,7 +129,7 @@ impl CallObserver for Checker {
         }
     }
 
-    fn refused(&self, _caller: u32, _slot: u32, code: ErrorCode) {
+    fn refused(&self, _caller: DomainId, _slot: Slot, code: ErrorCode) {
         if let Ok(mut t) = self.tally.lock() {
             if code == ErrorCode::BadSlot {
                 t.bad_slot += 1;
@@ -261,7 +262,7 @@ pub fn run(mut spec: Manifest, keys: u64) -> Result<DemoReport, SystemError> {
         checks,
         mismatches: t.mismatches.into_iter().take(10).collect(),
         latency,
-        calls: sys.counters.calls(),
+        calls: sys.counters().calls(),
     })
 }
 

@@ -98,8 +98,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<bool> {
         println!("{}", o.summary(tsc_khz));
         ok &= matches!(
             o.result,
-            ferry_engine::migrate::ThreadResult::Returned { status: 0, .. }
-                | ferry_engine::migrate::ThreadResult::Exited { code: 0 }
+            ferry_engine::thread::ThreadResult::Returned { status: 0, .. }
+                | ferry_engine::thread::ThreadResult::Exited { code: 0 }
         );
     }
     print!("{}", sys.latency());

@@ -1,8 +1,9 @@
 //! Turning a guest's death into a precise report: vector, RIP, error code,
 //! CR2 and, for a panic, the guest's own message.
 
-use crate::domain::arch;
+use crate::arch;
 use crate::guest_io;
+use crate::ids::ThreadId;
 use crate::vcpu::{Exit, Vcpu};
 use shared_abi::pseudo_vector;
 use std::fmt;
@@ -24,7 +25,7 @@ pub struct FaultReport {
     /// The guest's panic message, or why the VMM could not decode more.
     pub message: Option<String>,
     /// The migrating thread that was running, if any.
-    pub thread: Option<u64>,
+    pub thread: Option<ThreadId>,
     /// That thread's invocation chain when it faulted, outermost domain
     /// first (empty when no thread was running, e.g. at boot).
     pub chain: Vec<String>,
@@ -75,7 +76,7 @@ impl fmt::Display for FaultReport {
             write!(f, ", address {:#x}", self.cr2)?;
         }
         if let Some(t) = self.thread {
-            write!(f, " (thread {t}")?;
+            write!(f, " ({t}")?;
             if !self.chain.is_empty() {
                 write!(f, ", chain {}", self.chain.join(" → "))?;
             }
@@ -152,14 +153,13 @@ pub fn decode(vcpu: &mut Vcpu, exit: Exit, mem: &GuestMemoryMmap, domain: &str) 
     r
 }
 
-/// The report for a guest panic: its message, read (bounded, checked) from
-/// the guest's memory.
-pub fn panic_report(vcpu: &mut Vcpu, domain: &crate::domain::Domain) -> FaultReport {
+/// The report for a guest panic of domain `domain` on `vcpu`, with the
+/// `message` the caller read (bounded, checked) from the guest's memory.
+pub fn panic_report(vcpu: &mut Vcpu, domain: &str, message: String) -> FaultReport {
     let regs = *vcpu.regs();
-    let message = domain.read_text(regs.rdi, regs.rsi, MAX_PANIC_MESSAGE);
     vcpu.mark_dirty();
     FaultReport {
-        domain: domain.name.clone(),
+        domain: domain.to_owned(),
         vector: pseudo_vector::PANIC,
         rip: regs.rip,
         error_code: 0,

@@ -16,18 +16,32 @@
     )
 )]
 
+// Layer 1: leaves.
+pub mod arch;
 pub mod clock;
-pub mod domain;
-pub mod fault;
 pub mod guest_io;
+pub mod hypercall;
+pub mod ids;
 pub mod images;
 pub mod kvm;
 pub mod manifest;
+pub mod observe;
+pub mod region;
+// Layer 2 and 3: a vCPU, and what its death means.
+pub mod fault;
+pub mod vcpu;
+// Layer 4: domains.
+pub mod domain;
+// Layer 5: what a migrating thread carries.
+pub mod thread;
+// Layer 6: the two IPC paths, side by side.
 pub mod message;
 pub mod migrate;
-pub mod observe;
+// Layer 7: the running system.
 pub mod stats;
 pub mod system;
-pub mod vcpu;
+// Layer 8: internals for the integration tests only.
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use shared_abi;

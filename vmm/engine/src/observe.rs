@@ -3,6 +3,7 @@
 //! really crossed between domains. Off unless installed: with no observer
 //! the hot path copies nothing extra and allocates nothing.
 
+use crate::ids::{DomainId, Slot, ThreadId};
 use shared_abi::{ArgMode, ErrorCode, MAX_SCALARS};
 
 /// One object of an observed call.
@@ -20,13 +21,13 @@ pub struct ObservedObject {
 #[derive(Debug)]
 pub struct CallEvent<'a> {
     /// The migrating thread.
-    pub thread: u64,
+    pub thread: ThreadId,
     /// Caller domain id.
-    pub caller: u32,
+    pub caller: DomainId,
     /// The capability slot it used.
-    pub slot: u32,
+    pub slot: Slot,
     /// Callee domain id.
-    pub callee: u32,
+    pub callee: DomainId,
     /// Callee domain name.
     pub callee_name: &'a str,
     /// The entry's name.
@@ -49,5 +50,5 @@ pub trait CallObserver: Send + Sync {
     /// A call completed (successfully or with an application error).
     fn completed(&self, event: &CallEvent<'_>);
     /// A call was refused by Ferry or its callee faulted.
-    fn refused(&self, caller: u32, slot: u32, code: ErrorCode);
+    fn refused(&self, caller: DomainId, slot: Slot, code: ErrorCode);
 }

@@ -2,7 +2,9 @@
 //! floor measured in the same run: on a nested host an exit costs ~100 µs,
 //! so the ratio to the floor is the figure that carries to other machines.
 
-use crate::system::Core;
+use crate::domain::Domain;
+use crate::ids::Slot;
+use crate::thread::caps::CapTable;
 use hdrhistogram::Histogram;
 use shared_abi::FLOOR_SLOT;
 use std::fmt;
@@ -57,29 +59,24 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    /// Read every domain's sample ring.
-    pub fn collect(sys: &Core) -> Self {
+    /// Read every domain's sample ring; `caps` names each sample's callee.
+    pub fn collect(domains: &[Domain], caps: &CapTable) -> Self {
         let mut s = LatencySummary {
-            tsc_khz: sys.domains().first().map_or(0, |d| d.tsc_khz),
+            tsc_khz: domains.first().map_or(0, |d| d.tsc_khz),
             ..Default::default()
         };
-        for d in sys.domains() {
+        for d in domains {
             for sample in d.read_samples() {
                 let label = if sample.slot == FLOOR_SLOT {
                     FLOOR.to_owned()
                 } else {
-                    match sys
-                        .capability(d.id, sample.slot)
-                        .and_then(|c| Some((sys.domain(c.domain)?, c.entry)))
+                    match caps
+                        .get(d.id, Slot::new(sample.slot))
+                        .and_then(|c| Some((domains.get(c.domain.index())?, c.entry)))
                     {
-                        Some((callee, entry)) => format!(
-                            "{}.{}",
-                            callee.name,
-                            callee
-                                .entries
-                                .get(entry as usize)
-                                .map_or("?", String::as_str)
-                        ),
+                        Some((callee, entry)) => {
+                            format!("{}.{}", callee.name, callee.entry_name(entry))
+                        }
                         None => continue, // refused calls (bad slot) have no callee
                     }
                 };

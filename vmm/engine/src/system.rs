@@ -1,16 +1,26 @@
 //! A running system: the domains of a manifest booted as KVM VMs, their
-//! capabilities resolved to entry indices, and the threads that migrate
-//! between them.
+//! capabilities resolved to entries, the servers of message-mode domains,
+//! and the threads that migrate between them. This is where the layers
+//! below are wired together: [`Core`] implements the migration engine's
+//! [`Engine`] context, and message-mode servers get a handler that runs a
+//! served chain.
 
 use crate::domain::{BootError, Domain};
 use crate::fault::FaultReport;
+use crate::ids::{DomainId, EntryIndex, Slot, ThreadId};
 use crate::kvm::{self, KvmError};
-use crate::manifest::{self, ImageSource};
-use crate::migrate::{Chain, CopySample, Step, ThreadResult, ThreadTime};
+use crate::manifest::{self, ImageSource, Ipc};
+use crate::message::{Handler, Inboxes, ServerThreads};
+use crate::migrate::{Chain, Engine, ThreadRun};
 use crate::observe::CallObserver;
 use crate::stats::LatencySummary;
+use crate::thread::caps::{CapTable, Capability};
+use crate::thread::counters::Counters;
+use crate::thread::handoff::{Handoff, ReplySlot};
+use crate::thread::profile::CopySample;
+use crate::thread::{NotStarted, ThreadResult, ThreadTime};
 use shared_abi::{ErrorCode, MAX_SCALARS};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,21 +31,26 @@ fn scalars_of(args: &[u64]) -> [u64; MAX_SCALARS] {
     scalars
 }
 
-type HostThread<'scope> = (u64, std::thread::ScopedJoinHandle<'scope, ThreadOutcome>);
+type HostThread<'scope> = (
+    ThreadId,
+    std::thread::ScopedJoinHandle<'scope, ThreadOutcome>,
+);
 
 /// Run `job` (migrating thread `thread`) on a host thread of its own.
 fn start_host_thread<'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
-    handles: &mut Vec<HostThread<'scope>>,
-    thread: u64,
+    thread: ThreadId,
     job: impl FnOnce() -> ThreadOutcome + Send + 'scope,
-) {
+) -> Option<HostThread<'scope>> {
     match std::thread::Builder::new()
-        .name(format!("ferry-t{thread}"))
+        .name(format!("ferry-t{}", thread.raw()))
         .spawn_scoped(s, job)
     {
-        Ok(h) => handles.push((thread, h)),
-        Err(e) => log::error!("cannot start a host thread for thread {thread}: {e}"),
+        Ok(h) => Some((thread, h)),
+        Err(e) => {
+            log::error!("cannot start a host thread for {thread}: {e}");
+            None
+        }
     }
 }
 
@@ -46,80 +61,46 @@ pub enum SystemError {
     #[error(transparent)]
     Kvm(#[from] KvmError),
     /// KVM refused an operation before any domain existed.
-    #[error("KVM: {0}")]
-    KvmOp(kvm_ioctls::Error),
-    /// A domain's image could not be found or read.
-    #[error("domain `{domain}`: {why}")]
-    Image {
+    #[error("KVM refused to report its CPUID")]
+    Cpuid(#[source] kvm_ioctls::Error),
+    /// A built-in image name that does not exist.
+    #[error("domain `{domain}`: no built-in image `{image}` (built-in: {}; give a path containing `/` for a file)", crate::images::names().collect::<Vec<_>>().join(", "))]
+    NoSuchImage {
         /// The domain.
         domain: String,
+        /// The name it gave.
+        image: String,
+    },
+    /// An image file that cannot be read.
+    #[error("domain `{domain}`: cannot read image {}", path.display())]
+    ImageFile {
+        /// The domain.
+        domain: String,
+        /// The file.
+        path: std::path::PathBuf,
         /// Why.
-        why: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A capability that names no booted domain or entry: boot fails rather
+    /// than shift every later slot onto another callee.
+    #[error("domain `{domain}`: capability `{capability}` resolves to no booted entry")]
+    UnresolvedCapability {
+        /// The calling domain.
+        domain: String,
+        /// The capability as the manifest wrote it.
+        capability: String,
     },
     /// A domain failed to boot.
     #[error(transparent)]
     Boot(#[from] BootError),
 }
 
-/// A capability resolved to the callee's entry index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Capability {
-    /// Callee domain id.
-    pub domain: u32,
-    /// Entry index in the callee's table.
-    pub entry: u32,
-}
-
-/// Counters the engine keeps (relaxed atomics: cheap, and exact once the
-/// threads have been joined).
-#[derive(Debug, Default)]
-pub struct Counters {
-    calls: AtomicU64,
-    returns: AtomicU64,
-    faults: AtomicU64,
-    refused: [AtomicU64; 32],
-}
-
-impl Counters {
-    pub(crate) fn call(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn ret(&self) {
-        self.returns.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn fault(&self) {
-        self.faults.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn refuse(&self, code: ErrorCode) {
-        if let Some(c) = self.refused.get(code as usize) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    /// Calls that entered their callee.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-    /// Returns that came back to a caller.
-    pub fn returns(&self) -> u64 {
-        self.returns.load(Ordering::Relaxed)
-    }
-    /// Faults (each kills a domain, or hits an already dead one).
-    pub fn faults(&self) -> u64 {
-        self.faults.load(Ordering::Relaxed)
-    }
-    /// Calls refused with `code`.
-    pub fn refused(&self, code: ErrorCode) -> u64 {
-        self.refused
-            .get(code as usize)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    }
-}
-
 /// How one thread ended.
 #[derive(Clone, Debug)]
 pub struct ThreadOutcome {
     /// The thread's id.
-    pub thread: u64,
+    pub thread: ThreadId,
     /// `domain.entry` it started in.
     pub start: String,
     /// How it ended.
@@ -129,6 +110,15 @@ pub struct ThreadOutcome {
 }
 
 impl ThreadOutcome {
+    fn not_started(thread: ThreadId, start: String, why: NotStarted) -> Self {
+        Self {
+            thread,
+            start,
+            result: ThreadResult::NotStarted(why),
+            time: ThreadTime::default(),
+        }
+    }
+
     /// One line for people: how it ended and where its time went
     /// (milliseconds at `tsc_khz`, the host TSC rate).
     pub fn summary(&self, tsc_khz: u32) -> String {
@@ -138,6 +128,7 @@ impl ThreadOutcome {
             ThreadResult::Exited { code } => format!("exited with code {code}"),
             ThreadResult::Faulted(report) => format!("faulted: {report}"),
             ThreadResult::NotStarted(why) => format!("did not start: {why}"),
+            ThreadResult::Lost(why) => format!("lost by the VMM: {why}"),
         };
         let t = &self.time;
         let ms = |c: u64| {
@@ -148,7 +139,7 @@ impl ThreadOutcome {
             }
         };
         format!(
-            "thread {} from {}: {how}; {} calls, {} KVM_RUNs, {} in guests and exits, {} in the VMM",
+            "{} from {}: {how}; {} calls, {} KVM_RUNs, {} in guests and exits, {} in the VMM",
             self.thread,
             self.start,
             t.calls,
@@ -159,34 +150,37 @@ impl ThreadOutcome {
     }
 }
 
+/// Where a manifest thread starts, and its scalars.
+type Located = (DomainId, EntryIndex, [u64; MAX_SCALARS]);
+
 /// A thread a guest asked for with `Spawn`.
 struct SpawnRequest {
-    thread: u64,
-    domain: u32,
-    entry: u32,
+    thread: ThreadId,
+    domain: DomainId,
+    entry: EntryIndex,
     arg: u64,
 }
 
 /// The shared state of a booted system: its domains, capabilities,
-/// observer and counters. Migrating threads and message-mode servers all
-/// work on it; [`System`] is the handle that owns it.
-pub struct Core {
-    /// What it was booted from.
-    pub spec: manifest::System,
+/// observer, counters and the inboxes of message-mode domains. Migrating
+/// threads and message-mode servers all work on it; [`System`] is the handle
+/// that owns it and the server threads.
+struct Core {
+    spec: manifest::System,
     domains: Vec<Domain>,
-    caps: Vec<Vec<Capability>>,
-    pub(crate) observer: Option<Arc<dyn CallObserver>>,
-    /// The engine's counters.
-    pub counters: Counters,
+    caps: CapTable,
+    observer: Option<Arc<dyn CallObserver>>,
+    counters: Counters,
     next_thread: AtomicU64,
     /// Whether chains log VMM work per call+return (for `ferry bench`).
-    profile: std::sync::atomic::AtomicBool,
+    profile: AtomicBool,
     /// VMM-work samples flushed by profiled chains when they end.
     work: Mutex<Vec<u64>>,
     /// Copy samples flushed by profiled chains when they end.
     copies: Mutex<Vec<CopySample>>,
-    /// Set while [`Core::run`] runs: where `Spawn` sends new threads.
+    /// Set while [`System::run`] runs: where `Spawn` sends new threads.
     spawner: Mutex<Option<Sender<SpawnRequest>>>,
+    inboxes: Inboxes,
 }
 
 fn image_bytes(
@@ -195,20 +189,44 @@ fn image_bytes(
     match &spec.image {
         ImageSource::Builtin(name) => crate::images::builtin(name)
             .map(|b| (name.clone(), b.into()))
-            .ok_or_else(|| SystemError::Image {
+            .ok_or_else(|| SystemError::NoSuchImage {
                 domain: spec.name.clone(),
-                why: format!(
-                "no built-in image `{name}` (built-in: {}; give a path containing `/` for a file)",
-                crate::images::names().collect::<Vec<_>>().join(", ")
-            ),
+                image: name.clone(),
             }),
         ImageSource::File(path) => std::fs::read(path)
             .map(|b| (path.display().to_string(), b.into()))
-            .map_err(|e| SystemError::Image {
+            .map_err(|source| SystemError::ImageFile {
                 domain: spec.name.clone(),
-                why: format!("cannot read image {}: {e}", path.display()),
+                path: path.clone(),
+                source,
             }),
     }
+}
+
+/// Resolve every domain's capabilities; any that names no booted entry
+/// fails the boot.
+fn resolve_caps(spec: &manifest::System, domains: &[Domain]) -> Result<CapTable, SystemError> {
+    let mut by_caller = Vec::with_capacity(spec.domains.len());
+    for d in &spec.domains {
+        let mut slots = Vec::with_capacity(d.capabilities.len());
+        for c in &d.capabilities {
+            let resolved = domains.get(c.domain).and_then(|target| {
+                Some(Capability {
+                    domain: target.id,
+                    entry: target.entry_index(&c.entry)?,
+                })
+            });
+            let Some(cap) = resolved else {
+                return Err(SystemError::UnresolvedCapability {
+                    domain: d.name.clone(),
+                    capability: format!("#{}.{}", c.domain, c.entry),
+                });
+            };
+            slots.push(cap);
+        }
+        by_caller.push(slots);
+    }
+    Ok(CapTable::new(by_caller))
 }
 
 impl Core {
@@ -225,28 +243,20 @@ impl Core {
         let kvm = kvm::open()?;
         let cpuid = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-            .map_err(SystemError::KvmOp)?;
+            .map_err(SystemError::Cpuid)?;
         let mut domains = Vec::with_capacity(spec.domains.len());
+        let mut inboxes = Inboxes::default();
         for (i, (d, (image_name, bytes))) in spec.domains.iter().zip(&images).enumerate() {
-            domains.push(Domain::boot(&kvm, &cpuid, i as u32, d, image_name, bytes)?);
+            let id = DomainId::from_index(i).ok_or(SystemError::UnresolvedCapability {
+                domain: d.name.clone(),
+                capability: "(too many domains)".into(),
+            })?;
+            domains.push(Domain::boot(&kvm, &cpuid, id, d, image_name, bytes)?);
+            if d.ipc == Ipc::Message {
+                inboxes.open(id, &d.name, d.stack_policy);
+            }
         }
-        let caps = spec
-            .domains
-            .iter()
-            .map(|d| {
-                d.capabilities
-                    .iter()
-                    .filter_map(|c| {
-                        let target = domains.get(c.domain)?;
-                        let entry = target.entry_index(&c.entry)?;
-                        Some(Capability {
-                            domain: c.domain as u32,
-                            entry,
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
+        let caps = resolve_caps(&spec, &domains)?;
         Ok(Self {
             spec,
             domains,
@@ -255,124 +265,58 @@ impl Core {
             counters: Counters::default(),
             next_thread: AtomicU64::new(1),
             spawner: Mutex::new(None),
-            profile: std::sync::atomic::AtomicBool::new(false),
+            profile: AtomicBool::new(false),
             work: Mutex::new(Vec::new()),
             copies: Mutex::new(Vec::new()),
+            inboxes,
         })
     }
 
-    /// Domain `id`.
-    pub fn domain(&self, id: u32) -> Option<&Domain> {
-        self.domains.get(id as usize)
-    }
-
-    /// The domain called `name`.
-    pub fn domain_by_name(&self, name: &str) -> Option<&Domain> {
+    fn domain_by_name(&self, name: &str) -> Option<&Domain> {
         self.domains.iter().find(|d| d.name == name)
     }
 
-    /// All domains.
-    pub fn domains(&self) -> &[Domain] {
-        &self.domains
+    fn next_thread(&self) -> ThreadId {
+        ThreadId::new(self.next_thread.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Capability `slot` of domain `caller`.
-    pub fn capability(&self, caller: u32, slot: u32) -> Option<Capability> {
-        self.caps.get(caller as usize)?.get(slot as usize).copied()
-    }
-
-    /// Run one thread from `entry` of `domain` to its end, on this host thread.
-    pub fn run_thread(&self, domain: &str, entry: &str, args: &[u64]) -> ThreadOutcome {
-        let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
-        let located = self
-            .domain_by_name(domain)
-            .and_then(|d| d.entry_index(entry).map(|i| (d.id, i)));
-        match located {
-            Some((dom, idx)) => self.run_chain(thread, dom, idx, scalars_of(args)),
-            None => ThreadOutcome {
-                thread,
-                start: format!("{domain}.{entry}"),
-                result: ThreadResult::NotStarted("no such domain or entry".into()),
-                time: ThreadTime::default(),
-            },
-        }
+    fn start_name(&self, domain: DomainId, entry: EntryIndex) -> String {
+        self.domain(domain).map_or_else(
+            || domain.to_string(),
+            |d| format!("{}.{}", d.name, d.entry_name(entry)),
+        )
     }
 
     fn run_chain(
         &self,
-        thread: u64,
-        domain: u32,
-        entry: u32,
+        thread: ThreadId,
+        domain: DomainId,
+        entry: EntryIndex,
         scalars: [u64; MAX_SCALARS],
     ) -> ThreadOutcome {
-        let start = self.domain(domain).map_or_else(
-            || "?".to_owned(),
-            |d| {
-                format!(
-                    "{}.{}",
-                    d.name,
-                    d.entries.get(entry as usize).map_or("?", String::as_str)
-                )
-            },
-        );
-        let mut chain = match Chain::start(self, thread, domain, entry, scalars) {
-            Ok(c) => c,
-            Err(why) => {
-                return ThreadOutcome {
-                    thread,
-                    start,
-                    result: ThreadResult::NotStarted(why),
-                    time: ThreadTime::default(),
-                };
-            }
+        let start = self.start_name(domain, entry);
+        let Some(d) = self.domain(domain) else {
+            let why = NotStarted::NoSuchEntry {
+                domain: domain.to_string(),
+                entry: entry.to_string(),
+            };
+            return ThreadOutcome::not_started(thread, start, why);
         };
-        loop {
-            if let Step::Done(result) = chain.step(self) {
-                if !chain.work_samples().is_empty() {
-                    if let Ok(mut w) = self.work.lock() {
-                        w.extend_from_slice(chain.work_samples());
-                    }
-                }
-                if !chain.copy_samples().is_empty() {
-                    if let Ok(mut c) = self.copies.lock() {
-                        c.extend_from_slice(chain.copy_samples());
-                    }
-                }
-                return ThreadOutcome {
-                    thread,
-                    start,
-                    result,
-                    time: chain.time(),
-                };
+        let ThreadRun { result, time, work } = Chain::run_thread(self, thread, d, entry, scalars);
+        if let Some(w) = work {
+            if let Ok(mut all) = self.work.lock() {
+                all.extend_from_slice(w.work_samples());
+            }
+            if let Ok(mut all) = self.copies.lock() {
+                all.extend_from_slice(w.copy_samples());
             }
         }
-    }
-
-    /// Start a thread in `entry` (an index) of `domain` on behalf of a guest.
-    pub(crate) fn spawn(&self, domain: &Domain, entry: u64, arg: u64) -> Result<u64, ErrorCode> {
-        let entry = u32::try_from(entry)
-            .ok()
-            .filter(|e| (*e as usize) < domain.entries.len())
-            .ok_or(ErrorCode::NoSuchEntry)?;
-        let Some(tx) = self.spawner.lock().ok().and_then(|g| g.clone()) else {
-            log::warn!("[{}] spawn outside `run`: refused", domain.name);
-            return Err(ErrorCode::QuotaExceeded);
-        };
-        domain.spawn_begin()?;
-        let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
-        if tx
-            .send(SpawnRequest {
-                thread,
-                domain: domain.id,
-                entry,
-                arg,
-            })
-            .is_err()
-        {
-            domain.spawn_end();
-            return Err(ErrorCode::QuotaExceeded);
+        ThreadOutcome {
+            thread,
+            start,
+            result,
+            time,
         }
-        Ok(thread)
     }
 
     /// Run a spawned thread and give its quota back when it ends.
@@ -384,25 +328,44 @@ impl Core {
         out
     }
 
-    /// Run the manifest's threads, each on its own host thread, and every
-    /// thread they spawn, until all have ended. Outcomes by thread id.
-    pub fn run(&self) -> Vec<ThreadOutcome> {
+    /// Where manifest thread `t` starts, if its domain and entry exist.
+    fn locate(&self, t: &manifest::ThreadSpec) -> Option<Located> {
+        let d = self.domains.get(t.domain)?;
+        Some((d.id, d.entry_index(&t.entry)?, scalars_of(&t.args)))
+    }
+
+    fn run(&self) -> Vec<ThreadOutcome> {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
         if let Ok(mut s) = self.spawner.lock() {
             *s = Some(tx);
         }
-        let mut outcomes = std::thread::scope(|s| {
-            let mut handles = Vec::new();
+        let mut outcomes = Vec::new();
+        std::thread::scope(|s| {
+            let mut handles: Vec<HostThread<'_>> = Vec::new();
             for t in &self.spec.threads {
-                let located = self
-                    .domain(t.domain as u32)
-                    .and_then(|d| d.entry_index(&t.entry).map(|i| (d.id, i)));
-                let Some((dom, idx)) = located else { continue };
-                let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
-                let scalars = scalars_of(&t.args);
-                start_host_thread(s, &mut handles, thread, move || {
-                    self.run_chain(thread, dom, idx, scalars)
-                });
+                match self.locate(t) {
+                    Some((dom, idx, scalars)) => {
+                        let thread = self.next_thread();
+                        match start_host_thread(s, thread, move || {
+                            self.run_chain(thread, dom, idx, scalars)
+                        }) {
+                            Some(h) => handles.push(h),
+                            None => outcomes.push(ThreadOutcome::not_started(
+                                thread,
+                                self.start_name(dom, idx),
+                                NotStarted::NoHostThread,
+                            )),
+                        }
+                    }
+                    None => outcomes.push(ThreadOutcome::not_started(
+                        self.next_thread(),
+                        format!("#{}.{}", t.domain, t.entry),
+                        NotStarted::NoSuchEntry {
+                            domain: format!("#{}", t.domain),
+                            entry: t.entry.clone(),
+                        },
+                    )),
+                }
             }
             loop {
                 let req = match rx.recv_timeout(Duration::from_millis(5)) {
@@ -415,19 +378,26 @@ impl Core {
                         Err(_) => continue,
                     },
                 };
-                start_host_thread(s, &mut handles, req.thread, move || self.run_spawned(req));
+                let (thread, domain, entry) = (req.thread, req.domain, req.entry);
+                match start_host_thread(s, thread, move || self.run_spawned(req)) {
+                    Some(h) => handles.push(h),
+                    None => {
+                        if let Some(d) = self.domain(domain) {
+                            d.spawn_end();
+                        }
+                        outcomes.push(ThreadOutcome::not_started(
+                            thread,
+                            self.start_name(domain, entry),
+                            NotStarted::NoHostThread,
+                        ));
+                    }
+                }
             }
-            handles
-                .into_iter()
-                .map(|(thread, h)| {
-                    h.join().unwrap_or_else(|_| ThreadOutcome {
-                        thread,
-                        start: "?".into(),
-                        result: ThreadResult::NotStarted("host thread panicked".into()),
-                        time: ThreadTime::default(),
-                    })
-                })
-                .collect::<Vec<_>>()
+            for (thread, h) in handles {
+                outcomes.push(h.join().unwrap_or_else(|_| {
+                    ThreadOutcome::not_started(thread, "?".into(), NotStarted::Panicked)
+                }));
+            }
         });
         if let Ok(mut s) = self.spawner.lock() {
             *s = None;
@@ -435,48 +405,73 @@ impl Core {
         outcomes.sort_by_key(|o| o.thread);
         outcomes
     }
+}
 
-    /// Log VMM work per call+return in every chain started from now on.
-    pub fn set_profiling(&self, on: bool) {
-        self.profile.store(on, Ordering::Relaxed);
+impl Engine for Core {
+    fn domain(&self, id: DomainId) -> Option<&Domain> {
+        self.domains.get(id.index())
     }
 
-    /// Whether chains log VMM work.
-    pub fn profiling(&self) -> bool {
+    fn capability(&self, caller: DomainId, slot: Slot) -> Option<Capability> {
+        self.caps.get(caller, slot)
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn observer(&self) -> Option<&dyn CallObserver> {
+        self.observer.as_deref()
+    }
+
+    fn profiling(&self) -> bool {
         self.profile.load(Ordering::Relaxed)
     }
 
-    /// Take the copy samples (one per call+return) logged so far.
-    pub fn take_copy_samples(&self) -> Vec<CopySample> {
-        self.copies
-            .lock()
-            .map(|mut c| std::mem::take(&mut *c))
-            .unwrap_or_default()
+    fn spawn(&self, domain: &Domain, entry: u64, arg: u64) -> Result<ThreadId, ErrorCode> {
+        let entry = u32::try_from(entry)
+            .ok()
+            .map(EntryIndex::new)
+            .filter(|e| domain.has_entry(*e))
+            .ok_or(ErrorCode::NoSuchEntry)?;
+        let Some(tx) = self.spawner.lock().ok().and_then(|g| g.clone()) else {
+            log::warn!("[{}] spawn outside `run`: refused", domain.name);
+            return Err(ErrorCode::QuotaExceeded);
+        };
+        domain.spawn_begin()?;
+        let thread = self.next_thread();
+        let req = SpawnRequest {
+            thread,
+            domain: domain.id,
+            entry,
+            arg,
+        };
+        if tx.send(req).is_err() {
+            domain.spawn_end();
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        Ok(thread)
     }
 
-    /// Take the VMM-work samples (cycles per call+return) logged so far.
-    pub fn take_work_samples(&self) -> Vec<u64> {
-        self.work
-            .lock()
-            .map(|mut w| std::mem::take(&mut *w))
-            .unwrap_or_default()
-    }
-
-    /// The latest fault of every domain that ever faulted.
-    pub fn faults(&self) -> Vec<FaultReport> {
-        self.domains.iter().filter_map(Domain::fault).collect()
-    }
-
-    /// The latency samples the guests recorded, by callee entry.
-    pub fn latency(&self) -> LatencySummary {
-        LatencySummary::collect(self)
+    fn forward(
+        &self,
+        callee: DomainId,
+        call: Handoff,
+        held: u32,
+        reply: &Arc<ReplySlot>,
+    ) -> Result<(), ErrorCode> {
+        self.inboxes.send(callee, call, held, reply)
     }
 }
 
-/// A booted system: owns the [`Core`] and the threads that serve
-/// message-mode domains; dropping it stops them. Derefs to [`Core`], where
-/// running threads, counters and domains are.
+/// A booted system: the domains, the servers of message-mode domains and
+/// everything threads need to run. Dropping it stops the servers (with a
+/// bounded wait) and then the VMs.
 pub struct System {
+    // Declared first: the servers stop (and let go of the core) before the
+    // core's domains go. Only its `Drop` uses it.
+    #[expect(dead_code, reason = "held for its Drop, which stops the servers")]
+    servers: ServerThreads,
     core: Arc<Core>,
 }
 
@@ -488,38 +483,106 @@ impl System {
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Result<Self, SystemError> {
         let core = Arc::new(Core::boot(spec, observer)?);
-        for d in core.domains() {
-            let Some(inbox) = &d.inbox else { continue };
-            for n in 0..inbox.servers() {
-                let (core2, id) = (Arc::clone(&core), d.id);
-                let spawned = std::thread::Builder::new()
-                    .name(format!("ferry-{}-server{n}", d.name))
-                    .spawn(move || crate::message::serve(core2, id));
-                if let Err(e) = spawned {
-                    log::error!("cannot start server {n} of `{}`: {e}", d.name);
-                }
-            }
+        let mut servers = ServerThreads::default();
+        for d in core.domains.iter().filter(|d| d.ipc == Ipc::Message) {
+            let id = d.id;
+            servers.start(&core.inboxes, id, d.stack_capacity(), || {
+                let core = Arc::clone(&core);
+                let handler: Handler = Box::new(move |call: &Handoff| match core.domain(id) {
+                    Some(d) => Chain::serve(&*core, d, call),
+                    None => crate::thread::handoff::Reply::Refused(ErrorCode::Internal),
+                });
+                handler
+            });
         }
-        Ok(Self { core })
+        Ok(Self { servers, core })
     }
-}
 
-impl Drop for System {
-    fn drop(&mut self) {
-        // Servers hold the core; they let go when told to stop (a server
-        // stuck in a guest that never returns is left to process exit).
-        for d in self.core.domains() {
-            if let Some(inbox) = &d.inbox {
-                inbox.stop_all();
-            }
+    /// What it was booted from.
+    pub fn spec(&self) -> &manifest::System {
+        &self.core.spec
+    }
+
+    /// Domain `id`.
+    pub fn domain(&self, id: DomainId) -> Option<&Domain> {
+        self.core.domain(id)
+    }
+
+    /// The domain called `name`.
+    pub fn domain_by_name(&self, name: &str) -> Option<&Domain> {
+        self.core.domain_by_name(name)
+    }
+
+    /// All domains, in manifest order.
+    pub fn domains(&self) -> &[Domain] {
+        &self.core.domains
+    }
+
+    /// Capability `slot` of domain `caller`.
+    pub fn capability(&self, caller: DomainId, slot: Slot) -> Option<Capability> {
+        self.core.caps.get(caller, slot)
+    }
+
+    /// The engine's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.core.counters
+    }
+
+    /// Run one thread from `entry` of `domain` to its end, on this host thread.
+    pub fn run_thread(&self, domain: &str, entry: &str, args: &[u64]) -> ThreadOutcome {
+        let thread = self.core.next_thread();
+        let located = self
+            .domain_by_name(domain)
+            .and_then(|d| Some((d.id, d.entry_index(entry)?)));
+        match located {
+            Some((dom, idx)) => self.core.run_chain(thread, dom, idx, scalars_of(args)),
+            None => ThreadOutcome::not_started(
+                thread,
+                format!("{domain}.{entry}"),
+                NotStarted::NoSuchEntry {
+                    domain: domain.to_owned(),
+                    entry: entry.to_owned(),
+                },
+            ),
         }
     }
-}
 
-impl std::ops::Deref for System {
-    type Target = Core;
+    /// Run the manifest's threads, each on its own host thread, and every
+    /// thread they spawn, until all have ended. Outcomes by thread id.
+    pub fn run(&self) -> Vec<ThreadOutcome> {
+        self.core.run()
+    }
 
-    fn deref(&self) -> &Core {
-        &self.core
+    /// Log VMM work per call+return in every chain started from now on.
+    pub fn set_profiling(&self, on: bool) {
+        self.core.profile.store(on, Ordering::Relaxed);
+    }
+
+    /// Take the copy samples (one per call+return) logged so far.
+    pub fn take_copy_samples(&self) -> Vec<CopySample> {
+        self.core
+            .copies
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+
+    /// Take the VMM-work samples (cycles per call+return) logged so far.
+    pub fn take_work_samples(&self) -> Vec<u64> {
+        self.core
+            .work
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+
+    /// The latest fault of every domain that ever faulted.
+    pub fn faults(&self) -> Vec<FaultReport> {
+        self.core.domains.iter().filter_map(Domain::fault).collect()
+    }
+
+    /// The latency samples the guests recorded, by callee entry.
+    pub fn latency(&self) -> LatencySummary {
+        LatencySummary::collect(&self.core.domains, &self.core.caps)
     }
 }

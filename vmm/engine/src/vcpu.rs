@@ -6,7 +6,7 @@
 //! mapping is a plain function over [`VcpuExit`], so unit tests feed it
 //! made-up exits without a VM.
 
-use crate::domain::arch;
+use crate::arch;
 use kvm_bindings::{kvm_regs, CpuId};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd, VmFd};
 use shared_abi::{FAULT_PORT_BASE, HYPERCALL_PORT};

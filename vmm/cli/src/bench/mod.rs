@@ -15,8 +15,8 @@ pub mod stats;
 pub mod table;
 
 use ferry_engine::manifest::System as Manifest;
-use ferry_engine::migrate::ThreadResult;
 use ferry_engine::system::{System, SystemError};
+use ferry_engine::thread::{NotStarted, ThreadResult};
 use report::{Bandwidth, BenchReport, Figure, Group, Headline, Mode};
 use shared_abi::{FLOOR_SLOT, FUNCTION_SLOT};
 use stats::Stats;
@@ -197,7 +197,7 @@ impl Bench<'_> {
             hs.into_iter()
                 .map(|h| {
                     h.join()
-                        .unwrap_or_else(|_| ThreadResult::NotStarted("panicked".into()))
+                        .unwrap_or(ThreadResult::NotStarted(NotStarted::Panicked))
                 })
                 .collect()
         });

@@ -1,12 +1,16 @@
 //! Bringing a domain's guest to life — at creation and again after a fault:
 //! lay out memory, load the image, run `_start` until `Ready`, check `Hello`.
 
-use super::{arch, loader, Domain, SampleRing};
+use super::{loader, Domain, SampleRing};
+use crate::arch;
 use crate::fault::{self, FaultReport};
-use crate::guest_io;
+use crate::guest_io::{self, GuestMemError};
+use crate::hypercall::GuestRequest;
+use crate::ids::StackIndex;
+use crate::region::RangeError;
 use crate::vcpu::{Exit, Vcpu};
 use shared_abi::layout::{DomainLayout, IMAGE_BASE, MAX_VCPUS};
-use shared_abi::{BootInfo, EntryName, Hello, Hypercall, Sample, ABI_VERSION};
+use shared_abi::{BootInfo, EntryName, Hello, Sample, ABI_VERSION};
 use vm_memory::GuestMemoryMmap;
 
 /// Most entries a guest may declare.
@@ -15,79 +19,158 @@ pub const MAX_ENTRIES: u32 = 256;
 pub const MIN_HEAP: u64 = 64 * 1024;
 /// Most hypercalls a guest may make while booting (a loop guard).
 const MAX_BOOT_EXITS: u32 = 100_000;
+/// Bytes the boot information takes at the top of the boot stack, rounded
+/// up to the 16-byte alignment the x86-64 ABI wants below it.
+const BOOT_INFO_FOOTPRINT: u64 = (size_of::<BootInfo>() as u64).next_multiple_of(16);
 
-/// Why a domain could not be started (or restarted).
+/// A domain could not be started (or restarted); the cause is the source.
 #[derive(Debug, thiserror::Error)]
-pub enum BootError {
+#[error("domain `{domain}`")]
+pub struct BootError {
+    /// The domain.
+    pub domain: String,
+    /// What went wrong (boxed: boot errors are rare, results are not).
+    #[source]
+    pub failure: Box<BootFailure>,
+}
+
+impl BootError {
+    /// `failure` of domain `domain`.
+    pub fn new(domain: &str, failure: BootFailure) -> Self {
+        Self {
+            domain: domain.to_owned(),
+            failure: Box::new(failure),
+        }
+    }
+}
+
+/// What stopped a boot or a restart.
+#[derive(Debug, thiserror::Error)]
+pub enum BootFailure {
     /// A KVM operation failed.
-    #[error("domain `{domain}`: KVM {what} failed")]
+    #[error("KVM {what} failed")]
     Kvm {
-        /// The domain.
-        domain: String,
         /// Which operation.
         what: &'static str,
         /// The error.
+        #[source]
         source: kvm_ioctls::Error,
     },
-    /// Guest memory could not be set up.
-    #[error("domain `{domain}`: {what}")]
-    Memory {
-        /// The domain.
-        domain: String,
-        /// What went wrong.
-        what: String,
-    },
+    /// The memory size does not fit this host's address space.
+    #[error("a memory size of {0} bytes does not fit this host")]
+    MemorySize(u64),
+    /// The host would not map the guest's memory.
+    #[error("cannot map guest memory")]
+    MapMemory(#[source] vm_memory::mmap::FromRangesError),
+    /// The host would not zero the guest's memory for a restart.
+    #[error("cannot zero guest memory")]
+    ZeroMemory(#[source] std::io::Error),
+    /// The VMM could not write its own pages (page tables, GDT, IDT, TSSs).
+    #[error("cannot write the system pages")]
+    SystemPages(#[source] GuestMemError),
     /// The image could not be loaded.
-    #[error("domain `{domain}`: image {image}")]
+    #[error("image {image}")]
     Image {
-        /// The domain.
-        domain: String,
         /// The image.
         image: String,
         /// Why.
+        #[source]
         source: loader::LoadError,
     },
+    /// The memory does not hold the image, the stacks and the least heap.
+    #[error("{} MiB of memory do not hold the image ({} KiB), {stacks} stacks of {} KiB and a heap of at least {} KiB", memory >> 20, image >> 10, stack_size >> 10, MIN_HEAP >> 10)]
+    TooSmall {
+        /// Guest memory in bytes.
+        memory: u64,
+        /// Image size in bytes.
+        image: u64,
+        /// Stacks in the pool.
+        stacks: u32,
+        /// Bytes per stack.
+        stack_size: u64,
+    },
     /// The guest was built against another ABI.
-    #[error("domain `{domain}`: guest speaks ABI version {guest}, this VMM speaks {vmm}")]
+    #[error("guest speaks ABI version {guest}, this VMM speaks {vmm}")]
     AbiVersion {
-        /// The domain.
-        domain: String,
         /// The guest's version.
         guest: u32,
         /// Ours.
         vmm: u32,
     },
     /// The manifest exports an entry the image does not declare.
-    #[error("domain `{domain}`: the manifest exports [{manifest}] but image `{image}` declares [{image_entries}]")]
+    #[error("the manifest exports [{}] but image `{image}` declares [{}]", manifest.join(", "), image_entries.join(", "))]
     EntryMismatch {
-        /// The domain.
-        domain: String,
         /// The image.
         image: String,
         /// What the manifest exports.
-        manifest: String,
+        manifest: Vec<String>,
         /// What the image declares.
-        image_entries: String,
+        image_entries: Vec<String>,
     },
     /// The guest's hello was malformed (or changed across a restart).
-    #[error("domain `{domain}`: bad hello: {why}")]
-    BadHello {
-        /// The domain.
-        domain: String,
-        /// Why.
-        why: String,
-    },
+    #[error("bad hello")]
+    BadHello(#[source] HelloError),
     /// The guest faulted while booting.
     #[error("faulted while booting: {0}")]
     Fault(FaultReport),
     /// The guest did something else than booting.
-    #[error("domain `{domain}`: {why} while booting")]
-    Protocol {
-        /// The domain.
-        domain: String,
-        /// What it did.
-        why: String,
-    },
+    #[error("broke the boot protocol")]
+    Protocol(#[source] BootProtocol),
+    /// A restart found the image with another entry point or size.
+    #[error("the image changed its entry point or size")]
+    ImageChanged,
+    /// A restart found a stack still out of the pool (a VMM bug).
+    #[error("a stack is still out")]
+    StackOut,
+    /// A restart found a live vCPU still out of the pool (a VMM bug).
+    #[error("a vCPU is still out")]
+    VcpuOut,
+}
+
+/// What is wrong with a guest's hello.
+#[derive(Debug, thiserror::Error)]
+pub enum HelloError {
+    /// The hello itself is not in the data region.
+    #[error("the hello is not readable")]
+    Unreadable(#[source] RangeError),
+    /// More entries than [`MAX_ENTRIES`].
+    #[error("{0} entries (at most {MAX_ENTRIES})")]
+    TooManyEntries(u32),
+    /// The entry table is not in the data region.
+    #[error("the entry table is not readable")]
+    EntryTable(#[source] RangeError),
+    /// An entry's name is not valid UTF-8 of the right length.
+    #[error("entry {0} has no valid name")]
+    EntryName(u64),
+    /// The dispatcher is not in the image.
+    #[error("dispatcher {0:#x} is outside the image")]
+    DispatcherOutside(u64),
+    /// The sample ring is not in the data region.
+    #[error("the sample ring is outside the data region")]
+    SampleRing,
+    /// A restarted guest introduced itself differently.
+    #[error("the restarted guest introduced itself differently")]
+    ChangedOnRestart,
+}
+
+/// How a booting guest broke the boot protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum BootProtocol {
+    /// No stack was free to boot on.
+    #[error("no stack to boot on")]
+    NoBootStack,
+    /// The VMM could not write the boot information onto the stack.
+    #[error("cannot write the boot information")]
+    BootInfo(#[source] GuestMemError),
+    /// `Ready` came before `Hello`.
+    #[error("`Ready` before `Hello`")]
+    ReadyBeforeHello,
+    /// A hypercall that has no place in a boot.
+    #[error("{0:?} while booting")]
+    Unexpected(GuestRequest),
+    /// No `Ready` within the exit budget.
+    #[error("no `Ready` after {MAX_BOOT_EXITS} hypercalls")]
+    TooManyExits,
 }
 
 /// What a guest said in its hello, checked against its memory.
@@ -109,10 +192,14 @@ pub(super) fn load_image(
     domain: &str,
     image_name: &str,
 ) -> Result<loader::LoadedImage, BootError> {
-    loader::load(mem, memory_size, image).map_err(|source| BootError::Image {
-        domain: domain.to_owned(),
-        image: image_name.to_owned(),
-        source,
+    loader::load(mem, memory_size, image).map_err(|source| {
+        BootError::new(
+            domain,
+            BootFailure::Image {
+                image: image_name.to_owned(),
+                source,
+            },
+        )
     })
 }
 
@@ -130,10 +217,8 @@ pub(super) fn write_system_pages(
     ];
     blobs.extend((0..MAX_VCPUS).map(arch::tss));
     for b in &blobs {
-        guest_io::write(mem, b.addr, &b.bytes).map_err(|e| BootError::Memory {
-            domain: domain.to_owned(),
-            what: e.to_string(),
-        })?;
+        guest_io::write(mem, b.addr, &b.bytes)
+            .map_err(|e| BootError::new(domain, BootFailure::SystemPages(e)))?;
     }
     Ok(())
 }
@@ -142,7 +227,7 @@ pub(super) fn write_system_pages(
 pub(super) fn layout_for(
     image_end: u64,
     spec: &crate::manifest::DomainSpec,
-) -> Result<DomainLayout, String> {
+) -> Result<DomainLayout, BootFailure> {
     let layout = DomainLayout {
         image_end,
         memory_size: spec.memory,
@@ -151,14 +236,12 @@ pub(super) fn layout_for(
     };
     match layout.heap_size() {
         Some(h) if h >= MIN_HEAP => Ok(layout),
-        _ => Err(format!(
-            "{} MiB of memory do not hold the image ({} KiB), {} stacks of {} KiB and a heap of at least {} KiB",
-            spec.memory >> 20,
-            image_end.saturating_sub(IMAGE_BASE) >> 10,
-            spec.stacks,
-            spec.stack_size >> 10,
-            MIN_HEAP >> 10
-        )),
+        _ => Err(BootFailure::TooSmall {
+            memory: spec.memory,
+            image: image_end.saturating_sub(IMAGE_BASE),
+            stacks: spec.stacks,
+            stack_size: spec.stack_size,
+        }),
     }
 }
 
@@ -170,18 +253,12 @@ impl Domain {
         entry: u64,
         generation: u64,
     ) -> Result<HelloInfo, BootError> {
-        let name = self.name.clone();
-        let proto = |why: String| BootError::Protocol {
-            domain: name.clone(),
-            why,
-        };
-        let stack = self
-            .stacks
-            .take()
-            .ok_or_else(|| proto("no stack to boot on".into()))?;
-        let result = self.boot_on_stack(vcpu, entry, generation, stack);
+        let stack = self.stacks.take().ok_or_else(|| {
+            BootError::new(&self.name, BootFailure::Protocol(BootProtocol::NoBootStack))
+        })?;
+        let result = self.boot_on_stack(vcpu, entry, generation, StackIndex::new(stack));
         self.stacks.give_back(stack);
-        result
+        result.map_err(|failure| BootError::new(&self.name, failure))
     }
 
     fn boot_on_stack(
@@ -189,27 +266,23 @@ impl Domain {
         vcpu: &mut Vcpu,
         entry: u64,
         generation: u64,
-        stack: u32,
-    ) -> Result<HelloInfo, BootError> {
-        let proto = |why: String| BootError::Protocol {
-            domain: self.name.clone(),
-            why,
-        };
-        let top = self.layout.stack_top(stack);
-        let info_addr = top - 64;
+        stack: StackIndex,
+    ) -> Result<HelloInfo, BootFailure> {
+        let info_addr = self.stack_top(stack) - BOOT_INFO_FOOTPRINT;
         let info = BootInfo {
             abi_version: ABI_VERSION,
-            domain_id: self.id,
+            domain_id: self.id.raw(),
             heap_base: self.layout.heap_base(),
             heap_size: self.layout.heap_size().unwrap_or(0),
             stack_size: self.layout.stack_size,
             generation,
         };
         guest_io::write(self.mem(), info_addr, &guest_io::encode_boot_info(&info))
-            .map_err(|e| proto(e.to_string()))?;
+            .map_err(|e| BootFailure::Protocol(BootProtocol::BootInfo(e)))?;
         vcpu.set_regs(|r| {
             *r = kvm_bindings::kvm_regs {
                 rip: entry,
+                // As if `_start` had been called: the return slot below the info.
                 rsp: info_addr - 8,
                 rdi: info_addr,
                 rflags: 2,
@@ -218,8 +291,7 @@ impl Domain {
         });
         let mut hello = None;
         for _ in 0..MAX_BOOT_EXITS {
-            let exit = vcpu.run().map_err(|source| BootError::Kvm {
-                domain: self.name.clone(),
+            let exit = vcpu.run().map_err(|source| BootFailure::Kvm {
                 what: "run",
                 source,
             })?;
@@ -227,7 +299,7 @@ impl Domain {
                 Exit::Hypercall => {}
                 Exit::Interrupted => continue,
                 other => {
-                    return Err(BootError::Fault(fault::decode(
+                    return Err(BootFailure::Fault(fault::decode(
                         vcpu,
                         other,
                         self.mem(),
@@ -235,73 +307,66 @@ impl Domain {
                     )))
                 }
             }
-            let regs = *vcpu.regs();
-            match Hypercall::try_from(regs.rax as u32) {
-                Ok(Hypercall::Hello) if hello.is_none() => {
-                    hello = Some(self.read_hello(regs.rdi)?);
+            match GuestRequest::decode(vcpu.regs()) {
+                GuestRequest::Hello { addr } if hello.is_none() => {
+                    hello = Some(self.read_hello(addr)?);
                     vcpu.set_regs(|r| r.rax = 0);
                 }
-                Ok(Hypercall::Ready) => {
-                    return hello.ok_or_else(|| proto("`Ready` before `Hello`".into()));
+                GuestRequest::Ready => {
+                    return hello.ok_or(BootFailure::Protocol(BootProtocol::ReadyBeforeHello));
                 }
-                Ok(Hypercall::Print) => {
-                    self.print(regs.rdi, regs.rsi);
+                GuestRequest::Print { addr, len } => {
+                    self.print(addr, len);
                     vcpu.set_regs(|r| r.rax = 0);
                 }
-                Ok(Hypercall::Nop) => vcpu.set_regs(|r| r.rax = 0),
-                Ok(Hypercall::Panic) => {
-                    return Err(BootError::Fault(fault::panic_report(vcpu, self)));
+                GuestRequest::Nop => vcpu.set_regs(|r| r.rax = 0),
+                GuestRequest::Panic { addr, len } => {
+                    return Err(BootFailure::Fault(self.panic_report(vcpu, addr, len)));
                 }
-                Ok(h) => return Err(proto(format!("hypercall {h:?}"))),
-                Err(e) => return Err(proto(format!("unknown hypercall {}", e.0))),
+                other => return Err(BootFailure::Protocol(BootProtocol::Unexpected(other))),
             }
         }
-        Err(proto(format!(
-            "no `Ready` after {MAX_BOOT_EXITS} hypercalls"
-        )))
+        Err(BootFailure::Protocol(BootProtocol::TooManyExits))
     }
 
-    fn read_hello(&self, addr: u64) -> Result<HelloInfo, BootError> {
-        let bad = |why: String| BootError::BadHello {
-            domain: self.name.clone(),
-            why,
+    fn read_hello(&self, addr: u64) -> Result<HelloInfo, BootFailure> {
+        let bad = BootFailure::BadHello;
+        let unreadable = |e: GuestMemError| {
+            bad(HelloError::Unreadable(RangeError::Outside {
+                addr: e.addr,
+                len: e.len as u64,
+            }))
         };
-        self.region
+        let at = self
+            .region
             .check(addr, size_of::<Hello>() as u64)
-            .map_err(|e| bad(e.to_string()))?;
-        let hello = guest_io::read_hello(self.mem(), addr).map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(HelloError::Unreadable(e)))?;
+        let hello = guest_io::read_hello(self.mem(), at.addr()).map_err(unreadable)?;
         if hello.abi_version != ABI_VERSION {
-            return Err(BootError::AbiVersion {
-                domain: self.name.clone(),
+            return Err(BootFailure::AbiVersion {
                 guest: hello.abi_version,
                 vmm: ABI_VERSION,
             });
         }
         if hello.entry_count > MAX_ENTRIES {
-            return Err(bad(format!(
-                "{} entries (at most {MAX_ENTRIES})",
-                hello.entry_count
-            )));
+            return Err(bad(HelloError::TooManyEntries(hello.entry_count)));
         }
         let table_len = u64::from(hello.entry_count) * size_of::<EntryName>() as u64;
-        self.region
+        let table = self
+            .region
             .check(hello.entries, table_len)
-            .map_err(|e| bad(format!("entry table: {e}")))?;
+            .map_err(|e| bad(HelloError::EntryTable(e)))?;
         let mut entries = Vec::with_capacity(hello.entry_count as usize);
         for i in 0..u64::from(hello.entry_count) {
-            let e = guest_io::read_entry_name(self.mem(), hello.entries, i)
-                .map_err(|e| bad(e.to_string()))?;
+            let e = guest_io::read_entry_name(self.mem(), table.addr(), i).map_err(unreadable)?;
             let name = e
                 .as_bytes()
                 .and_then(|b| std::str::from_utf8(b).ok())
-                .ok_or_else(|| bad(format!("entry {i} has no valid name")))?;
+                .ok_or(bad(HelloError::EntryName(i)))?;
             entries.push(name.to_owned());
         }
         if !(IMAGE_BASE..self.layout.image_end).contains(&hello.dispatcher) {
-            return Err(bad(format!(
-                "dispatcher {:#x} is outside the image",
-                hello.dispatcher
-            )));
+            return Err(bad(HelloError::DispatcherOutside(hello.dispatcher)));
         }
         let mut samples = SampleRing::default();
         if hello.samples != 0 {
@@ -311,7 +376,7 @@ impl Domain {
             let ok = ring.is_some_and(|len| self.region.check(hello.samples, len).is_ok())
                 && self.region.check(hello.sample_count, 8).is_ok();
             if !ok {
-                return Err(bad("sample ring is outside the data region".into()));
+                return Err(bad(HelloError::SampleRing));
             }
             samples = SampleRing {
                 addr: hello.samples,

@@ -1,25 +1,26 @@
 //! A domain: one KVM VM running one guest image at CPL3, with its memory,
 //! its stack pool, its vCPUs, the entry table it declared at hello, and its
-//! health (running, quarantined after a fault, being reset, dead).
+//! health (running, quarantined after a fault, being reset, dead). It knows
+//! nothing of threads or of how calls reach it.
 
-pub mod arch;
 mod boot;
 pub mod free_list;
 pub mod loader;
-pub mod region;
 pub mod vcpu_pool;
 
-pub use boot::{BootError, HelloInfo, MAX_ENTRIES, MIN_HEAP};
+pub use boot::{
+    BootError, BootFailure, BootProtocol, HelloError, HelloInfo, MAX_ENTRIES, MIN_HEAP,
+};
 
-use crate::fault::FaultReport;
+use crate::fault::{self, FaultReport};
 use crate::guest_io::{self, GuestMemError};
+use crate::ids::{DomainId, EntryIndex, StackIndex};
 use crate::manifest::{DomainSpec, Ipc, StackPolicy};
-use crate::message::Inbox;
+use crate::region::DataRegion;
 use crate::vcpu::Vcpu;
 use free_list::FreeList;
 use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VmFd};
-use region::DataRegion;
 use shared_abi::layout::DomainLayout;
 use shared_abi::{ErrorCode, Sample};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -82,7 +83,7 @@ const STACK_WAIT_SLICE: Duration = Duration::from_millis(5);
 #[derive(Debug)]
 pub struct Domain {
     /// Its id: index in the manifest.
-    pub id: u32,
+    pub id: DomainId,
     /// Its name.
     pub name: String,
     /// Where its pieces lie.
@@ -93,8 +94,8 @@ pub struct Domain {
     pub entries: Vec<String>,
     /// The runtime's dispatcher (every invocation starts there).
     pub dispatcher: u64,
-    /// Free stacks.
-    pub stacks: FreeList,
+    /// Free stacks: reached only through [`Domain::take_stack`]'s policy.
+    stacks: FreeList,
     /// What a call does when no stack is free.
     pub stack_policy: StackPolicy,
     /// Where its latency samples are.
@@ -103,10 +104,9 @@ pub struct Domain {
     pub tsc_khz: u32,
     /// Most spawned threads running at once.
     pub max_spawned: u32,
-    /// How calls into it are carried out.
+    /// How calls into it are carried out (the manifest's choice; the IPC
+    /// layer acts on it).
     pub ipc: Ipc,
-    /// Where message-mode calls wait for a server (`ipc = "message"` only).
-    pub inbox: Option<Inbox>,
     image: Vec<u8>,
     image_name: String,
     entry_point: u64,
@@ -134,33 +134,23 @@ impl Domain {
     pub fn boot(
         kvm: &Kvm,
         cpuid: &CpuId,
-        id: u32,
+        id: DomainId,
         spec: &DomainSpec,
         image_name: &str,
         image: &[u8],
     ) -> Result<Self, BootError> {
         let name = spec.name.clone();
-        let kvm_err = |what: &'static str| {
-            let domain = name.clone();
-            move |source| BootError::Kvm {
-                domain,
-                what,
-                source,
-            }
-        };
-        let mem_err = |what: String| BootError::Memory {
-            domain: name.clone(),
-            what,
-        };
+        let fail = |kind: BootFailure| BootError::new(&name, kind);
+        let kvm_err = |what: &'static str| move |source| fail(BootFailure::Kvm { what, source });
         let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
         let size =
-            usize::try_from(spec.memory).map_err(|_| mem_err("memory size does not fit".into()))?;
+            usize::try_from(spec.memory).map_err(|_| fail(BootFailure::MemorySize(spec.memory)))?;
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size)])
-            .map_err(|e| mem_err(format!("cannot map guest memory: {e}")))?;
+            .map_err(|e| fail(BootFailure::MapMemory(e)))?;
         let host_addr = mem
             .iter()
             .next()
-            .ok_or_else(|| mem_err("no memory region".into()))?
+            .ok_or_else(|| fail(BootFailure::MemorySize(spec.memory)))?
             .as_ptr() as u64;
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -179,7 +169,7 @@ impl Domain {
         // long as the VM exists (`vm` is declared, hence dropped, first).
         unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("set memory region"))?;
         let loaded = boot::load_image(&mem, spec.memory, image, &name, image_name)?;
-        let layout = boot::layout_for(loaded.end, spec).map_err(mem_err)?;
+        let layout = boot::layout_for(loaded.end, spec).map_err(fail)?;
         boot::write_system_pages(&mem, &layout, &name)?;
         let entry_point = loaded.entry;
         let mut d = Domain {
@@ -195,7 +185,6 @@ impl Domain {
             tsc_khz: 0,
             max_spawned: spec.max_spawned,
             ipc: spec.ipc,
-            inbox: (spec.ipc == Ipc::Message).then(|| Inbox::new(spec.stacks)),
             image: image.to_vec(),
             image_name: image_name.to_owned(),
             entry_point,
@@ -220,12 +209,11 @@ impl Domain {
         let hello = d.run_boot(&mut vcpu, entry_point, 0)?;
         if let Some(missing) = spec.exports.iter().find(|x| !hello.entries.contains(x)) {
             log::debug!("domain `{name}`: export `{missing}` is not in the image");
-            return Err(BootError::EntryMismatch {
-                domain: name,
+            return Err(fail(BootFailure::EntryMismatch {
                 image: image_name.to_owned(),
-                manifest: spec.exports.join(", "),
-                image_entries: hello.entries.join(", "),
-            });
+                manifest: spec.exports.clone(),
+                image_entries: hello.entries,
+            }));
         }
         d.entries = hello.entries;
         d.dispatcher = hello.dispatcher;
@@ -240,22 +228,39 @@ impl Domain {
         log::info!(target: "guest", "[{}] {}", self.name, text.trim_end());
     }
 
+    /// The report for a guest panic on `vcpu`: its message read (bounded,
+    /// checked) from this domain's memory.
+    pub fn panic_report(&self, vcpu: &mut Vcpu, addr: u64, len: u64) -> FaultReport {
+        let message = self.read_text(addr, len, fault::MAX_PANIC_MESSAGE);
+        fault::panic_report(vcpu, &self.name, message)
+    }
+
     /// The index of entry `name` in the image's table.
-    pub fn entry_index(&self, name: &str) -> Option<u32> {
+    pub fn entry_index(&self, name: &str) -> Option<EntryIndex> {
         self.entries
             .iter()
             .position(|e| e == name)
-            .map(|i| i as u32)
+            .and_then(EntryIndex::from_index)
+    }
+
+    /// The name of entry `entry` (`?` for an index the image lacks).
+    pub fn entry_name(&self, entry: EntryIndex) -> &str {
+        self.entries.get(entry.index()).map_or("?", String::as_str)
+    }
+
+    /// Whether the image has entry `entry`.
+    pub fn has_entry(&self, entry: EntryIndex) -> bool {
+        entry.index() < self.entries.len()
     }
 
     /// Guest text (a print, a panic message): at most `max` bytes, only
     /// from the data region, lossily decoded; what went wrong otherwise.
     pub fn read_text(&self, addr: u64, len: u64, max: u64) -> String {
-        let len = len.min(max);
-        if let Err(e) = self.region.check(addr, len) {
-            return format!("(text refused: {e})");
-        }
-        match self.read_bytes(addr, len) {
+        let range = match self.region.check(addr, len.min(max)) {
+            Ok(r) => r,
+            Err(e) => return format!("(text refused: {e})"),
+        };
+        match range.read(&self.mem) {
             Ok(buf) => String::from_utf8_lossy(&buf).into_owned(),
             Err(e) => format!("(text unreadable: {e})"),
         }
@@ -266,10 +271,15 @@ impl Domain {
             .take(|slot| Vcpu::create(&self.vm, slot, &self.cpuid))
     }
 
-    /// A vCPU to run an invocation on: an idle one, or a new one.
+    /// A vCPU to run an invocation on: an idle one, or a new one. A vCPU
+    /// that cannot be cleaned is destroyed and stops counting as live, so a
+    /// later reset of the domain does not wait for it forever.
     pub fn take_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {
         let mut v = self.new_vcpu()?;
-        v.ensure_clean()?;
+        if let Err(e) = v.ensure_clean() {
+            self.vcpus.lose();
+            return Err(e);
+        }
         Ok(v)
     }
 
@@ -278,9 +288,24 @@ impl Domain {
         self.vcpus.give(v);
     }
 
-    /// vCPUs this domain has created (they live as long as the domain).
+    /// vCPUs this domain has (they live as long as the domain).
     pub fn vcpu_count(&self) -> u32 {
-        self.vcpus.created()
+        self.vcpus.live()
+    }
+
+    /// The top of stack `stack` (frames grow down from here).
+    pub fn stack_top(&self, stack: StackIndex) -> u64 {
+        self.layout.stack_top(stack.raw())
+    }
+
+    /// Stacks in its pool.
+    pub fn stack_capacity(&self) -> u32 {
+        self.stacks.capacity()
+    }
+
+    /// Stacks free right now.
+    pub fn free_stacks(&self) -> usize {
+        self.stacks.free_count()
     }
 
     /// The domain's memory.
@@ -316,6 +341,21 @@ impl Domain {
     /// The most recent fault, if any.
     pub fn fault(&self) -> Option<FaultReport> {
         self.fault.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Why the domain is not running, for frames unwound out of it: its
+    /// fault, or a plain "domain stopped" when none was recorded.
+    pub fn fault_or_stopped(&self) -> FaultReport {
+        self.fault().unwrap_or_else(|| FaultReport {
+            domain: self.name.clone(),
+            vector: shared_abi::pseudo_vector::VCPU_ERROR,
+            rip: 0,
+            error_code: 0,
+            cr2: 0,
+            message: Some("domain stopped".into()),
+            thread: None,
+            chain: Vec::new(),
+        })
     }
 
     /// A frame is about to enter: count it, unless the domain is not
@@ -408,26 +448,22 @@ impl Domain {
     /// Reset in place: the same VM and vCPUs; memory zeroed, image reloaded,
     /// `_start` and the guest's init re-run, stack pool full, generation + 1.
     fn reset(&self) -> Result<(), BootError> {
-        let mem_err = |what: String| BootError::Memory {
-            domain: self.name.clone(),
-            what,
-        };
+        let fail = |kind: BootFailure| BootError::new(&self.name, kind);
+        let size = self.layout.memory_size;
         let host = self
             .mem
             .iter()
             .next()
-            .ok_or_else(|| mem_err("no memory region".into()))?;
-        let len =
-            usize::try_from(self.layout.memory_size).map_err(|_| mem_err("memory size".into()))?;
+            .ok_or_else(|| fail(BootFailure::MemorySize(size)))?;
+        let len = usize::try_from(size).map_err(|_| fail(BootFailure::MemorySize(size)))?;
         // SAFETY: the range is exactly the private anonymous mapping owned by
         // `self.mem`; no frame is in the domain (so no vCPU runs and no copy
         // touches it); MADV_DONTNEED makes later accesses read zero pages,
         // which is the point. KVM's memslot keeps the same host address.
         let rc = unsafe { libc::madvise(host.as_ptr().cast(), len, libc::MADV_DONTNEED) };
         if rc != 0 {
-            return Err(mem_err(format!(
-                "cannot zero memory: {}",
-                std::io::Error::last_os_error()
+            return Err(fail(BootFailure::ZeroMemory(
+                std::io::Error::last_os_error(),
             )));
         }
         let loaded = boot::load_image(
@@ -438,19 +474,20 @@ impl Domain {
             &self.image_name,
         )?;
         if loaded.entry != self.entry_point || loaded.end != self.layout.image_end {
-            return Err(mem_err("the image changed its entry point or size".into()));
+            return Err(fail(BootFailure::ImageChanged));
         }
         boot::write_system_pages(&self.mem, &self.layout, &self.name)?;
         if self.stacks.free_count() != self.stacks.capacity() as usize {
-            return Err(mem_err("a stack is still out".into()));
+            return Err(fail(BootFailure::StackOut));
         }
         if self.vcpus.idle_count() != self.vcpu_count() as usize {
-            return Err(mem_err("a vCPU is still out".into()));
+            return Err(fail(BootFailure::VcpuOut));
         }
-        let mut vcpu = self.take_vcpu_dirty().map_err(|source| BootError::Kvm {
-            domain: self.name.clone(),
-            what: "reset vCPU",
-            source,
+        let mut vcpu = self.take_vcpu_dirty().map_err(|source| {
+            fail(BootFailure::Kvm {
+                what: "reset vCPU",
+                source,
+            })
         })?;
         let generation = self.generation() + 1;
         let hello = self.run_boot(&mut vcpu, loaded.entry, generation);
@@ -463,10 +500,7 @@ impl Domain {
             samples: self.samples,
         };
         if hello != expected {
-            return Err(BootError::BadHello {
-                domain: self.name.clone(),
-                why: "the restarted guest introduced itself differently".into(),
-            });
+            return Err(fail(BootFailure::BadHello(HelloError::ChangedOnRestart)));
         }
         // Every idle vCPU reloads its registers before its next invocation.
         self.vcpus.for_each_idle(Vcpu::mark_dirty);
@@ -477,7 +511,10 @@ impl Domain {
     /// A vCPU with freshly loaded registers, whatever state it was left in.
     fn take_vcpu_dirty(&self) -> Result<Vcpu, kvm_ioctls::Error> {
         let mut v = self.new_vcpu()?;
-        v.reset()?;
+        if let Err(e) = v.reset() {
+            self.vcpus.lose();
+            return Err(e);
+        }
         Ok(v)
     }
 
@@ -486,7 +523,14 @@ impl Domain {
     /// already holds (under its suspended frames), asked only when the pool
     /// is empty: if the caller holds them all, waiting would deadlock, so it
     /// gets `NoStack`.
-    pub fn take_stack(&self, held_by_caller: impl FnOnce() -> u32) -> Result<u32, ErrorCode> {
+    pub fn take_stack(
+        &self,
+        held_by_caller: impl FnOnce() -> u32,
+    ) -> Result<StackIndex, ErrorCode> {
+        self.take_stack_raw(held_by_caller).map(StackIndex::new)
+    }
+
+    fn take_stack_raw(&self, held_by_caller: impl FnOnce() -> u32) -> Result<u32, ErrorCode> {
         if let Some(s) = self.stacks.take() {
             return Ok(s);
         }
@@ -500,7 +544,7 @@ impl Domain {
                 break Err(code);
             }
             let Ok(guard) = self.stack_lock.lock() else {
-                break Err(ErrorCode::NoStack);
+                break Err(ErrorCode::Internal);
             };
             if let Some(s) = self.stacks.take() {
                 break Ok(s);
@@ -516,8 +560,8 @@ impl Domain {
     }
 
     /// Give a stack back and wake one waiter, if any.
-    pub fn give_stack(&self, stack: u32) {
-        self.stacks.give_back(stack);
+    pub fn give_stack(&self, stack: StackIndex) {
+        self.stacks.give_back(stack.raw());
         if self.waiting.load(Ordering::Acquire) > 0 {
             self.wake_waiters();
         }
@@ -570,7 +614,8 @@ impl Domain {
         self.samples_since(0)
     }
 
-    /// Read a guest range the VMM already validated (used by observers).
+    /// Read a range the VMM chose itself (a callee stack it wrote; used by
+    /// observers). Guest-named ranges go through [`DataRegion::check`].
     pub fn read_bytes(&self, addr: u64, len: u64) -> Result<Vec<u8>, GuestMemError> {
         let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
         guest_io::read(&self.mem, addr, &mut buf)?;

@@ -15,6 +15,27 @@ pub struct VcpuPool {
     slots: Box<[Mutex<Option<Vcpu>>]>,
     idle: FreeList,
     created: AtomicU32,
+    /// Slots whose vCPU is gone (creation or reset failed). KVM keeps a
+    /// vCPU id taken once it was created, even after its fd is closed, so
+    /// such a slot is never reused; it is only no longer counted as live.
+    lost: AtomicU32,
+}
+
+/// Test hook: make the next `n` vCPU creations fail, as KVM would when out
+/// of memory. Exists only with the `test-util` feature.
+#[cfg(feature = "test-util")]
+pub static FAIL_NEXT_CREATIONS: AtomicU32 = AtomicU32::new(0);
+
+#[cfg(feature = "test-util")]
+fn injected_failure() -> bool {
+    FAIL_NEXT_CREATIONS
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+#[cfg(not(feature = "test-util"))]
+fn injected_failure() -> bool {
+    false
 }
 
 impl VcpuPool {
@@ -24,6 +45,7 @@ impl VcpuPool {
             slots: (0..capacity).map(|_| Mutex::new(None)).collect(),
             idle: FreeList::empty(capacity),
             created: AtomicU32::new(0),
+            lost: AtomicU32::new(0),
         }
     }
 
@@ -46,10 +68,22 @@ impl VcpuPool {
             self.created.fetch_sub(1, Ordering::AcqRel);
             return Err(kvm_ioctls::Error::new(libc::ENOSPC));
         }
-        create(slot).inspect_err(|_| {
-            // The slot number stays used; a later creation takes the next one.
-            log::warn!("vCPU slot {slot} could not be created");
+        let made = if injected_failure() {
+            Err(kvm_ioctls::Error::new(libc::ENOMEM))
+        } else {
+            create(slot)
+        };
+        made.inspect_err(|e| {
+            // The id may be taken in KVM: the slot stays used, and is lost.
+            log::warn!("vCPU slot {slot} could not be created: {e}");
+            self.lose();
         })
+    }
+
+    /// A vCPU taken from the pool was destroyed (its reset failed): it will
+    /// never be given back, so it stops counting as live.
+    pub fn lose(&self) {
+        self.lost.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Park `v` in its slot and mark the slot idle.
@@ -65,9 +99,12 @@ impl VcpuPool {
         }
     }
 
-    /// vCPUs created so far.
-    pub fn created(&self) -> u32 {
-        self.created.load(Ordering::Acquire)
+    /// vCPUs that exist: created and not lost. When the domain is idle,
+    /// every one of them is parked.
+    pub fn live(&self) -> u32 {
+        self.created
+            .load(Ordering::Acquire)
+            .saturating_sub(self.lost.load(Ordering::Acquire))
     }
 
     /// vCPUs parked idle right now.

@@ -8,7 +8,7 @@
 //! The result also fixes where each object goes on the callee's new stack,
 //! so the copy step does no arithmetic of its own.
 
-use crate::domain::region::{DataRegion, RangeError};
+use crate::region::{DataRegion, GuestRange, RangeError};
 use shared_abi::{ArgMode, CallRequest, ErrorCode, Invocation, MAX_ARGS};
 
 /// Objects are placed on the callee's stack at this alignment.
@@ -87,22 +87,35 @@ impl ArgListError {
 
 /// One accepted object: where it is in the caller and where it goes below
 /// the top of the callee's stack.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placed {
-    /// Caller address (meaningless when `len` is 0).
-    pub caller_addr: u64,
-    /// Length in bytes.
-    pub len: u64,
-    /// Its mode as a wire value (always a valid [`ArgMode`]).
-    pub mode: u32,
+    /// Where it is in the caller (checked; empty for a zero-length object).
+    pub caller: GuestRange,
+    /// Its mode, decoded once by the validator.
+    pub mode: ArgMode,
     /// The copy starts `offset_from_top` bytes below the callee stack's top.
     pub offset_from_top: u64,
 }
 
+impl Default for Placed {
+    fn default() -> Self {
+        Self {
+            caller: GuestRange::EMPTY,
+            mode: ArgMode::In,
+            offset_from_top: 0,
+        }
+    }
+}
+
 impl Placed {
-    /// The decoded mode.
-    pub fn mode(&self) -> ArgMode {
-        ArgMode::from_u32(self.mode).unwrap_or(ArgMode::In)
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.caller.len()
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.caller.is_empty()
     }
 }
 
@@ -119,6 +132,15 @@ pub struct ArgPlan {
 }
 
 impl ArgPlan {
+    /// No objects: a thread's first entry, which has no caller.
+    pub fn empty() -> Self {
+        Self {
+            count: 0,
+            objects: [Placed::default(); MAX_ARGS],
+            invocation_offset: INVOCATION_FOOTPRINT,
+        }
+    }
+
     /// The accepted objects.
     pub fn objects(&self) -> &[Placed] {
         self.objects.get(..self.count).unwrap_or(&[])
@@ -144,17 +166,19 @@ pub fn validate(
     };
     let mut used: u64 = 0;
     for (index, (d, slot)) in descs.iter().zip(plan.objects.iter_mut()).enumerate() {
-        let mode = ArgMode::from_u32(d.mode);
-        if mode.is_none() || d.reserved != 0 {
-            return Err(ArgListError::BadMode {
-                index,
-                mode: d.mode,
-                reserved: d.reserved,
-            });
-        }
-        if d.len > 0 {
+        let mode = match ArgMode::from_u32(d.mode) {
+            Some(m) if d.reserved == 0 => m,
+            _ => {
+                return Err(ArgListError::BadMode {
+                    index,
+                    mode: d.mode,
+                    reserved: d.reserved,
+                })
+            }
+        };
+        let caller = if d.len > 0 {
             match region.check(d.addr, d.len) {
-                Ok(()) => {}
+                Ok(r) => r,
                 Err(e @ RangeError::Overflow { .. }) => {
                     return Err(ArgListError::Overflow { index, range: e })
                 }
@@ -162,21 +186,22 @@ pub fn validate(
                     return Err(ArgListError::OutOfRange { index, range: e })
                 }
             }
-        }
+        } else {
+            GuestRange::EMPTY
+        };
         // In range implies len < 2^64 - addr, so this cannot overflow for
         // realistic memory; saturate anyway so the budget check catches it.
         used = used.saturating_add(round_up(d.len.min(u64::MAX - OBJECT_ALIGN)));
         *slot = Placed {
-            caller_addr: d.addr,
-            len: d.len,
-            mode: d.mode,
+            caller,
+            mode,
             offset_from_top: used,
         };
     }
     for (a, pa) in plan.objects().iter().enumerate() {
         for (b, pb) in plan.objects().iter().enumerate().skip(a + 1) {
-            let both_out = pa.mode().copies_out() && pb.mode().copies_out();
-            if both_out && overlaps(pa, pb) {
+            let both_out = pa.mode.copies_out() && pb.mode.copies_out();
+            if both_out && pa.caller.overlaps(pb.caller) {
                 return Err(ArgListError::OverlappingOutputs { a, b });
             }
         }
@@ -187,13 +212,6 @@ pub fn validate(
     }
     plan.invocation_offset = need;
     Ok(plan)
-}
-
-fn overlaps(a: &Placed, b: &Placed) -> bool {
-    a.len > 0
-        && b.len > 0
-        && a.caller_addr < b.caller_addr + b.len
-        && b.caller_addr < a.caller_addr + a.len
 }
 
 #[cfg(test)]
@@ -324,19 +342,18 @@ mod tests {
                     prop_assert!(plan.invocation_offset <= budget);
                     let mut prev_end = 0;
                     for p in plan.objects() {
-                        prop_assert!(ArgMode::from_u32(p.mode).is_some());
-                        if p.len > 0 {
-                            prop_assert!(r.check(p.caller_addr, p.len).is_ok());
+                        if !p.is_empty() {
+                            prop_assert!(r.check(p.caller.addr(), p.len()).is_ok());
                         }
                         // Callee copies are disjoint and below the top.
-                        prop_assert!(p.offset_from_top >= prev_end + p.len);
+                        prop_assert!(p.offset_from_top >= prev_end + p.len());
                         prop_assert_eq!(p.offset_from_top % OBJECT_ALIGN, 0);
                         prev_end = p.offset_from_top;
                     }
                     for (i, a) in plan.objects().iter().enumerate() {
                         for b in plan.objects().iter().skip(i + 1) {
-                            if a.mode().copies_out() && b.mode().copies_out() {
-                                prop_assert!(!overlaps(a, b));
+                            if a.mode.copies_out() && b.mode.copies_out() {
+                                prop_assert!(!a.caller.overlaps(b.caller));
                             }
                         }
                     }

@@ -58,12 +58,12 @@ pub fn copy_in(
     plan: &ArgPlan,
     top: u64,
 ) -> Result<(), GuestMemError> {
-    for p in plan.objects().iter().filter(|p| p.len > 0) {
+    for p in plan.objects().iter().filter(|p| !p.is_empty()) {
         let to = top - p.offset_from_top;
-        if p.mode().copies_in() {
-            copy(caller, p.caller_addr, callee, to, p.len)?;
+        if p.mode.copies_in() {
+            copy(caller, p.caller.addr(), callee, to, p.len())?;
         } else {
-            zero(callee, to, p.len)?;
+            zero(callee, to, p.len())?;
         }
     }
     Ok(())
@@ -80,14 +80,14 @@ pub fn copy_out(
     for p in plan
         .objects()
         .iter()
-        .filter(|p| p.len > 0 && p.mode().copies_out())
+        .filter(|p| !p.is_empty() && p.mode.copies_out())
     {
         copy(
             callee,
             top - p.offset_from_top,
             caller,
-            p.caller_addr,
-            p.len,
+            p.caller.addr(),
+            p.len(),
         )?;
     }
     Ok(())
@@ -97,7 +97,7 @@ pub fn copy_out(
 mod tests {
     use super::super::arglist::{validate, INVOCATION_FOOTPRINT};
     use super::*;
-    use crate::domain::region::DataRegion;
+    use crate::region::DataRegion;
     use shared_abi::{ArgDesc, ArgMode, CallRequest};
     use vm_memory::Bytes;
 

@@ -3,6 +3,7 @@
 //! here, end included (Hubris's `USlice` idea).
 
 use shared_abi::layout::{DomainLayout, IMAGE_BASE};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Why a range was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +24,81 @@ pub enum RangeError {
         /// Its length.
         len: u64,
     },
+}
+
+/// A guest range that passed [`DataRegion::check`]: the only way to read or
+/// write guest memory on a guest's behalf. It cannot be built from a bare
+/// address, so an unchecked allegation cannot reach a copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestRange {
+    addr: u64,
+    len: u64,
+}
+
+/// A checked range that vm-memory still refused (the region and the memory
+/// disagree: a VMM bug, reported rather than unwrapped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("guest range {addr:#x}+{len:#x} is not backed by memory")]
+pub struct Unbacked {
+    /// Start of the range.
+    pub addr: u64,
+    /// Its length.
+    pub len: u64,
+}
+
+impl GuestRange {
+    /// The empty range: a zero-length object names no memory at all.
+    pub const EMPTY: Self = Self { addr: 0, len: 0 };
+
+    /// First byte.
+    pub const fn addr(self) -> u64 {
+        self.addr
+    }
+
+    /// Length in bytes.
+    pub const fn len(self) -> u64 {
+        self.len
+    }
+
+    /// Whether it names no byte.
+    pub const fn is_empty(self) -> bool {
+        self.len == 0
+    }
+
+    /// One past the last byte (cannot overflow: checked at creation).
+    pub const fn end(self) -> u64 {
+        self.addr + self.len
+    }
+
+    /// Whether two ranges share a byte.
+    pub const fn overlaps(self, other: Self) -> bool {
+        !self.is_empty() && !other.is_empty() && self.addr < other.end() && other.addr < self.end()
+    }
+
+    /// Copy the range out of `mem` into a buffer of the VMM's own: what is
+    /// decoded afterwards is this copy, which no vCPU can change.
+    pub fn read(self, mem: &GuestMemoryMmap) -> Result<Vec<u8>, Unbacked> {
+        let n = usize::try_from(self.len).map_err(|_| self.unbacked())?;
+        let mut buf = vec![0u8; n];
+        self.read_into(mem, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Copy the start of the range into `buf` (at most `buf.len()` bytes).
+    pub fn read_into(self, mem: &GuestMemoryMmap, buf: &mut [u8]) -> Result<(), Unbacked> {
+        let n = usize::try_from(self.len).map_err(|_| self.unbacked())?;
+        let take = n.min(buf.len());
+        let dst = buf.get_mut(..take).ok_or(self.unbacked())?;
+        mem.read_slice(dst, GuestAddress(self.addr))
+            .map_err(|_| self.unbacked())
+    }
+
+    fn unbacked(self) -> Unbacked {
+        Unbacked {
+            addr: self.addr,
+            len: self.len,
+        }
+    }
 }
 
 /// The pieces of a domain's memory that hold its own data: the image, each
@@ -60,7 +136,7 @@ impl DataRegion {
     /// length is checked like a one-byte range at `addr` minus the byte, i.e.
     /// `addr` may be a piece's end; callers that ignore the address of empty
     /// objects should not call this for them.
-    pub fn check(&self, addr: u64, len: u64) -> Result<(), RangeError> {
+    pub fn check(&self, addr: u64, len: u64) -> Result<GuestRange, RangeError> {
         let end = addr
             .checked_add(len)
             .ok_or(RangeError::Overflow { addr, len })?;
@@ -71,7 +147,7 @@ impl DataRegion {
             .and_then(|i| self.pieces.get(i))
             .is_some_and(|&(_, e)| end <= e);
         if inside {
-            Ok(())
+            Ok(GuestRange { addr, len })
         } else {
             Err(RangeError::Outside { addr, len })
         }

@@ -1,0 +1,280 @@
+//! The call move: read and validate the caller's request, then either build
+//! a frame of the callee on this host thread (migration) or hand the call
+//! to a server of a message-mode callee and sleep until it answers.
+
+use super::{answer, Chain, Engine, Frame, Observed, Pending, Step};
+use crate::clock;
+use crate::domain::Domain;
+use crate::guest_io;
+use crate::ids::{EntryIndex, Slot};
+use crate::manifest::Ipc;
+use crate::thread::arglist::{self, ArgPlan};
+use crate::thread::copy;
+use crate::thread::handoff::{Handoff, Reply, ReplySlot};
+use crate::thread::MAX_DEPTH;
+use shared_abi::{ArgDesc, ErrorCode, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
+use std::sync::Arc;
+
+/// The caller of a new frame: the domain whose objects it receives, and the
+/// slot it used (for the observer).
+pub(super) struct Caller<'e> {
+    pub(super) domain: &'e Domain,
+    pub(super) slot: Slot,
+}
+
+impl<'e, E: Engine> Chain<'e, E> {
+    /// Refuse the call the top frame is making.
+    pub(super) fn refuse(
+        &mut self,
+        slot: Slot,
+        code: ErrorCode,
+        why: &dyn std::fmt::Display,
+    ) -> Step {
+        let engine = self.engine;
+        let thread = self.thread;
+        let Some(top) = self.frames.last_mut() else {
+            return self.lost("refusal on an empty chain");
+        };
+        log::debug!(
+            "[{}] {thread}: call on {slot} refused: {code:?}: {why}",
+            top.domain.name
+        );
+        engine.counters().refuse(code);
+        if let Some(obs) = engine.observer() {
+            obs.refused(top.domain.id, slot, code);
+        }
+        answer(&mut top.vcpu, code as u64, [0; 4]);
+        Step::Continue
+    }
+
+    pub(super) fn call(&mut self, request: u64) -> Step {
+        let Some(caller) = self.frames.last().map(|f| f.domain) else {
+            return self.lost("call on an empty chain");
+        };
+        let region = &caller.region;
+        let req = match guest_io::read_call_request(caller.mem(), request, |a, l| {
+            region.check(a, l).is_ok()
+        }) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(Slot::new(u32::MAX), ErrorCode::BadPointer, &e),
+        };
+        let slot = Slot::new(req.slot);
+        let Some(cap) = self.engine.capability(caller.id, slot) else {
+            return self.refuse(slot, ErrorCode::BadSlot, &"no such capability");
+        };
+        let Some(callee) = self.engine.domain(cap.domain) else {
+            debug_assert!(false, "capability to a missing domain survived boot");
+            return self.refuse(slot, ErrorCode::BadSlot, &"capability to a missing domain");
+        };
+        if self.depth() >= MAX_DEPTH {
+            return self.refuse(slot, ErrorCode::TooDeep, &MAX_DEPTH);
+        }
+        let plan = match arglist::validate(&req, &caller.region, callee.arg_budget()) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(slot, e.code(), &e),
+        };
+        if callee.ipc == Ipc::Message {
+            return self.forward(caller, callee, slot, cap.entry, plan, req.scalars);
+        }
+        let from = Caller {
+            domain: caller,
+            slot,
+        };
+        match self.enter(callee, Some(from), cap.entry, plan, req.scalars) {
+            Ok(frame) => {
+                self.engine.counters().call();
+                self.frames.push(frame);
+                self.time.calls += 1;
+                self.pending = Pending::Call;
+                Step::Continue
+            }
+            Err(code) => self.refuse(slot, code, &callee.name),
+        }
+    }
+
+    /// Build a frame of `callee` running `entry`: counted in, a stack (per
+    /// the pool's policy), a vCPU, the objects and the invocation frame on
+    /// that stack, registers set.
+    pub(super) fn enter(
+        &self,
+        callee: &'e Domain,
+        caller: Option<Caller<'e>>,
+        entry: EntryIndex,
+        plan: ArgPlan,
+        scalars: [u64; MAX_SCALARS],
+    ) -> Result<Frame<'e>, ErrorCode> {
+        callee.enter()?;
+        let stack = match callee.take_stack(|| self.held_in(callee.id)) {
+            Ok(s) => s,
+            Err(code) => {
+                callee.leave();
+                return Err(code);
+            }
+        };
+        let vcpu = match callee.take_vcpu() {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("[{}] no vCPU for a new invocation: {e}", callee.name);
+                callee.give_stack(stack);
+                callee.leave();
+                return Err(ErrorCode::Internal);
+            }
+        };
+        let mut frame = Frame {
+            domain: callee,
+            entry,
+            vcpu,
+            stack,
+            top: callee.stack_top(stack),
+            plan,
+            observed: None,
+            enter_cycles: 0,
+            copy_in_cycles: 0,
+        };
+        match self.prepare(caller, &mut frame, scalars) {
+            Ok(()) => Ok(frame),
+            Err(code) => {
+                Self::release(frame);
+                Err(code)
+            }
+        }
+    }
+
+    /// Copy the objects in, write the invocation frame, set the registers.
+    fn prepare(
+        &self,
+        caller: Option<Caller<'e>>,
+        frame: &mut Frame<'e>,
+        scalars: [u64; MAX_SCALARS],
+    ) -> Result<(), ErrorCode> {
+        let (callee, top, plan) = (frame.domain, frame.top, frame.plan);
+        if let Some(c) = &caller {
+            let t = clock::now();
+            if let Err(e) = copy::copy_in(c.domain.mem(), callee.mem(), &plan, top) {
+                log::error!("copy into `{}` failed after validation: {e}", callee.name);
+                return Err(ErrorCode::BadPointer);
+            }
+            frame.copy_in_cycles = clock::now().wrapping_sub(t);
+        }
+        let mut inv = Invocation {
+            caller_domain: caller.as_ref().map_or(NO_CALLER, |c| c.domain.id.raw()),
+            entry: frame.entry.raw(),
+            thread_id: self.thread.raw(),
+            depth: u32::try_from(self.depth()).unwrap_or(u32::MAX),
+            nargs: u32::try_from(plan.count).unwrap_or(0),
+            scalars,
+            args: [ArgDesc::default(); MAX_ARGS],
+        };
+        for (d, p) in inv.args.iter_mut().zip(plan.objects()) {
+            *d = ArgDesc {
+                addr: top - p.offset_from_top,
+                len: p.len(),
+                mode: p.mode as u32,
+                reserved: 0,
+            };
+        }
+        let inv_addr = top - plan.invocation_offset;
+        let bytes = guest_io::encode_invocation(&inv);
+        let used = bytes
+            .get(..guest_io::invocation_len(plan.count))
+            .unwrap_or(&bytes);
+        let written = guest_io::write(callee.mem(), inv_addr, used)
+            .and_then(|()| guest_io::write(callee.mem(), inv_addr - 8, &[0u8; 8]));
+        if let Err(e) = written {
+            log::error!(
+                "writing the invocation frame into `{}` failed: {e}",
+                callee.name
+            );
+            return Err(ErrorCode::BadPointer);
+        }
+        let (dispatcher, entry) = (callee.dispatcher, frame.entry.raw());
+        frame.vcpu.set_regs(|r| {
+            *r = kvm_bindings::kvm_regs {
+                rip: dispatcher,
+                rsp: inv_addr - 8,
+                rdi: inv_addr,
+                rsi: u64::from(entry),
+                rflags: 2,
+                ..Default::default()
+            };
+        });
+        if let (Some(c), Some(_)) = (&caller, self.engine.observer()) {
+            let inputs = plan
+                .objects()
+                .iter()
+                .map(|p| {
+                    if p.mode.copies_in() {
+                        callee
+                            .read_bytes(top - p.offset_from_top, p.len())
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            frame.observed = Some(Box::new(Observed {
+                caller: c.domain.id,
+                slot: c.slot,
+                scalars,
+                inputs,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Hand a validated call to a server of a message-mode `callee` and
+    /// sleep until it replies. Counted like a migrated call: only once the
+    /// callee was entered.
+    fn forward(
+        &mut self,
+        caller: &'e Domain,
+        callee: &'e Domain,
+        slot: Slot,
+        entry: EntryIndex,
+        plan: ArgPlan,
+        scalars: [u64; MAX_SCALARS],
+    ) -> Step {
+        if let Some(code) = callee.health().refusal() {
+            return self.refuse(slot, code, &callee.name);
+        }
+        let reply = Arc::clone(
+            self.reply
+                .get_or_insert_with(|| Arc::new(ReplySlot::default())),
+        );
+        let call = Handoff {
+            thread: self.thread,
+            caller: caller.id,
+            slot,
+            entry,
+            plan,
+            scalars,
+            ancestors: self.ancestors.extended(self.domains()),
+        };
+        let held = self.held_in(callee.id);
+        if let Err(code) = self.engine.forward(callee.id, call, held, &reply) {
+            return self.refuse(slot, code, &callee.name);
+        }
+        let reply = reply.wait();
+        if reply.entered() {
+            self.engine.counters().call();
+            self.time.calls += 1;
+        }
+        match reply {
+            Reply::Returned {
+                status,
+                results,
+                time,
+            } => {
+                self.engine.counters().ret();
+                self.time.absorb_served(&time);
+                if let Some(top) = self.frames.last_mut() {
+                    answer(&mut top.vcpu, status, [results[0], results[1], 0, 0]);
+                }
+                Step::Continue
+            }
+            Reply::Refused(code) => self.refuse(slot, code, &callee.name),
+            Reply::Fault(report) => self.unwind(report),
+            Reply::Exited(code) => self.exit(code),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! A handed-off call, run for a message-mode server: the bottom frame's
+//! objects come from, and go back to, a caller waiting on another host
+//! thread. The message layer calls this through the handler the system
+//! gives it, never by name.
+
+use super::{Caller, Chain, Engine};
+use crate::domain::Domain;
+use crate::thread::handoff::{Handoff, Reply};
+use crate::thread::ThreadResult;
+use shared_abi::ErrorCode;
+
+impl<'e, E: Engine> Chain<'e, E> {
+    /// Run `call` in `domain` on this (server) host thread; the answer for
+    /// the waiting caller.
+    pub fn serve(engine: &'e E, domain: &'e Domain, call: &Handoff) -> Reply {
+        let Some(caller) = engine.domain(call.caller) else {
+            debug_assert!(false, "a hand-off from an unknown domain");
+            return Reply::Refused(ErrorCode::Internal);
+        };
+        let mut chain = Chain::new(engine, call.thread, call.ancestors.clone(), Some(caller));
+        let from = Caller {
+            domain: caller,
+            slot: call.slot,
+        };
+        match chain.enter(domain, Some(from), call.entry, call.plan, call.scalars) {
+            Ok(frame) => chain.frames.push(frame),
+            Err(code) => return Reply::Refused(code),
+        }
+        match chain.run_to_end() {
+            // A served chain's result already carries the caller's status word.
+            ThreadResult::Returned { status, results } => Reply::Returned {
+                status,
+                results,
+                time: chain.time,
+            },
+            ThreadResult::Faulted(report) => Reply::Fault(report),
+            ThreadResult::Exited { code } => Reply::Exited(code),
+            ThreadResult::NotStarted(_) | ThreadResult::Lost(_) => {
+                Reply::Refused(ErrorCode::Internal)
+            }
+        }
+    }
+}
