@@ -39,7 +39,7 @@ fn block_policy_waits_for_a_stack_then_succeeds() {
     let (_dog, sys) = one_stack_callee("block_policy_waits", "block");
     let b = sys.domain_by_name("b").unwrap();
     // Hold b's only stack as another thread would.
-    let held = X;
+    let held = b.take_stack(|| 0).expect("b's stack");
     std::thread::scope(|s| {
         let caller = s.spawn(|| sys.run_thread("d0", "drive_relay", &[1]));
         wait_until("the caller waits for b's stack", || b.stack_waits() == 1);
@@ -58,7 +58,7 @@ fn block_policy_waits_for_a_stack_then_succeeds() {
 fn fail_policy_refuses_at_once() {
     let (_dog, sys) = one_stack_callee("fail_policy_refuses", "fail");
     let b = sys.domain_by_name("b").unwrap();
-    let held = X;
+    let held = b.take_stack(|| 0).expect("b's stack");
     let out = sys.run_thread("d0", "drive_relay", &[1]);
     b.give_stack(held);
     // drive_relay reports its failed step (1) as an application status.
