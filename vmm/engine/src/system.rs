@@ -203,20 +203,18 @@ fn image_bytes(
     }
 }
 
-/// Resolve every domain's capabilities; any that names no booted entry
-/// fails the boot.
-fn resolve_caps(spec: &manifest::System, domains: &[Domain]) -> Result<CapTable, SystemError> {
+/// Resolve every domain's capabilities with `lookup` (domain index, entry
+/// name); any that names no booted entry fails the boot, where dropping it
+/// would shift every later slot onto another callee.
+fn resolve_caps(
+    spec: &manifest::System,
+    lookup: impl Fn(usize, &str) -> Option<Capability>,
+) -> Result<CapTable, SystemError> {
     let mut by_caller = Vec::with_capacity(spec.domains.len());
     for d in &spec.domains {
         let mut slots = Vec::with_capacity(d.capabilities.len());
         for c in &d.capabilities {
-            let resolved = domains.get(c.domain).and_then(|target| {
-                Some(Capability {
-                    domain: target.id,
-                    entry: target.entry_index(&c.entry)?,
-                })
-            });
-            let Some(cap) = resolved else {
+            let Some(cap) = lookup(c.domain, &c.entry) else {
                 return Err(SystemError::UnresolvedCapability {
                     domain: d.name.clone(),
                     capability: format!("#{}.{}", c.domain, c.entry),
@@ -256,7 +254,13 @@ impl Core {
                 inboxes.open(id, &d.name, d.stack_policy);
             }
         }
-        let caps = resolve_caps(&spec, &domains)?;
+        let caps = resolve_caps(&spec, |domain, entry| {
+            let target = domains.get(domain)?;
+            Some(Capability {
+                domain: target.id,
+                entry: target.entry_index(entry)?,
+            })
+        })?;
         Ok(Self {
             spec,
             domains,
@@ -584,5 +588,42 @@ impl System {
     /// The latency samples the guests recorded, by callee entry.
     pub fn latency(&self) -> LatencySummary {
         LatencySummary::collect(&self.core.domains, &self.core.caps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capability the lookup cannot resolve fails the boot; it used to be
+    /// dropped, so the next slot answered for it.
+    #[test]
+    fn an_unresolved_capability_fails_the_boot() {
+        let spec = manifest::System::parse(
+            "[[domain]]\nname = \"a\"\nimage = \"testguest\"\ncapabilities = [\"b.null\", \"b.echo\"]\n\
+             [[domain]]\nname = \"b\"\nimage = \"testguest\"\nexports = [\"null\", \"echo\"]\n",
+            None,
+        )
+        .unwrap();
+        let echo_only = |domain: usize, entry: &str| {
+            (entry == "echo").then(|| Capability {
+                domain: DomainId::from_index(domain).unwrap(),
+                entry: EntryIndex::new(1),
+            })
+        };
+        let err = resolve_caps(&spec, echo_only).unwrap_err();
+        assert!(
+            matches!(&err, SystemError::UnresolvedCapability { domain, capability } if domain == "a" && capability == "#1.null"),
+            "{err:?}"
+        );
+        let all = |domain: usize, _: &str| {
+            Some(Capability {
+                domain: DomainId::from_index(domain).unwrap(),
+                entry: EntryIndex::new(0),
+            })
+        };
+        let caps = resolve_caps(&spec, all).unwrap();
+        assert!(caps.get(DomainId::new(0), Slot::new(1)).is_some());
+        assert!(caps.get(DomainId::new(0), Slot::new(2)).is_none());
     }
 }

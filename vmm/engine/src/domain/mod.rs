@@ -298,6 +298,12 @@ impl Domain {
         self.layout.stack_top(stack.raw())
     }
 
+    /// Make this domain's next `n` vCPU creations fail (tests only).
+    #[cfg(feature = "test-util")]
+    pub fn fail_next_vcpu_creations(&self, n: u32) {
+        self.vcpus.fail_next_creations(n);
+    }
+
     /// Stacks in its pool.
     pub fn stack_capacity(&self) -> u32 {
         self.stacks.capacity()

@@ -19,23 +19,9 @@ pub struct VcpuPool {
     /// vCPU id taken once it was created, even after its fd is closed, so
     /// such a slot is never reused; it is only no longer counted as live.
     lost: AtomicU32,
-}
-
-/// Test hook: make the next `n` vCPU creations fail, as KVM would when out
-/// of memory. Exists only with the `test-util` feature.
-#[cfg(feature = "test-util")]
-pub static FAIL_NEXT_CREATIONS: AtomicU32 = AtomicU32::new(0);
-
-#[cfg(feature = "test-util")]
-fn injected_failure() -> bool {
-    FAIL_NEXT_CREATIONS
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-        .is_ok()
-}
-
-#[cfg(not(feature = "test-util"))]
-fn injected_failure() -> bool {
-    false
+    /// Test hook: creations still to fail as if KVM were out of memory.
+    #[cfg(feature = "test-util")]
+    fail_next: AtomicU32,
 }
 
 impl VcpuPool {
@@ -46,6 +32,8 @@ impl VcpuPool {
             idle: FreeList::empty(capacity),
             created: AtomicU32::new(0),
             lost: AtomicU32::new(0),
+            #[cfg(feature = "test-util")]
+            fail_next: AtomicU32::new(0),
         }
     }
 
@@ -68,7 +56,7 @@ impl VcpuPool {
             self.created.fetch_sub(1, Ordering::AcqRel);
             return Err(kvm_ioctls::Error::new(libc::ENOSPC));
         }
-        let made = if injected_failure() {
+        let made = if self.injected_failure() {
             Err(kvm_ioctls::Error::new(libc::ENOMEM))
         } else {
             create(slot)
@@ -78,6 +66,24 @@ impl VcpuPool {
             log::warn!("vCPU slot {slot} could not be created: {e}");
             self.lose();
         })
+    }
+
+    /// Make the next `n` creations fail (tests only).
+    #[cfg(feature = "test-util")]
+    pub fn fail_next_creations(&self, n: u32) {
+        self.fail_next.store(n, Ordering::Release);
+    }
+
+    #[cfg(feature = "test-util")]
+    fn injected_failure(&self) -> bool {
+        self.fail_next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    #[cfg(not(feature = "test-util"))]
+    fn injected_failure(&self) -> bool {
+        false
     }
 
     /// A vCPU taken from the pool was destroyed (its reset failed): it will

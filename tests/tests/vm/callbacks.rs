@@ -3,11 +3,9 @@
 //! its whole register state — GPRs, SSE (xmm6, xmm7, MXCSR), x87 control —
 //! intact. `regs_check` loads depth-specific patterns, calls, and compares.
 
-mod common;
+use crate::common::{boot, ok, testguest};
 
-use common::{boot, ok, testguest};
-
-fn ping_pong() -> (common::Watchdog, ferry_engine::system::System) {
+fn ping_pong() -> (crate::common::Watchdog, ferry_engine::system::System) {
     let toml = testguest("a", &["b.regs_check"], "stacks = 4")
         + &testguest("b", &["a.regs_check"], "stacks = 4");
     boot("callbacks", &toml)

@@ -1,9 +1,7 @@
 //! Every class of malformed argument list, sent by a real guest, gets its
 //! own error code, and the callee is never entered.
 
-mod common;
-
-use common::{boot, ok, testguest};
+use crate::common::{boot, ok, testguest};
 use ferry_engine::shared_abi::layout::PAGE_SIZE;
 use ferry_engine::shared_abi::ErrorCode;
 

@@ -1,9 +1,7 @@
 //! Many threads: two inside one domain at once (each on its own vCPU and
 //! stack), `spawn` within and over the quota, `exit` from depth.
 
-mod common;
-
-use common::{boot, ok, testguest, SPIN_TIMEOUT};
+use crate::common::{boot, ok, testguest, SPIN_TIMEOUT};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;
 
@@ -66,5 +64,5 @@ fn exit_from_depth_ends_the_thread_and_frees_every_stack() {
     let (_dog, sys) = boot("exit_from_depth", &toml);
     let out = sys.run_thread("d0", "forward", &[77]);
     assert_eq!(out.result, ThreadResult::Exited { code: 77 });
-    common::assert_all_returned(&sys);
+    crate::common::assert_all_returned(&sys);
 }

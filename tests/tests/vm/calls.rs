@@ -2,9 +2,7 @@
 //! caller's stack, one of zero length), application errors, caller identity,
 //! and nesting through 16 distinct domains.
 
-mod common;
-
-use common::{boot, ok, testguest};
+use crate::common::{boot, ok, testguest};
 use ferry_engine::observe::{CallEvent, CallObserver};
 use ferry_engine::shared_abi::{ArgMode, ErrorCode, APP_ERROR_BASE};
 use std::sync::{Arc, Mutex};
@@ -35,10 +33,10 @@ impl CallObserver for Recorder {
 
 #[test]
 fn call_return_with_in_out_inout_objects() {
-    let toml = testguest("driver", common::DRIVE_BASIC_CAPS, "") + &testguest("b", &[], "");
+    let toml = testguest("driver", crate::common::DRIVE_BASIC_CAPS, "") + &testguest("b", &[], "");
     let rec = Arc::new(Recorder::default());
     let (_dog, sys) =
-        common::boot_observed("call_return_with_in_out_inout_objects", &toml, rec.clone());
+        crate::common::boot_observed("call_return_with_in_out_inout_objects", &toml, rec.clone());
     let out = sys.run_thread("driver", "drive_basic", &[]);
     // The driver checks every answer itself and returns how many passed.
     assert_eq!(ok(&out.result), [8, 0], "{out:?}");
@@ -116,5 +114,5 @@ fn nesting_through_sixteen_distinct_domains() {
     assert_eq!(ok(&out.result), [DEPTH as u64, DEPTH as u64]);
     assert_eq!(sys.counters().calls(), DEPTH as u64);
     assert_eq!(sys.counters().returns(), DEPTH as u64);
-    common::assert_all_returned(&sys);
+    crate::common::assert_all_returned(&sys);
 }

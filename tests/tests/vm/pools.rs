@@ -2,9 +2,7 @@
 //! back (and the VMM counts the wait), `fail` answers `NoStack` at once, and
 //! a thread never waits for a stack that only it holds.
 
-mod common;
-
-use common::{boot, ok, testguest};
+use crate::common::{boot, ok, testguest};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;
 use std::time::{Duration, Instant};
@@ -24,7 +22,7 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
 fn one_stack_callee(
     name: &'static str,
     policy: &str,
-) -> (common::Watchdog, ferry_engine::system::System) {
+) -> (crate::common::Watchdog, ferry_engine::system::System) {
     let toml = testguest("d0", &["b.relay"], "")
         + &testguest(
             "b",
@@ -89,5 +87,5 @@ fn a_thread_never_waits_for_a_stack_only_it_holds() {
     );
     assert_eq!(sys.counters().refused(ErrorCode::NoStack), 1);
     assert_eq!(sys.domain_by_name("b").unwrap().stack_waits(), 0);
-    common::assert_all_returned(&sys);
+    crate::common::assert_all_returned(&sys);
 }

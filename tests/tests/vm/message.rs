@@ -2,9 +2,7 @@
 //! scenarios that apply to it, and really runs the callee on a server
 //! thread — while migrate mode runs it on the caller's own host thread.
 
-mod common;
-
-use common::{ok, testguest};
+use crate::common::{ok, testguest};
 use ferry_engine::observe::{CallEvent, CallObserver};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::system::System;
@@ -26,14 +24,17 @@ impl CallObserver for Threads {
     fn refused(&self, _: ferry_engine::ids::DomainId, _: ferry_engine::ids::Slot, _: ErrorCode) {}
 }
 
-fn boot_observed(name: &'static str, toml: &str) -> (common::Watchdog, System, Arc<Threads>) {
+fn boot_observed(
+    name: &'static str,
+    toml: &str,
+) -> (crate::common::Watchdog, System, Arc<Threads>) {
     let threads = Arc::new(Threads::default());
-    let (dog, sys) = common::boot_observed(name, toml, threads.clone());
+    let (dog, sys) = crate::common::boot_observed(name, toml, threads.clone());
     (dog, sys, threads)
 }
 
 fn basic(ipc: &str) -> (Vec<(String, ThreadId)>, ThreadId) {
-    let toml = testguest("driver", common::DRIVE_BASIC_CAPS, "")
+    let toml = testguest("driver", crate::common::DRIVE_BASIC_CAPS, "")
         + &testguest("b", &[], &format!("ipc = \"{ipc}\""));
     let (_dog, sys, threads) = boot_observed("basic", &toml);
     let out = sys.run_thread("driver", "drive_basic", &[]);
@@ -81,7 +82,7 @@ fn message_mode_nesting_mixed_with_migration() {
     assert_eq!(ok(&out.result), [4, 4]);
     let seen = threads.0.lock().unwrap().clone();
     assert_eq!(seen.len(), 4);
-    common::assert_all_returned(&sys);
+    crate::common::assert_all_returned(&sys);
 }
 
 #[test]

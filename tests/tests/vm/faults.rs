@@ -3,9 +3,7 @@
 //! faulted domain is quarantined and, once its last frame has left, reset
 //! in place and serving again.
 
-mod common;
-
-use common::{boot, ok, testguest};
+use crate::common::{boot, ok, testguest};
 use ferry_engine::domain::Health;
 use ferry_engine::fault::FaultReport;
 use ferry_engine::shared_abi::layout::PAGE_SIZE;
@@ -14,7 +12,7 @@ use ferry_engine::system::System;
 use ferry_engine::thread::ThreadResult;
 
 /// Boot a driver whose slot 0 is `target.<entry>` and slot 1 `target.sites`.
-fn setup(name: &'static str, entry: &str) -> (common::Watchdog, System) {
+fn setup(name: &'static str, entry: &str) -> (crate::common::Watchdog, System) {
     let cap = format!("target.{entry}");
     let toml = testguest("driver", &[&cap, "target.sites"], "") + &testguest("target", &[], "");
     boot(name, &toml)

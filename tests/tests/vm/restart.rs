@@ -3,9 +3,7 @@
 //! callers get `Fault`), and the last one out resets it in place — memory
 //! zeroed, image reloaded, generation + 1 — after which it serves again.
 
-mod common;
-
-use common::{boot, ok, testguest, SPIN_TIMEOUT};
+use crate::common::{boot, ok, testguest, SPIN_TIMEOUT};
 use ferry_engine::domain::Health;
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;

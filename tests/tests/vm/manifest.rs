@@ -1,14 +1,12 @@
 //! Host-side refusals: a system that cannot be started is refused before
 //! any thread runs, with a message naming both sides of the problem.
 
-mod common;
-
 use ferry_engine::domain::BootFailure;
 use ferry_engine::system::{System, SystemError};
 
 fn boot_err(toml: &str) -> SystemError {
-    let _dog = common::Watchdog::arm("manifest boot error");
-    common::require_kvm();
+    let _dog = crate::common::Watchdog::arm("manifest boot error");
+    crate::common::require_kvm();
     let spec = ferry_engine::manifest::System::parse(toml, None).unwrap();
     match System::boot(spec, None) {
         Ok(_) => panic!("booted a system that should be refused"),
@@ -25,7 +23,7 @@ fn entry_table_mismatch_names_both_sides() {
         matches!(&e, SystemError::Boot(b) if matches!(*b.failure, BootFailure::EntryMismatch { .. })),
         "{e:?}"
     );
-    let msg = common::chain(&e);
+    let msg = crate::common::chain(&e);
     assert!(
         msg.contains("frobnicate") && msg.contains("drive_basic"),
         "{msg}"
@@ -79,12 +77,15 @@ fn garbage_image_is_refused() {
 fn too_little_memory_is_refused() {
     let e =
         boot_err("[[domain]]\nname = \"x\"\nimage = \"testguest\"\nmemory_mib = 3\nstacks = 16\n");
-    assert!(common::chain(&e).contains("do not hold the image"), "{e}");
+    assert!(
+        crate::common::chain(&e).contains("do not hold the image"),
+        "{e}"
+    );
     // Memory that ends below the image base: the loader refuses the segments.
     let e = boot_err("[[domain]]\nname = \"x\"\nimage = \"testguest\"\nmemory_mib = 1\n");
     assert!(
-        common::chain(&e).contains("outside the image area"),
+        crate::common::chain(&e).contains("outside the image area"),
         "{}",
-        common::chain(&e)
+        crate::common::chain(&e)
     );
 }
