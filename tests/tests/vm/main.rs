@@ -1,0 +1,19 @@
+//! Every scenario that boots real VMs, in one test binary (one link, one
+//! process): calls and argument lists, call-backs, threads and pools,
+//! faults and restarts, message mode, boot errors, and the engine defects
+//! each fixed with a test. Tests that count or change process-wide things
+//! (allocations, file descriptors) keep binaries of their own.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod arglists;
+mod callbacks;
+mod calls;
+mod defects;
+mod faults;
+mod manifest;
+mod message;
+mod pools;
+mod restart;
+mod threads;
