@@ -58,11 +58,11 @@ exports = ["null"]
 /// Allocations, `KVM_RUN`s and other vCPU ioctls of one thread making `n`
 /// null calls.
 fn measure(sys: &ferry_engine::system::System, n: u64) -> (u64, u64, u64) {
-    let (runs0, other0) = ferry_engine::vcpu::ioctl_counts();
+    let (runs0, other0) = ferry_engine::testing::vcpu_ioctl_counts();
     let a0 = allocations();
     let out = sys.run_thread("caller", "loop_call", &[0, n, 0, 0]);
     let a1 = allocations();
-    let (runs1, other1) = ferry_engine::vcpu::ioctl_counts();
+    let (runs1, other1) = ferry_engine::testing::vcpu_ioctl_counts();
     assert_eq!(ok(&out.result), [n, 0], "{out:?}");
     (a1 - a0, runs1 - runs0, other1 - other0)
 }

@@ -58,7 +58,7 @@ fn a_fault_while_another_thread_is_inside_waits_for_it_to_leave() {
         );
         assert_eq!(b.generation(), 0, "no reset while a thread is inside");
         // Let the holder finish: it leaves b, its caller gets Fault, and b resets.
-        ferry_engine::guest_io::write(b.mem(), release, &1u64.to_le_bytes()).unwrap();
+        ferry_engine::testing::write_guest(b, release, &1u64.to_le_bytes()).unwrap();
         let out = holder.join().unwrap();
         assert!(
             matches!(out.result, ThreadResult::Returned { status, .. } if status == ErrorCode::Fault as u64),

@@ -17,26 +17,26 @@
 )]
 
 // Layer 1: leaves.
-pub mod arch;
+pub(crate) mod arch;
 pub mod clock;
-pub mod guest_io;
-pub mod hypercall;
+pub(crate) mod guest_io;
+pub(crate) mod hypercall;
 pub mod ids;
-pub mod images;
+pub(crate) mod images;
 pub mod kvm;
 pub mod manifest;
 pub mod observe;
-pub mod region;
+pub(crate) mod region;
 // Layer 2 and 3: a vCPU, and what its death means.
 pub mod fault;
-pub mod vcpu;
+pub(crate) mod vcpu;
 // Layer 4: domains.
 pub mod domain;
 // Layer 5: what a migrating thread carries.
 pub mod thread;
 // Layer 6: the two IPC paths, side by side.
-pub mod message;
-pub mod migrate;
+pub(crate) mod message;
+pub(crate) mod migrate;
 // Layer 7: the running system.
 pub mod stats;
 pub mod system;

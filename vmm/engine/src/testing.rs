@@ -9,3 +9,15 @@ use crate::domain::Domain;
 pub fn fail_next_vcpu_creations(domain: &Domain, n: u32) {
     domain.fail_next_vcpu_creations(n);
 }
+
+/// `KVM_RUN`s and other vCPU ioctls made so far, process-wide (the hot-path
+/// test asserts a warm call makes no ioctl but `KVM_RUN`).
+pub fn vcpu_ioctl_counts() -> (u64, u64) {
+    crate::vcpu::ioctl_counts()
+}
+
+/// Write `bytes` into `domain`'s memory at `addr`, as a test standing in
+/// for another party that shares the page would.
+pub fn write_guest(domain: &Domain, addr: u64, bytes: &[u8]) -> Result<(), String> {
+    crate::guest_io::write(domain.mem(), addr, bytes).map_err(|e| e.to_string())
+}

@@ -131,7 +131,7 @@ pub struct Domain {
 impl Domain {
     /// Create the VM, load the image, boot the guest to `Ready` and check its
     /// hello against `spec`.
-    pub fn boot(
+    pub(crate) fn boot(
         kvm: &Kvm,
         cpuid: &CpuId,
         id: DomainId,
@@ -223,14 +223,14 @@ impl Domain {
     }
 
     /// Log a guest's `Print` (bounded, checked against the data region).
-    pub fn print(&self, addr: u64, len: u64) {
+    pub(crate) fn print(&self, addr: u64, len: u64) {
         let text = self.read_text(addr, len, 4096);
         log::info!(target: "guest", "[{}] {}", self.name, text.trim_end());
     }
 
     /// The report for a guest panic on `vcpu`: its message read (bounded,
     /// checked) from this domain's memory.
-    pub fn panic_report(&self, vcpu: &mut Vcpu, addr: u64, len: u64) -> FaultReport {
+    pub(crate) fn panic_report(&self, vcpu: &mut Vcpu, addr: u64, len: u64) -> FaultReport {
         let message = self.read_text(addr, len, fault::MAX_PANIC_MESSAGE);
         fault::panic_report(vcpu, &self.name, message)
     }
@@ -255,7 +255,7 @@ impl Domain {
 
     /// Guest text (a print, a panic message): at most `max` bytes, only
     /// from the data region, lossily decoded; what went wrong otherwise.
-    pub fn read_text(&self, addr: u64, len: u64, max: u64) -> String {
+    pub(crate) fn read_text(&self, addr: u64, len: u64, max: u64) -> String {
         let range = match self.region.check(addr, len.min(max)) {
             Ok(r) => r,
             Err(e) => return format!("(text refused: {e})"),
@@ -274,7 +274,7 @@ impl Domain {
     /// A vCPU to run an invocation on: an idle one, or a new one. A vCPU
     /// that cannot be cleaned is destroyed and stops counting as live, so a
     /// later reset of the domain does not wait for it forever.
-    pub fn take_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {
+    pub(crate) fn take_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {
         let mut v = self.new_vcpu()?;
         if let Err(e) = v.ensure_clean() {
             self.vcpus.lose();
@@ -284,7 +284,7 @@ impl Domain {
     }
 
     /// Give a vCPU back once its invocation is over.
-    pub fn give_vcpu(&self, v: Vcpu) {
+    pub(crate) fn give_vcpu(&self, v: Vcpu) {
         self.vcpus.give(v);
     }
 
@@ -294,7 +294,7 @@ impl Domain {
     }
 
     /// The top of stack `stack` (frames grow down from here).
-    pub fn stack_top(&self, stack: StackIndex) -> u64 {
+    pub(crate) fn stack_top(&self, stack: StackIndex) -> u64 {
         self.layout.stack_top(stack.raw())
     }
 
@@ -320,7 +320,7 @@ impl Domain {
     }
 
     /// Bytes of a callee stack that objects and the invocation frame may use.
-    pub fn arg_budget(&self) -> u64 {
+    pub(crate) fn arg_budget(&self) -> u64 {
         self.layout.stack_size / 2
     }
 
@@ -351,7 +351,7 @@ impl Domain {
 
     /// Why the domain is not running, for frames unwound out of it: its
     /// fault, or a plain "domain stopped" when none was recorded.
-    pub fn fault_or_stopped(&self) -> FaultReport {
+    pub(crate) fn fault_or_stopped(&self) -> FaultReport {
         self.fault().unwrap_or_else(|| FaultReport {
             domain: self.name.clone(),
             vector: shared_abi::pseudo_vector::VCPU_ERROR,
@@ -366,7 +366,7 @@ impl Domain {
 
     /// A frame is about to enter: count it, unless the domain is not
     /// serving calls.
-    pub fn enter(&self) -> Result<(), ErrorCode> {
+    pub(crate) fn enter(&self) -> Result<(), ErrorCode> {
         self.active.fetch_add(1, Ordering::AcqRel);
         match self.health().refusal() {
             None => Ok(()),
@@ -379,7 +379,7 @@ impl Domain {
 
     /// A frame left (returned, unwound or never started). The last one out
     /// of a quarantined domain resets it, on its own host thread.
-    pub fn leave(&self) {
+    pub(crate) fn leave(&self) {
         let was = self.active.fetch_sub(1, Ordering::AcqRel);
         if was == 1 && self.health() == Health::Quarantined {
             self.try_reset();
@@ -392,7 +392,7 @@ impl Domain {
     }
 
     /// The domain faulted: quarantine it (the first report of a generation is kept).
-    pub fn quarantine(&self, report: &FaultReport) {
+    pub(crate) fn quarantine(&self, report: &FaultReport) {
         let first = self
             .health
             .compare_exchange(
@@ -579,7 +579,7 @@ impl Domain {
     }
 
     /// Count a spawned thread against the quota.
-    pub fn spawn_begin(&self) -> Result<(), ErrorCode> {
+    pub(crate) fn spawn_begin(&self) -> Result<(), ErrorCode> {
         let now = self.spawned.fetch_add(1, Ordering::AcqRel);
         if now >= self.max_spawned {
             self.spawned.fetch_sub(1, Ordering::AcqRel);
@@ -589,7 +589,7 @@ impl Domain {
     }
 
     /// A spawned thread ended.
-    pub fn spawn_end(&self) {
+    pub(crate) fn spawn_end(&self) {
         self.spawned.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -622,7 +622,7 @@ impl Domain {
 
     /// Read a range the VMM chose itself (a callee stack it wrote; used by
     /// observers). Guest-named ranges go through [`DataRegion::check`].
-    pub fn read_bytes(&self, addr: u64, len: u64) -> Result<Vec<u8>, GuestMemError> {
+    pub(crate) fn read_bytes(&self, addr: u64, len: u64) -> Result<Vec<u8>, GuestMemError> {
         let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
         guest_io::read(&self.mem, addr, &mut buf)?;
         Ok(buf)
