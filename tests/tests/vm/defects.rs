@@ -36,3 +36,32 @@ fn a_failed_vcpu_creation_does_not_kill_later_restarts() {
     assert_eq!(ok(&sys.run_thread("target", "forward", &[]).result), [1, 1]);
     crate::common::assert_all_returned(&sys);
 }
+
+/// A message-mode call refused by the server side (here: its callee has no
+/// free stack under `fail`) used to count as a call *and* a refusal, while
+/// migrate mode counted only calls that entered their callee. Both count
+/// alike now: a refusal, no call.
+#[test]
+fn both_ipc_paths_count_a_refused_call_alike() {
+    for ipc in ["migrate", "message"] {
+        let b = format!("ipc = \"{ipc}\"\nstacks = 1\nstack_policy = \"fail\"");
+        let toml = testguest("driver", &["b.null"], "") + &testguest("b", &[], &b);
+        let (_dog, sys) = boot("both_ipc_paths_count_alike", &toml);
+        let callee = sys.domain_by_name("b").unwrap();
+        let held = callee.take_stack(|| 0).expect("b's one stack");
+        let out = sys.run_thread("driver", "forward", &[]);
+        assert!(
+            matches!(out.result, ThreadResult::Returned { status, .. } if status == ErrorCode::NoStack as u64),
+            "{ipc}: {out:?}"
+        );
+        assert_eq!(
+            sys.counters().calls(),
+            0,
+            "{ipc}: a refused call is no call"
+        );
+        assert_eq!(sys.counters().refused(ErrorCode::NoStack), 1, "{ipc}");
+        callee.give_stack(held);
+        assert_eq!(ok(&sys.run_thread("driver", "forward", &[]).result), [0, 0]);
+        assert_eq!(sys.counters().calls(), 1, "{ipc}: the call that entered");
+    }
+}
