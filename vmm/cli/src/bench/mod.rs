@@ -229,7 +229,7 @@ struct FigureSpec {
     modes: &'static [Mode],
     /// Parameter values (one figure each), or none for one figure per mode.
     params: &'static [u64],
-    /// The figure's name for a parameter (ignored without parameters).
+    /// The figure's name for a parameter (given 0 for a row without parameters).
     label: fn(u64) -> String,
     what: What,
     schedule: Schedule,
