@@ -1,7 +1,10 @@
-//! A system description: TOML in, a validated [`System`] out.
+//! A system description: TOML (or a [`Document`] built by code) in, a
+//! validated [`System`] out.
 //!
-//! Everything a user can get wrong is caught here with a message naming the
-//! domain and field, before a single VM exists.
+//! Everything a user can get wrong is caught here, as a [`ManifestError`]
+//! variant whose message names the domain and field, before a single VM
+//! exists. Code that generates a system builds a [`Document`] rather than
+//! formatting TOML, and can serialize it with `toml::to_string`.
 //!
 //! ```toml
 //! [[domain]]
@@ -22,71 +25,291 @@
 //! args = [1000]
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared_abi::layout::{MAX_MEMORY, MAX_VCPUS, PAGE_SIZE};
 use shared_abi::MAX_SCALARS;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// Why a manifest was refused.
+/// Most domains one system may have.
+pub const MAX_DOMAINS: usize = 4096;
+
+/// Why a manifest was refused. Each rule has its own variant, so a caller
+/// (or a test) can match on what was wrong rather than on message text.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// The file could not be read.
+    /// The file named on the command line is missing or unreadable.
     #[error("cannot read manifest {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
+        /// Why it could not be read.
         source: std::io::Error,
     },
-    /// Not valid TOML, or a field of the wrong type or unknown.
+    /// The text is not TOML of the expected shape: a syntax error, a field
+    /// of the wrong type, or an unknown field (typos are refused, not ignored).
     #[error("manifest is not valid")]
     Parse(#[from] toml::de::Error),
-    /// A rule about the described system was broken.
-    #[error("manifest: {0}")]
-    Invalid(String),
+    /// A system needs at least one domain to run anything in.
+    #[error("manifest: no [[domain]] is described")]
+    NoDomains,
+    /// Domain ids must fit the ABI's domain numbering.
+    #[error("manifest: {count} domains (at most {MAX_DOMAINS})")]
+    TooManyDomains {
+        /// How many were described.
+        count: usize,
+    },
+    /// A capability is written `domain.entry`, so a name with a `.` (or
+    /// none at all) could never be referred to.
+    #[error("manifest: domain name `{name}` must be non-empty and contain no `.`")]
+    BadDomainName {
+        /// The name as written.
+        name: String,
+    },
+    /// Capabilities and threads name domains, so names must be unique.
+    #[error("manifest: domain `{name}` is described twice")]
+    DuplicateDomain {
+        /// The repeated name.
+        name: String,
+    },
+    /// Guest memory must hold at least the image and fit the guest layout.
+    #[error("manifest: domain `{domain}`: memory_mib = {memory_mib} (must be 1..={})", MAX_MEMORY >> 20)]
+    BadMemory {
+        /// The domain.
+        domain: String,
+        /// The value as written.
+        memory_mib: u64,
+    },
+    /// Each stack is a vCPU's, so their number is bounded by KVM's vCPUs.
+    #[error("manifest: domain `{domain}`: stacks = {stacks} (must be 1..={MAX_VCPUS})")]
+    BadStacks {
+        /// The domain.
+        domain: String,
+        /// The value as written.
+        stacks: u32,
+    },
+    /// Stacks are whole pages (with a guard page) inside guest memory.
+    #[error("manifest: domain `{domain}`: stack_kib = {stack_kib} (must be a multiple of 4, at least 8, within memory)")]
+    BadStackSize {
+        /// The domain.
+        domain: String,
+        /// The value as written.
+        stack_kib: u64,
+    },
+    /// Entry names are matched against the image's entry table, which
+    /// holds names of bounded length.
+    #[error(
+        "manifest: domain `{domain}`: export `{export}` is empty or longer than {} bytes",
+        shared_abi::ENTRY_NAME_MAX
+    )]
+    BadExport {
+        /// The domain.
+        domain: String,
+        /// The export as written.
+        export: String,
+    },
+    /// An export listed twice would be ambiguous in the entry table.
+    #[error("manifest: domain `{domain}`: export `{export}` is listed twice")]
+    DuplicateExport {
+        /// The domain.
+        domain: String,
+        /// The repeated export.
+        export: String,
+    },
+    /// A capability has no `.` between the domain and the entry.
+    #[error("manifest: domain `{domain}`: capability `{capability}` is not `domain.entry`")]
+    BadCapability {
+        /// The domain holding it.
+        domain: String,
+        /// The capability as written.
+        capability: String,
+    },
+    /// A capability's target domain is not in the manifest.
+    #[error(
+        "manifest: domain `{domain}`: capability `{capability}` names unknown domain `{target}`"
+    )]
+    UnknownCapabilityDomain {
+        /// The domain holding it.
+        domain: String,
+        /// The capability as written.
+        capability: String,
+        /// The missing domain.
+        target: String,
+    },
+    /// Only exported entries may be called from outside a domain.
+    #[error("manifest: domain `{domain}`: capability `{capability}`: domain `{target}` does not export `{entry}`")]
+    NotExported {
+        /// The domain holding it.
+        domain: String,
+        /// The capability as written.
+        capability: String,
+        /// The domain it names.
+        target: String,
+        /// The entry that domain does not export.
+        entry: String,
+    },
+    /// A `[[thread]]` starts in a domain that is not in the manifest.
+    #[error("manifest: thread names unknown domain `{domain}`")]
+    UnknownThreadDomain {
+        /// The domain as written.
+        domain: String,
+    },
+    /// A thread can only start in an exported entry.
+    #[error("manifest: thread starts in `{domain}.{entry}`, which is not exported")]
+    ThreadEntryNotExported {
+        /// Its domain.
+        domain: String,
+        /// Its entry.
+        entry: String,
+    },
+    /// Arguments travel in the registers of the call ABI.
+    #[error("manifest: thread in `{domain}.{entry}` has {count} args (at most {MAX_SCALARS})")]
+    TooManyArgs {
+        /// Its domain.
+        domain: String,
+        /// Its entry.
+        entry: String,
+        /// How many args were given.
+        count: usize,
+    },
 }
 
-fn invalid(msg: impl Into<String>) -> ManifestError {
-    ManifestError::Invalid(msg.into())
-}
-
-#[derive(Debug, Deserialize)]
+/// A manifest as written: what the TOML says, before any check. Code that
+/// builds a system builds one of these (no TOML text to format) and hands
+/// it to [`System::from_document`], or serializes it with `toml::to_string`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawManifest {
-    #[serde(default)]
-    domain: Vec<RawDomain>,
-    #[serde(default)]
-    thread: Vec<RawThread>,
+pub struct Document {
+    /// The `[[domain]]` tables, in order (a domain's id is its index).
+    #[serde(default, rename = "domain")]
+    pub domains: Vec<DomainEntry>,
+    /// The `[[thread]]` tables.
+    #[serde(default, rename = "thread", skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<ThreadEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+impl Document {
+    /// Add a domain (builder style).
+    #[must_use]
+    pub fn domain(mut self, d: DomainEntry) -> Self {
+        self.domains.push(d);
+        self
+    }
+
+    /// Add an initial thread (builder style).
+    #[must_use]
+    pub fn thread(mut self, t: ThreadEntry) -> Self {
+        self.threads.push(t);
+        self
+    }
+}
+
+/// One `[[domain]]` table as written; [`DomainEntry::new`] gives the same
+/// defaults as omitted fields do in TOML.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawDomain {
-    name: String,
-    image: String,
+pub struct DomainEntry {
+    /// Unique name.
+    pub name: String,
+    /// A built-in image's name, or a path to an ELF file.
+    pub image: String,
+    /// Guest memory in MiB.
     #[serde(default = "default_memory_mib")]
-    memory_mib: u64,
+    pub memory_mib: u64,
+    /// Stacks in the pool.
     #[serde(default = "default_stacks")]
-    stacks: u32,
+    pub stacks: u32,
+    /// KiB per stack.
     #[serde(default = "default_stack_kib")]
-    stack_kib: u64,
+    pub stack_kib: u64,
+    /// Entries others may hold capabilities to.
     #[serde(default)]
-    exports: Vec<String>,
+    pub exports: Vec<String>,
+    /// `domain.entry` per slot.
     #[serde(default)]
-    capabilities: Vec<String>,
+    pub capabilities: Vec<String>,
+    /// What a call does when no stack is free.
     #[serde(default)]
-    stack_policy: StackPolicy,
+    pub stack_policy: StackPolicy,
+    /// Most threads its guest may spawn and have running.
     #[serde(default = "default_max_spawned")]
-    max_spawned: u32,
+    pub max_spawned: u32,
+    /// How calls into it are carried out.
     #[serde(default)]
-    ipc: Ipc,
+    pub ipc: Ipc,
+}
+
+impl DomainEntry {
+    /// A domain running `image`, every other field at its default.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            image: image.into(),
+            memory_mib: default_memory_mib(),
+            stacks: default_stacks(),
+            stack_kib: default_stack_kib(),
+            exports: Vec::new(),
+            capabilities: Vec::new(),
+            stack_policy: StackPolicy::default(),
+            max_spawned: default_max_spawned(),
+            ipc: Ipc::default(),
+        }
+    }
+
+    /// Set the memory in MiB.
+    #[must_use]
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Set the number of stacks and their size in KiB.
+    #[must_use]
+    pub fn stacks(mut self, stacks: u32, stack_kib: u64) -> Self {
+        self.stacks = stacks;
+        self.stack_kib = stack_kib;
+        self
+    }
+
+    /// Set how calls into it are carried out.
+    #[must_use]
+    pub fn ipc(mut self, ipc: Ipc) -> Self {
+        self.ipc = ipc;
+        self
+    }
+
+    /// Set the stack policy.
+    #[must_use]
+    pub fn stack_policy(mut self, policy: StackPolicy) -> Self {
+        self.stack_policy = policy;
+        self
+    }
+
+    /// Set the most spawned threads.
+    #[must_use]
+    pub fn max_spawned(mut self, n: u32) -> Self {
+        self.max_spawned = n;
+        self
+    }
+
+    /// Set the exported entries.
+    #[must_use]
+    pub fn exports<S: Into<String>>(mut self, exports: impl IntoIterator<Item = S>) -> Self {
+        self.exports = exports.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Set the capabilities, `domain.entry` each, slot 0 first.
+    #[must_use]
+    pub fn capabilities<S: Into<String>>(mut self, caps: impl IntoIterator<Item = S>) -> Self {
+        self.capabilities = caps.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 fn default_max_spawned() -> u32 {
     4
 }
-
 fn default_memory_mib() -> u64 {
     16
 }
@@ -97,17 +320,32 @@ fn default_stack_kib() -> u64 {
     64
 }
 
-#[derive(Debug, Deserialize)]
+/// One `[[thread]]` table as written.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawThread {
-    domain: String,
-    entry: String,
+pub struct ThreadEntry {
+    /// Its home domain's name.
+    pub domain: String,
+    /// The exported entry it starts in.
+    pub entry: String,
+    /// Its scalars.
     #[serde(default)]
-    args: Vec<u64>,
+    pub args: Vec<u64>,
+}
+
+impl ThreadEntry {
+    /// A thread starting in `domain.entry` with `args`.
+    pub fn new(domain: impl Into<String>, entry: impl Into<String>, args: &[u64]) -> Self {
+        Self {
+            domain: domain.into(),
+            entry: entry.into(),
+            args: args.to_vec(),
+        }
+    }
 }
 
 /// What a call does when the callee's stack pool is empty.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StackPolicy {
     /// Wait until another thread gives a stack back (never for a stack only
@@ -119,7 +357,7 @@ pub enum StackPolicy {
 }
 
 /// How calls into a domain are carried out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ipc {
     /// The calling thread itself migrates into the domain (Ferry's design).
@@ -150,7 +388,7 @@ pub struct CapabilitySpec {
 }
 
 /// One validated domain.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainSpec {
     /// Unique name.
     pub name: String,
@@ -175,7 +413,7 @@ pub struct DomainSpec {
 }
 
 /// One initial thread.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadSpec {
     /// Index of its home domain.
     pub domain: usize,
@@ -186,12 +424,75 @@ pub struct ThreadSpec {
 }
 
 /// A validated system description.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct System {
     /// The domains, in manifest order (a domain's id is its index).
     pub domains: Vec<DomainSpec>,
     /// The initial threads.
     pub threads: Vec<ThreadSpec>,
+}
+
+/// Check one domain's own fields (capabilities are resolved later, once
+/// every domain is known).
+fn validate_domain(d: &DomainEntry, base: Option<&Path>) -> Result<DomainSpec, ManifestError> {
+    let memory = d
+        .memory_mib
+        .checked_mul(1 << 20)
+        .filter(|m| (1 << 20..=MAX_MEMORY).contains(m))
+        .ok_or_else(|| ManifestError::BadMemory {
+            domain: d.name.clone(),
+            memory_mib: d.memory_mib,
+        })?;
+    if d.stacks == 0 || d.stacks > MAX_VCPUS {
+        return Err(ManifestError::BadStacks {
+            domain: d.name.clone(),
+            stacks: d.stacks,
+        });
+    }
+    let stack_size = d
+        .stack_kib
+        .checked_mul(1024)
+        .filter(|s| *s >= 2 * PAGE_SIZE && s % PAGE_SIZE == 0 && *s <= memory)
+        .ok_or_else(|| ManifestError::BadStackSize {
+            domain: d.name.clone(),
+            stack_kib: d.stack_kib,
+        })?;
+    let mut exports = HashSet::new();
+    for e in &d.exports {
+        if e.is_empty() || e.len() > shared_abi::ENTRY_NAME_MAX {
+            return Err(ManifestError::BadExport {
+                domain: d.name.clone(),
+                export: e.clone(),
+            });
+        }
+        if !exports.insert(e.as_str()) {
+            return Err(ManifestError::DuplicateExport {
+                domain: d.name.clone(),
+                export: e.clone(),
+            });
+        }
+    }
+    let image = if d.image.contains('/') || d.image.ends_with(".elf") {
+        let p = PathBuf::from(&d.image);
+        ImageSource::File(match base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p,
+        })
+    } else {
+        ImageSource::Builtin(d.image.clone())
+    };
+    Ok(DomainSpec {
+        name: d.name.clone(),
+        image,
+        memory,
+        stacks: d.stacks,
+        stack_size,
+        exports: d.exports.clone(),
+        capabilities: Vec::new(),
+        stack_policy: d.stack_policy,
+        max_spawned: d.max_spawned,
+        ipc: d.ipc,
+    })
 }
 
 /// The demo system `ferry run` boots when given no manifest.
@@ -210,142 +511,92 @@ impl System {
 
     /// Validate manifest text; relative image paths resolve against `base`.
     pub fn parse(text: &str, base: Option<&Path>) -> Result<Self, ManifestError> {
-        let raw: RawManifest = toml::from_str(text)?;
-        if raw.domain.is_empty() {
-            return Err(invalid("no [[domain]] is described"));
+        Self::from_document(&toml::from_str(text)?, base)
+    }
+
+    /// Validate a manifest built by code (or parsed); relative image paths
+    /// resolve against `base`.
+    pub fn from_document(doc: &Document, base: Option<&Path>) -> Result<Self, ManifestError> {
+        if doc.domains.is_empty() {
+            return Err(ManifestError::NoDomains);
         }
-        if raw.domain.len() > 4096 {
-            return Err(invalid("more than 4096 domains"));
-        }
-        let mut names = HashSet::new();
-        for d in &raw.domain {
-            if d.name.is_empty() || d.name.contains('.') {
-                return Err(invalid(format!(
-                    "domain name `{}` must be non-empty and contain no `.`",
-                    d.name
-                )));
-            }
-            if !names.insert(d.name.as_str()) {
-                return Err(invalid(format!("domain `{}` is described twice", d.name)));
-            }
-        }
-        let index_of = |name: &str| raw.domain.iter().position(|d| d.name == name);
-        let mut domains = Vec::with_capacity(raw.domain.len());
-        for d in &raw.domain {
-            let memory = d
-                .memory_mib
-                .checked_mul(1 << 20)
-                .filter(|m| (1 << 20..=MAX_MEMORY).contains(m))
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "domain `{}`: memory_mib = {} (must be 1..={})",
-                        d.name,
-                        d.memory_mib,
-                        MAX_MEMORY >> 20
-                    ))
-                })?;
-            if d.stacks == 0 || d.stacks > MAX_VCPUS {
-                return Err(invalid(format!(
-                    "domain `{}`: stacks = {} (must be 1..={MAX_VCPUS})",
-                    d.name, d.stacks
-                )));
-            }
-            let stack_size = d
-                .stack_kib
-                .checked_mul(1024)
-                .filter(|s| *s >= 2 * PAGE_SIZE && s % PAGE_SIZE == 0 && *s <= memory);
-            let stack_size = stack_size.ok_or_else(|| {
-                invalid(format!("domain `{}`: stack_kib = {} (must be a multiple of 4, at least 8, within memory)", d.name, d.stack_kib))
-            })?;
-            let mut exports = HashSet::new();
-            for e in &d.exports {
-                if e.is_empty()
-                    || e.len() > shared_abi::ENTRY_NAME_MAX
-                    || !exports.insert(e.as_str())
-                {
-                    return Err(invalid(format!(
-                        "domain `{}`: export `{e}` is empty, too long or listed twice",
-                        d.name
-                    )));
-                }
-            }
-            let image = if d.image.contains('/') || d.image.ends_with(".elf") {
-                let p = PathBuf::from(&d.image);
-                ImageSource::File(match base {
-                    Some(b) if p.is_relative() => b.join(p),
-                    _ => p,
-                })
-            } else {
-                ImageSource::Builtin(d.image.clone())
-            };
-            domains.push(DomainSpec {
-                name: d.name.clone(),
-                image,
-                memory,
-                stacks: d.stacks,
-                stack_size,
-                exports: d.exports.clone(),
-                capabilities: Vec::new(),
-                stack_policy: d.stack_policy,
-                max_spawned: d.max_spawned,
-                ipc: d.ipc,
+        if doc.domains.len() > MAX_DOMAINS {
+            return Err(ManifestError::TooManyDomains {
+                count: doc.domains.len(),
             });
         }
-        for (i, d) in raw.domain.iter().enumerate() {
+        let mut names = HashSet::new();
+        for d in &doc.domains {
+            if d.name.is_empty() || d.name.contains('.') {
+                return Err(ManifestError::BadDomainName {
+                    name: d.name.clone(),
+                });
+            }
+            if !names.insert(d.name.as_str()) {
+                return Err(ManifestError::DuplicateDomain {
+                    name: d.name.clone(),
+                });
+            }
+        }
+        let index_of = |name: &str| doc.domains.iter().position(|d| d.name == name);
+        let mut domains = Vec::with_capacity(doc.domains.len());
+        for d in &doc.domains {
+            domains.push(validate_domain(d, base)?);
+        }
+        for (d, spec) in doc.domains.iter().zip(domains.iter_mut()) {
             let mut caps = Vec::with_capacity(d.capabilities.len());
             for c in &d.capabilities {
-                let (target, entry) = c.split_once('.').ok_or_else(|| {
-                    invalid(format!(
-                        "domain `{}`: capability `{c}` is not `domain.entry`",
-                        d.name
-                    ))
+                let (target, entry) =
+                    c.split_once('.')
+                        .ok_or_else(|| ManifestError::BadCapability {
+                            domain: d.name.clone(),
+                            capability: c.clone(),
+                        })?;
+                let t = index_of(target).ok_or_else(|| ManifestError::UnknownCapabilityDomain {
+                    domain: d.name.clone(),
+                    capability: c.clone(),
+                    target: target.to_owned(),
                 })?;
-                let t = index_of(target).ok_or_else(|| {
-                    invalid(format!(
-                        "domain `{}`: capability `{c}` names unknown domain `{target}`",
-                        d.name
-                    ))
-                })?;
-                if !raw
-                    .domain
+                if !doc
+                    .domains
                     .get(t)
                     .is_some_and(|td| td.exports.iter().any(|e| e == entry))
                 {
-                    return Err(invalid(format!(
-                        "domain `{}`: capability `{c}`: domain `{target}` does not export `{entry}`",
-                        d.name
-                    )));
+                    return Err(ManifestError::NotExported {
+                        domain: d.name.clone(),
+                        capability: c.clone(),
+                        target: target.to_owned(),
+                        entry: entry.to_owned(),
+                    });
                 }
                 caps.push(CapabilitySpec {
                     domain: t,
                     entry: entry.to_owned(),
                 });
             }
-            if let Some(spec) = domains.get_mut(i) {
-                spec.capabilities = caps;
-            }
+            spec.capabilities = caps;
         }
-        let mut threads = Vec::with_capacity(raw.thread.len());
-        for t in &raw.thread {
-            let d = index_of(&t.domain)
-                .ok_or_else(|| invalid(format!("thread names unknown domain `{}`", t.domain)))?;
-            if !raw
-                .domain
+        let mut threads = Vec::with_capacity(doc.threads.len());
+        for t in &doc.threads {
+            let d = index_of(&t.domain).ok_or_else(|| ManifestError::UnknownThreadDomain {
+                domain: t.domain.clone(),
+            })?;
+            if !doc
+                .domains
                 .get(d)
                 .is_some_and(|dd| dd.exports.contains(&t.entry))
             {
-                return Err(invalid(format!(
-                    "thread starts in `{}.{}`, which is not exported",
-                    t.domain, t.entry
-                )));
+                return Err(ManifestError::ThreadEntryNotExported {
+                    domain: t.domain.clone(),
+                    entry: t.entry.clone(),
+                });
             }
             if t.args.len() > MAX_SCALARS {
-                return Err(invalid(format!(
-                    "thread in `{}.{}` has {} args (at most {MAX_SCALARS})",
-                    t.domain,
-                    t.entry,
-                    t.args.len()
-                )));
+                return Err(ManifestError::TooManyArgs {
+                    domain: t.domain.clone(),
+                    entry: t.entry.clone(),
+                    count: t.args.len(),
+                });
             }
             threads.push(ThreadSpec {
                 domain: d,
@@ -413,47 +664,149 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        let cases = [
-            (GOOD.replace("b.y", "c.y"), "unknown domain `c`"),
-            (GOOD.replace("b.y", "b.z"), "does not export `z`"),
-            (GOOD.replace("b.y", "by"), "is not `domain.entry`"),
+        use ManifestError as E;
+        let with =
+            |field: &str| GOOD.replace("exports = [\"x\"]", &format!("exports = [\"x\"]\n{field}"));
+        type Is = fn(&ManifestError) -> bool;
+        let cases: [(String, Is, &str); 13] = [
+            (
+                GOOD.replace("b.y", "c.y"),
+                |e| matches!(e, E::UnknownCapabilityDomain { target, .. } if target == "c"),
+                "capability `c.y` names unknown domain `c`",
+            ),
+            (
+                GOOD.replace("b.y", "b.z"),
+                |e| matches!(e, E::NotExported { entry, .. } if entry == "z"),
+                "does not export `z`",
+            ),
+            (
+                GOOD.replace("b.y", "by"),
+                |e| matches!(e, E::BadCapability { capability, .. } if capability == "by"),
+                "is not `domain.entry`",
+            ),
             (
                 GOOD.replace("name = \"b\"", "name = \"a\""),
+                |e| matches!(e, E::DuplicateDomain { name } if name == "a"),
                 "described twice",
             ),
             (
+                GOOD.replace("name = \"b\"", "name = \"b.c\""),
+                |e| matches!(e, E::BadDomainName { name } if name == "b.c"),
+                "contain no `.`",
+            ),
+            (
                 GOOD.replace("entry = \"x\"", "entry = \"q\""),
+                |e| matches!(e, E::ThreadEntryNotExported { entry, .. } if entry == "q"),
                 "not exported",
             ),
             (
-                GOOD.replace("exports = [\"x\"]", "exports = [\"x\"]\nstacks = 0"),
+                GOOD.replace("domain = \"a\"", "domain = \"zz\""),
+                |e| matches!(e, E::UnknownThreadDomain { domain } if domain == "zz"),
+                "unknown domain `zz`",
+            ),
+            (
+                GOOD.replace("args = [1, 2]", "args = [1, 2, 3, 4, 5, 6, 7]"),
+                |e| matches!(e, E::TooManyArgs { count: 7, .. }),
+                "has 7 args",
+            ),
+            (
+                with("stacks = 0"),
+                |e| matches!(e, E::BadStacks { stacks: 0, .. }),
                 "stacks = 0",
             ),
             (
-                GOOD.replace("exports = [\"x\"]", "exports = [\"x\"]\nstack_kib = 5"),
+                with("stack_kib = 5"),
+                |e| matches!(e, E::BadStackSize { stack_kib: 5, .. }),
                 "stack_kib = 5",
             ),
             (
-                GOOD.replace(
-                    "exports = [\"x\"]",
-                    "exports = [\"x\"]\nmemory_mib = 100000",
-                ),
+                with("memory_mib = 100000"),
+                |e| {
+                    matches!(
+                        e,
+                        E::BadMemory {
+                            memory_mib: 100_000,
+                            ..
+                        }
+                    )
+                },
                 "memory_mib",
             ),
             (
-                GOOD.replace("exports = [\"x\"]", "exports = [\"x\"]\ncolour = 1"),
+                with("colour = 1"),
+                |e| matches!(e, E::Parse(_)),
                 "unknown field",
             ),
-            ("".to_owned(), "no [[domain]]"),
+            (
+                String::new(),
+                |e| matches!(e, E::NoDomains),
+                "no [[domain]]",
+            ),
         ];
-        for (text, want) in cases {
+        for (text, is, want) in cases {
             let err = System::parse(&text, None).unwrap_err();
-            let err = match std::error::Error::source(&err) {
+            assert!(is(&err), "{err:?} is not the expected variant");
+            let msg = match std::error::Error::source(&err) {
                 Some(cause) => format!("{err}: {cause}"),
                 None => err.to_string(),
             };
-            assert!(err.contains(want), "{err:?} should mention {want:?}");
+            assert!(msg.contains(want), "{msg:?} should mention {want:?}");
         }
+        let twice = GOOD.replace("exports = [\"x\"]", "exports = [\"x\", \"x\"]");
+        assert!(matches!(
+            System::parse(&twice, None),
+            Err(E::DuplicateExport { export, .. }) if export == "x"
+        ));
+        let empty = GOOD.replace("exports = [\"x\"]", "exports = [\"x\", \"\"]");
+        assert!(matches!(
+            System::parse(&empty, None),
+            Err(E::BadExport { export, .. }) if export.is_empty()
+        ));
+    }
+
+    /// A manifest built by code, serialized and parsed back, is the same
+    /// manifest, and validates to the same system as the value itself.
+    #[test]
+    fn built_manifest_round_trips() {
+        let doc = Document::default()
+            .domain(
+                DomainEntry::new("a", "testguest")
+                    .memory_mib(8)
+                    .stacks(2, 32)
+                    .exports(["x"])
+                    .capabilities(["b.y"])
+                    .stack_policy(StackPolicy::Fail)
+                    .max_spawned(1),
+            )
+            .domain(
+                DomainEntry::new("b", "dir/b.elf")
+                    .ipc(Ipc::Message)
+                    .exports(["y"]),
+            )
+            .thread(ThreadEntry::new("a", "x", &[1, 2]));
+        let text = toml::to_string(&doc).unwrap();
+        let back: Document = toml::from_str(&text).unwrap();
+        assert_eq!(back, doc, "{text}");
+        let base = Some(Path::new("/m"));
+        assert_eq!(
+            System::parse(&text, base).unwrap(),
+            System::from_document(&doc, base).unwrap()
+        );
+        // The builder's defaults are TOML's defaults.
+        let minimal: Document =
+            toml::from_str("[[domain]]\nname = \"a\"\nimage = \"testguest\"\n").unwrap();
+        assert_eq!(
+            minimal,
+            Document::default().domain(DomainEntry::new("a", "testguest"))
+        );
+    }
+
+    #[test]
+    fn demo_manifest_round_trips() {
+        let doc: Document = toml::from_str(DEMO_MANIFEST).unwrap();
+        let text = toml::to_string(&doc).unwrap();
+        assert_eq!(toml::from_str::<Document>(&text).unwrap(), doc, "{text}");
+        assert_eq!(System::parse(&text, None).unwrap(), System::demo().unwrap());
     }
 
     proptest::proptest! {

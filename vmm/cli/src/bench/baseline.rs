@@ -8,9 +8,14 @@ use super::report::{CallbackCost, Machine};
 use super::stats::Stats;
 use ferry_engine::clock;
 use ferry_engine::kvm::KvmError;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe2, read, sysconf, write, ForkResult, Pid, SysconfVar};
 use std::hint::black_box;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,21 +28,24 @@ const MAX_VCPU_CREATES: usize = 64;
 /// Why a baseline could not be measured.
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
-    /// `pipe2` failed.
+    /// `pipe2` failed (out of descriptors).
     #[error("cannot create a pipe")]
-    Pipe(#[source] io::Error),
-    /// `fork` failed.
+    Pipe(#[source] Errno),
+    /// `fork` failed (out of processes or memory).
     #[error("cannot fork the pipe partner process")]
-    Fork(#[source] io::Error),
+    Fork(#[source] Errno),
     /// Reading or changing the CPU affinity failed.
     #[error("cannot pin the pipe ping-pong to one CPU")]
-    Affinity(#[source] io::Error),
+    Affinity(#[source] Errno),
     /// A read or write on the pipes failed.
     #[error("the pipe ping-pong failed")]
-    PingPong(#[source] io::Error),
+    PingPong(#[source] Errno),
+    /// The partner died mid ping-pong (its end of the pipe is closed).
+    #[error("the pipe partner process closed its pipe early")]
+    PartnerGone,
     /// The partner process did not exit cleanly.
-    #[error("the pipe partner process ended abnormally (wait status {0:#x})")]
-    Partner(i32),
+    #[error("the pipe partner process ended abnormally ({0:?})")]
+    Partner(WaitStatus),
     /// KVM could not be opened.
     #[error("cannot measure the call-back cost")]
     Kvm(#[from] KvmError),
@@ -52,70 +60,40 @@ pub enum BaselineError {
     },
 }
 
-/// The last OS error, as an `io::Error`.
-fn last_error() -> io::Error {
-    io::Error::last_os_error()
-}
-
 /// A pipe: (read end, write end), both close-on-exec.
 fn pipe() -> Result<(OwnedFd, OwnedFd), BaselineError> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    if rc != 0 {
-        return Err(BaselineError::Pipe(last_error()));
-    }
-    let [r, w] = fds;
-    // SAFETY: `pipe2` succeeded, so both are open descriptors owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) })
+    pipe2(OFlag::O_CLOEXEC).map_err(BaselineError::Pipe)
 }
 
 /// Restores the calling thread's CPU affinity when dropped.
 struct AffinityGuard {
     /// The mask before pinning.
-    saved: libc::cpu_set_t,
+    saved: CpuSet,
 }
 
 impl AffinityGuard {
     /// Pin the calling thread to the CPU it is on now (CPU 0 if unknown).
     fn pin_here() -> Result<Self, BaselineError> {
-        // SAFETY: an all-zero `cpu_set_t` is a valid (empty) set.
-        let mut saved: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `saved` is a writable `cpu_set_t` of the size passed.
-        let rc = unsafe {
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut saved)
-        };
-        if rc != 0 {
-            return Err(BaselineError::Affinity(last_error()));
-        }
-        // SAFETY: no arguments, no memory touched.
-        let here = unsafe { libc::sched_getcpu() };
-        let cpu = usize::try_from(here).unwrap_or(0);
-        // SAFETY: as above, an all-zero set is valid.
-        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `CPU_SET` only writes inside `one` (it bounds-checks `cpu`).
-        unsafe { libc::CPU_SET(cpu, &mut one) };
-        // SAFETY: `one` is a valid `cpu_set_t` of the size passed.
-        let rc =
-            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) };
-        if rc != 0 {
-            return Err(BaselineError::Affinity(last_error()));
-        }
+        let me = Pid::from_raw(0);
+        let saved = sched_getaffinity(me).map_err(BaselineError::Affinity)?;
+        let mut one = CpuSet::new();
+        one.set(sched_getcpu().unwrap_or(0))
+            .map_err(BaselineError::Affinity)?;
+        sched_setaffinity(me, &one).map_err(BaselineError::Affinity)?;
         Ok(Self { saved })
     }
 }
 
 impl Drop for AffinityGuard {
     fn drop(&mut self) {
-        // SAFETY: `saved` is the valid mask read in `pin_here`.
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.saved) };
+        let _ = sched_setaffinity(Pid::from_raw(0), &self.saved);
     }
 }
 
 /// The forked partner: killed and reaped on drop unless [`Partner::wait`] reaped it.
 struct Partner {
     /// Its pid.
-    pid: libc::pid_t,
+    pid: Pid,
     /// Whether it has been reaped.
     reaped: bool,
 }
@@ -123,24 +101,21 @@ struct Partner {
 impl Partner {
     /// Wait for a clean exit.
     fn wait(mut self) -> Result<(), BaselineError> {
-        let status = self.reap();
-        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-            Ok(())
-        } else {
-            Err(BaselineError::Partner(status))
+        match self.reap() {
+            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(status) => Err(BaselineError::Partner(status)),
+            Err(e) => Err(BaselineError::PingPong(e)),
         }
     }
 
-    /// `waitpid`, retrying on EINTR; returns the wait status.
-    fn reap(&mut self) -> libc::c_int {
-        let mut status = 0;
-        loop {
-            // SAFETY: `status` is a writable int; `pid` is our own child.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if rc == self.pid || last_error().raw_os_error() != Some(libc::EINTR) {
-                break;
+    /// `waitpid`, retrying on EINTR.
+    fn reap(&mut self) -> nix::Result<WaitStatus> {
+        let status = loop {
+            match waitpid(self.pid, None) {
+                Err(Errno::EINTR) => continue,
+                other => break other,
             }
-        }
+        };
         self.reaped = true;
         status
     }
@@ -149,107 +124,79 @@ impl Partner {
 impl Drop for Partner {
     fn drop(&mut self) {
         if !self.reaped {
-            // SAFETY: `pid` is our own unreaped child, so the pid cannot have
-            // been reused; SIGKILL and waitpid touch no memory of ours.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            self.reap();
+            // `pid` is our own unreaped child, so it cannot have been reused.
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = self.reap();
         }
     }
 }
 
-/// The partner's whole life after `fork`: echo each byte from `rd` to `wr`
-/// until EOF, then `_exit`. Only raw syscalls: the parent is multi-threaded,
-/// so nothing here may allocate or take a lock.
-///
-/// # Safety
-/// Call only in a freshly forked child; `rd`/`wr` must be open descriptors.
-unsafe fn partner_loop(rd: libc::c_int, wr: libc::c_int) -> ! {
-    // Close every other descriptor, so a partner forked at the same moment
-    // by another thread never holds our pipe ends (it would hide EOF).
-    let (lo, hi) = if rd < wr { (rd, wr) } else { (wr, rd) };
-    for (first, last) in [(0, lo - 1), (lo + 1, hi - 1), (hi + 1, libc::c_int::MAX)] {
-        if first <= last {
-            // SAFETY: close_range only closes descriptors of this process.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_close_range,
-                    first as libc::c_uint,
-                    last as libc::c_uint,
-                    0,
-                )
-            };
-            if rc != 0 {
+/// Close every descriptor of this (forked) process but `keep`, so a
+/// partner forked at the same moment by another thread never holds our
+/// pipe ends (it would hide EOF). No safe wrapper closes descriptors by
+/// number, so this is raw `close_range` (Linux 5.9+), else `close` in a loop.
+fn close_all_but(keep: [i32; 2]) {
+    let (lo, hi) = (keep[0].min(keep[1]), keep[0].max(keep[1]));
+    for (first, last) in [(0, lo - 1), (lo + 1, hi - 1), (hi + 1, i32::MAX)] {
+        if first > last {
+            continue;
+        }
+        // SAFETY: only called in the freshly forked child, where no Rust
+        // object owns these descriptors any more; closing touches no memory.
+        unsafe {
+            if libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) != 0 {
                 for fd in first..=last.min(4095) {
-                    // SAFETY: closing a descriptor (or EBADF) touches no memory.
-                    unsafe { libc::close(fd) };
+                    libc::close(fd);
                 }
             }
         }
     }
-    let mut byte = 0u8;
+}
+
+/// The partner's work after `fork`: echo each byte from `rd` to `wr` until
+/// EOF. Only syscalls (nix's wrappers allocate nothing): the parent is
+/// multi-threaded, so nothing here may allocate or take a lock. Returns
+/// the exit code.
+fn partner_loop(rd: impl AsFd, wr: impl AsFd) -> i32 {
+    let mut byte = [0u8];
     loop {
-        // SAFETY: reads at most one byte into `byte`.
-        let n = unsafe { libc::read(rd, (&mut byte as *mut u8).cast(), 1) };
-        if n == 0 {
-            // SAFETY: ends this process without running any Rust code.
-            unsafe { libc::_exit(0) };
-        }
-        if n < 0 {
-            // SAFETY: reads this thread's errno.
-            if unsafe { *libc::__errno_location() } == libc::EINTR {
-                continue;
-            }
-            // SAFETY: as above.
-            unsafe { libc::_exit(2) };
+        match read(rd.as_fd(), &mut byte) {
+            Ok(0) => return 0,
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => return 2,
         }
         loop {
-            // SAFETY: writes the one byte at `byte`.
-            let w = unsafe { libc::write(wr, (&byte as *const u8).cast(), 1) };
-            if w == 1 {
-                break;
+            match write(wr.as_fd(), &byte) {
+                Ok(1) => break,
+                Err(Errno::EINTR) => continue,
+                _ => return 3,
             }
-            // SAFETY: reads this thread's errno.
-            if w < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
-                continue;
-            }
-            // SAFETY: ends this process without running any Rust code.
-            unsafe { libc::_exit(3) };
         }
     }
 }
 
 /// Write one byte, retrying on EINTR.
-fn put_byte(fd: &OwnedFd) -> io::Result<()> {
-    let byte = 0x5au8;
+fn put_byte(fd: &OwnedFd) -> Result<(), BaselineError> {
     loop {
-        // SAFETY: writes the one byte at `byte` to an open descriptor.
-        let w = unsafe { libc::write(fd.as_raw_fd(), (&byte as *const u8).cast(), 1) };
-        if w == 1 {
-            return Ok(());
+        match write(fd, &[0x5a]) {
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err(BaselineError::PartnerGone),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(BaselineError::PingPong(e)),
         }
-        let e = last_error();
-        if w < 0 && e.kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        return Err(e);
     }
 }
 
-/// Read one byte, retrying on EINTR; EOF is an error (the partner died).
-fn get_byte(fd: &OwnedFd) -> io::Result<()> {
-    let mut byte = 0u8;
+/// Read one byte, retrying on EINTR; EOF means the partner died.
+fn get_byte(fd: &OwnedFd) -> Result<(), BaselineError> {
+    let mut byte = [0u8];
     loop {
-        // SAFETY: reads at most one byte into `byte` from an open descriptor.
-        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
-        match n {
-            1 => return Ok(()),
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            _ => {
-                let e = last_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
+        match read(fd.as_fd(), &mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err(BaselineError::PartnerGone),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(BaselineError::PingPong(e)),
         }
     }
 }
@@ -270,24 +217,27 @@ pub fn pipe_round_trips(n: usize, pinned: bool) -> Result<Vec<u64>, BaselineErro
     let (from_partner_r, from_partner_w) = pipe()?;
     let mut samples = Vec::with_capacity(n);
 
-    // SAFETY: the child runs only `partner_loop` (raw syscalls, no
-    // allocation or locks), as a multi-threaded parent requires.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(BaselineError::Fork(last_error()));
-    }
-    if pid == 0 {
-        // SAFETY: we are the freshly forked child; both descriptors are open.
-        unsafe { partner_loop(to_partner_r.as_raw_fd(), from_partner_w.as_raw_fd()) }
-    }
+    // SAFETY: the child runs only `close_all_but`, `partner_loop` and
+    // `_exit` (syscalls, no allocation or locks), as a multi-threaded
+    // parent requires.
+    let pid = match unsafe { fork() }.map_err(BaselineError::Fork)? {
+        ForkResult::Parent { child } => child,
+        ForkResult::Child => {
+            close_all_but([to_partner_r.as_raw_fd(), from_partner_w.as_raw_fd()]);
+            let code = partner_loop(&to_partner_r, &from_partner_w);
+            // SAFETY: ends the child without running any Rust code (no
+            // destructors, no atexit handlers of the parent's libraries).
+            unsafe { libc::_exit(code) }
+        }
+    };
     let partner = Partner { pid, reaped: false };
     drop(to_partner_r);
     drop(from_partner_w);
 
     for i in 0..PIPE_WARMUP + n {
         let t0 = clock::now();
-        put_byte(&to_partner_w).map_err(BaselineError::PingPong)?;
-        get_byte(&from_partner_r).map_err(BaselineError::PingPong)?;
+        put_byte(&to_partner_w)?;
+        get_byte(&from_partner_r)?;
         let t1 = clock::now();
         if i >= PIPE_WARMUP {
             samples.push(t1.saturating_sub(t0).max(1));
@@ -404,10 +354,10 @@ fn kvm_flavour(sys_module: &Path) -> String {
 pub fn machine(tsc_khz: u32) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = field(&cpuinfo, "model name").unwrap_or_else(|| "unknown CPU".to_string());
-    // SAFETY: sysconf reads a system value and touches no memory of ours.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    let cpus = usize::try_from(online)
+    let cpus = sysconf(SysconfVar::_NPROCESSORS_ONLN)
         .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
         .filter(|&n| n > 0)
         .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
         .unwrap_or(1);
@@ -451,18 +401,10 @@ mod tests {
 
     #[test]
     fn pinning_is_undone() {
-        fn mask() -> libc::cpu_set_t {
-            // SAFETY: zeroed set is valid; the kernel fills it.
-            let mut m: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            // SAFETY: `m` is a writable set of the size passed.
-            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut m) };
-            m
-        }
-        // SAFETY: plain comparison of two initialised sets.
-        let count = |m: &libc::cpu_set_t| unsafe { libc::CPU_COUNT(m) };
+        let mask = || sched_getaffinity(Pid::from_raw(0)).unwrap();
         let before = mask();
         pipe_round_trips(10, true).unwrap();
-        assert_eq!(count(&mask()), count(&before));
+        assert_eq!(mask(), before);
     }
 
     #[test]

@@ -14,13 +14,12 @@ pub mod report;
 pub mod stats;
 pub mod table;
 
-use ferry_engine::manifest::System as Manifest;
+use ferry_engine::manifest::{Document, DomainEntry, Ipc, System as Manifest};
 use ferry_engine::system::{System, SystemError};
 use ferry_engine::thread::{NotStarted, ThreadResult};
 use report::{Bandwidth, BenchReport, Figure, Group, Headline, Mode};
 use shared_abi::{FLOOR_SLOT, FUNCTION_SLOT};
 use stats::Stats;
-use std::fmt::Write as _;
 
 /// Object sizes measured (bytes).
 pub const SIZES: [u64; 6] = [8, 64, 512, 4096, 64 * 1024, 1024 * 1024];
@@ -72,8 +71,7 @@ impl BenchOptions {
     }
 }
 
-/// Rounds in which the parameters of a "should be constant" figure (depth,
-/// domains) take turns.
+/// Rounds in which the figures of a [`Schedule::Rounds`] row take turns.
 const ROUNDS: u64 = 10;
 
 const RR_SLOTS: u64 = 64;
@@ -85,30 +83,32 @@ const SLOT_MNULL: u64 = RR_SLOTS + 3;
 const SLOT_MSINK: u64 = RR_SLOTS + 4;
 const SLOT_MRELAY: u64 = RR_SLOTS + 5;
 
-/// Memory (MiB), stacks and stack size (KiB) of a bench domain.
-type Size = (u64, u32, u64);
+/// Every bench domain runs the one `bench` image, which exports all of these.
+const EXPORTS: [&str; 8] = [
+    "null",
+    "sink",
+    "relay",
+    "loop_call",
+    "loop_relay",
+    "loop_rr",
+    "loop_floor",
+    "loop_fn",
+];
 
-fn domain(
-    out: &mut String,
-    name: &str,
-    (memory_mib, stacks, stack_kib): Size,
-    ipc: &str,
-    caps: &[String],
-) {
-    let exports = "\"null\", \"sink\", \"relay\", \"loop_call\", \"loop_relay\", \"loop_rr\", \"loop_floor\", \"loop_fn\"";
-    let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
-    let _ = write!(
-        out,
-        "[[domain]]\nname = \"{name}\"\nimage = \"bench\"\nmemory_mib = {memory_mib}\nstacks = {stacks}\nstack_kib = {stack_kib}\nipc = \"{ipc}\"\nexports = [{exports}]\ncapabilities = [{}]\n\n",
-        caps.join(", ")
-    );
+/// A bench domain: memory (MiB), stacks and stack size (KiB), its IPC mode
+/// and its capabilities.
+fn domain(name: String, (memory_mib, stacks, stack_kib): (u64, u32, u64), ipc: Ipc) -> DomainEntry {
+    DomainEntry::new(name, "bench")
+        .memory_mib(memory_mib)
+        .stacks(stacks, stack_kib)
+        .ipc(ipc)
+        .exports(EXPORTS)
 }
 
 /// The bench system: a caller; a migrate-mode and a message-mode callee
 /// with stacks big enough for 1 MiB objects; two 16-deep relay chains (one
 /// per mode); 64 small domains for the round-robin figure.
-pub fn manifest() -> String {
-    let mut m = String::new();
+pub fn manifest() -> Document {
     let mut caps: Vec<String> = (1..=RR_SLOTS).map(|i| format!("rr{i}.null")).collect();
     caps.extend(
         [
@@ -121,51 +121,285 @@ pub fn manifest() -> String {
         ]
         .map(String::from),
     );
-    domain(&mut m, "caller", (24, 12, 64), "migrate", &caps);
-    // 8 stacks of 2304 KiB: budget (half a stack) holds a 1 MiB object.
-    domain(&mut m, "callee", (40, 8, 2304), "migrate", &[]);
-    domain(&mut m, "mcallee", (40, 8, 2304), "message", &[]);
-    for (prefix, ipc) in [("relay", "migrate"), ("mrelay", "message")] {
+    let mut doc = Document::default()
+        .domain(domain("caller".into(), (24, 12, 64), Ipc::Migrate).capabilities(caps))
+        // 8 stacks of 2304 KiB: budget (half a stack) holds a 1 MiB object.
+        .domain(domain("callee".into(), (40, 8, 2304), Ipc::Migrate))
+        .domain(domain("mcallee".into(), (40, 8, 2304), Ipc::Message));
+    for (prefix, ipc) in [("relay", Ipc::Migrate), ("mrelay", Ipc::Message)] {
         for i in 1..=16 {
-            let next = if i < 16 {
-                vec![format!("{prefix}{}.relay", i + 1)]
-            } else {
-                Vec::new()
-            };
-            domain(&mut m, &format!("{prefix}{i}"), (4, 2, 16), ipc, &next);
+            let next = (i < 16).then(|| format!("{prefix}{}.relay", i + 1));
+            doc = doc.domain(domain(format!("{prefix}{i}"), (4, 2, 16), ipc).capabilities(next));
         }
     }
     for i in 1..=RR_SLOTS {
-        domain(&mut m, &format!("rr{i}"), (4, 2, 16), "migrate", &[]);
+        doc = doc.domain(domain(format!("rr{i}"), (4, 2, 16), Ipc::Migrate));
     }
-    m
+    doc
 }
+
+/// The direction of a sink call's one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    In,
+    Out,
+    InOut,
+}
+
+impl Dir {
+    /// The code `loop_call` takes.
+    fn code(self) -> u64 {
+        match self {
+            Dir::In => 1,
+            Dir::Out => 2,
+            Dir::InOut => 3,
+        }
+    }
+
+    /// The name in the JSON (`dir`) and, upper-cased, in figure names.
+    fn name(self) -> &'static str {
+        match self {
+            Dir::In => "in",
+            Dir::Out => "out",
+            Dir::InOut => "inout",
+        }
+    }
+}
+
+/// What a row runs, and what its parameter means.
+#[derive(Clone, Copy, Debug)]
+enum What {
+    /// `loop_call` on a null entry; the parameter, if any, is the number of
+    /// host threads calling at once.
+    Null,
+    /// `loop_call` on a sink with one object of `param` bytes.
+    Sink(Dir),
+    /// `loop_relay` down a chain `param` hops deep; samples are per hop.
+    Relay,
+    /// `loop_rr` over `param` callee domains.
+    RoundRobin,
+    /// `loop_fn`: a plain function call in the guest.
+    Function,
+    /// On the host: a pipe ping-pong with a forked partner.
+    Pipe {
+        /// Both processes on one CPU.
+        pinned: bool,
+    },
+    /// The VMM work sampled during the [`Profile::Work`] rows so far.
+    VmmWork,
+    /// Every floor batch of the run so far, pooled.
+    Floor,
+}
+
+/// How a row's batches are laid out against the floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schedule {
+    /// One floor batch before each figure's single batch.
+    Batches,
+    /// [`ROUNDS`] rounds; in each, a floor batch, then a share of every
+    /// figure of the row in turn, so each sees the same mix of the host's
+    /// fast and slow phases.
+    Rounds,
+    /// No floor batch (host-side figures and the in-guest function call).
+    Alone,
+}
+
+/// What the VMM logs during a row's migrate batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Profile {
+    /// Nothing.
+    Off,
+    /// Its own work per call+return (the VMM-work figure).
+    Work,
+    /// Its copy timings (the bandwidth figures).
+    Copies,
+}
+
+/// What a figure's ratio is against.
+#[derive(Clone, Copy, Debug)]
+enum Exits {
+    Two,
+    One,
+}
+
+/// One row of the bench: a figure per mode × parameter.
+struct FigureSpec {
+    group: Group,
+    /// Modes, each measured for every parameter (mode-major).
+    modes: &'static [Mode],
+    /// Parameter values (one figure each), or none for one figure per mode.
+    params: &'static [u64],
+    /// The figure's name for a parameter (given 0 for a row without parameters).
+    label: fn(u64) -> String,
+    what: What,
+    schedule: Schedule,
+    /// Samples per figure are the run's sample count divided by this (and
+    /// by the rounds and threads sharing them), at least `min`.
+    share: u64,
+    min: u64,
+    profile: Profile,
+    exits: Exits,
+    /// Keep the CDF for the CDF plot.
+    cdf: bool,
+}
+
+const BOTH: &[Mode] = &[Mode::Migrate, Mode::Message];
+const MIGRATE: &[Mode] = &[Mode::Migrate];
+const MESSAGE: &[Mode] = &[Mode::Message];
+
+/// A row with the defaults most rows share.
+const ROW: FigureSpec = FigureSpec {
+    group: Group::Baseline,
+    modes: MIGRATE,
+    params: &[],
+    label: |_| String::new(),
+    what: What::Null,
+    schedule: Schedule::Batches,
+    share: 1,
+    min: 10,
+    profile: Profile::Off,
+    exits: Exits::Two,
+    cdf: false,
+};
+
+/// A size row: one object of each of [`SIZES`] in `dir`.
+const fn sizes(mode: &'static [Mode], dir: Dir) -> FigureSpec {
+    FigureSpec {
+        group: Group::Size,
+        modes: mode,
+        params: &SIZES,
+        label: match dir {
+            Dir::In => |b| format!("IN {}", size_name(b)),
+            Dir::Out => |b| format!("OUT {}", size_name(b)),
+            Dir::InOut => |b| format!("INOUT {}", size_name(b)),
+        },
+        what: What::Sink(dir),
+        profile: Profile::Copies,
+        ..ROW
+    }
+}
+
+/// A depth row: time per hop down a relay chain, depths in rounds.
+const fn depths(mode: &'static [Mode]) -> FigureSpec {
+    FigureSpec {
+        group: Group::Depth,
+        modes: mode,
+        params: &DEPTHS,
+        label: |d| format!("depth {d} (per hop)"),
+        what: What::Relay,
+        schedule: Schedule::Rounds,
+        share: 2,
+        min: 5,
+        ..ROW
+    }
+}
+
+/// Host-side and in-guest baselines: one exit (or none) per sample.
+const fn baseline(
+    mode: &'static [Mode],
+    name: fn(u64) -> String,
+    what: What,
+    cdf: bool,
+) -> FigureSpec {
+    FigureSpec {
+        modes: mode,
+        label: name,
+        what,
+        schedule: Schedule::Alone,
+        min: 1,
+        exits: Exits::One,
+        cdf,
+        ..ROW
+    }
+}
+
+/// Every figure, in the order measured and reported. Adding a figure is
+/// adding a row.
+const FIGURES: [FigureSpec; 16] = [
+    // The headline: null call+return, both modes taking turns in rounds
+    // with the floor; VMM work measured directly on the migrate batches.
+    FigureSpec {
+        group: Group::Null,
+        modes: BOTH,
+        label: |_| "null call+return".into(),
+        schedule: Schedule::Rounds,
+        profile: Profile::Work,
+        cdf: true,
+        ..ROW
+    },
+    // Argument sizes, each direction, both modes. In migrate mode the VMM
+    // also times its own copies (host TSC), for the bandwidth figures.
+    sizes(MIGRATE, Dir::In),
+    sizes(MIGRATE, Dir::Out),
+    sizes(MIGRATE, Dir::InOut),
+    sizes(MESSAGE, Dir::In),
+    sizes(MESSAGE, Dir::Out),
+    sizes(MESSAGE, Dir::InOut),
+    depths(MIGRATE),
+    depths(MESSAGE),
+    // Concurrency: threads calling into one domain at once.
+    FigureSpec {
+        group: Group::Threads,
+        modes: BOTH,
+        params: &THREADS,
+        label: |t| format!("{t} threads"),
+        ..ROW
+    },
+    // Round robin over callee domains, in rounds like the depths.
+    FigureSpec {
+        group: Group::Domains,
+        params: &DOMAINS,
+        label: |k| format!("{k} callee domains"),
+        what: What::RoundRobin,
+        schedule: Schedule::Rounds,
+        ..ROW
+    },
+    baseline(
+        &[Mode::Function],
+        |_| "plain function call (in guest)".into(),
+        What::Function,
+        false,
+    ),
+    baseline(
+        &[Mode::PipePinned],
+        |_| "pipe ping-pong, 2 processes, same CPU".into(),
+        What::Pipe { pinned: true },
+        true,
+    ),
+    baseline(
+        &[Mode::PipeUnpinned],
+        |_| "pipe ping-pong, 2 processes, unpinned".into(),
+        What::Pipe { pinned: false },
+        true,
+    ),
+    baseline(
+        &[Mode::Vmm],
+        |_| "VMM work per call+return (host)".into(),
+        What::VmmWork,
+        false,
+    ),
+    // The pooled floor: last, once every floor batch is in.
+    baseline(
+        &[Mode::Floor],
+        |_| "floor: null out round trip".into(),
+        What::Floor,
+        true,
+    ),
+];
 
 /// Runs guest loops on the bench system and collects their samples.
 struct Bench<'a> {
     sys: &'a System,
     floor: Vec<u64>,
+    /// VMM work per call+return from the [`Profile::Work`] rows.
+    work: Vec<u64>,
+    /// Host cycles of the VMM's copies: (direction, bytes, cycles per call).
+    copies: Vec<(Dir, u64, Vec<u64>)>,
     figures: Vec<Figure>,
     /// Exits per sample of each figure (parallel to `figures`).
     exits: Vec<Exits>,
     opts: BenchOptions,
     bar: Option<indicatif::ProgressBar>,
-}
-
-/// What identifies a figure.
-struct Key {
-    group: Group,
-    name: String,
-    mode: Mode,
-    param: Option<u64>,
-    dir: Option<&'static str>,
-}
-
-/// What a figure's ratio is against.
-#[derive(Clone, Copy)]
-enum Exits {
-    Two,
-    One,
 }
 
 impl Bench<'_> {
@@ -228,12 +462,136 @@ impl Bench<'_> {
         Ok(samples)
     }
 
-    /// One floor batch, interleaved before every measurement.
+    /// One floor batch, interleaved with the measurements.
     fn floor_batch(&mut self) -> Result<(), BenchError> {
         let n = (self.opts.samples() / 4).max(50);
         let samples = self.run("floor", "loop_floor", [n, 0, 0, 0], 1, Some(FLOOR_SLOT))?;
         self.floor.extend(samples);
         Ok(())
+    }
+
+    /// Warm up: every vCPU and server created, every stack and page touched once.
+    fn warm_up(&mut self) -> Result<(), BenchError> {
+        for slot in [SLOT_NULL, SLOT_MNULL, SLOT_SINK, SLOT_MSINK] {
+            let args = [slot, 200, 4096, Dir::InOut.code()];
+            self.run("warm-up", "loop_call", args, 1, Some(slot as u32))?;
+        }
+        self.run("warm-up", "loop_floor", [200, 0, 0, 0], 1, Some(FLOOR_SLOT))?;
+        Ok(())
+    }
+
+    /// Measure every figure of one row, per its schedule, and add them.
+    fn measure(&mut self, spec: &FigureSpec) -> Result<(), BenchError> {
+        let params: Vec<Option<u64>> = if spec.params.is_empty() {
+            vec![None]
+        } else {
+            spec.params.iter().copied().map(Some).collect()
+        };
+        let figures: Vec<(Mode, Option<u64>)> = spec
+            .modes
+            .iter()
+            .flat_map(|&m| params.iter().map(move |&p| (m, p)))
+            .collect();
+        let mut samples = vec![Vec::new(); figures.len()];
+        let (rounds, share) = match spec.schedule {
+            Schedule::Rounds => (ROUNDS, ROUNDS),
+            _ => (1, 1),
+        };
+        for _ in 0..rounds {
+            if spec.schedule == Schedule::Rounds {
+                self.floor_batch()?;
+            }
+            for (acc, &(mode, param)) in samples.iter_mut().zip(&figures) {
+                if spec.schedule == Schedule::Batches {
+                    self.floor_batch()?;
+                }
+                acc.extend(self.batch(spec, mode, param, share)?);
+            }
+        }
+        for (s, (mode, param)) in samples.iter().zip(figures) {
+            let name = (spec.label)(param.unwrap_or(0));
+            self.add(spec, mode, param, name, s);
+        }
+        Ok(())
+    }
+
+    /// One batch of one figure: `1/share` of its samples.
+    fn batch(
+        &mut self,
+        spec: &FigureSpec,
+        mode: Mode,
+        param: Option<u64>,
+        share: u64,
+    ) -> Result<Vec<u64>, BenchError> {
+        let p = param.unwrap_or(0);
+        let threads = match spec.what {
+            What::Null => param.unwrap_or(1),
+            _ => 1,
+        };
+        let n = (self.opts.samples() / (spec.share * share * threads)).max(spec.min);
+        let what = (spec.label)(p);
+        let slot = |migrate, message| {
+            if mode == Mode::Message {
+                message
+            } else {
+                migrate
+            }
+        };
+        let profile = spec.profile != Profile::Off && mode == Mode::Migrate;
+        self.sys.set_profiling(profile);
+        let samples = match spec.what {
+            What::Null => {
+                let s = slot(SLOT_NULL, SLOT_MNULL);
+                self.run(&what, "loop_call", [s, n, 0, 0], threads, Some(s as u32))
+            }
+            What::Sink(dir) => {
+                let s = slot(SLOT_SINK, SLOT_MSINK);
+                let args = [s, n, p, dir.code()];
+                self.run(&what, "loop_call", args, 1, Some(s as u32))
+            }
+            What::Relay => {
+                let s = slot(SLOT_RELAY, SLOT_MRELAY);
+                let per_chain = self.run(&what, "loop_relay", [s, n, p, 0], 1, Some(s as u32));
+                per_chain.map(|v| v.iter().map(|c| c / p.max(1)).collect())
+            }
+            What::RoundRobin => self.run(&what, "loop_rr", [n, p, 0, 0], 1, None),
+            What::Function => self.run(&what, "loop_fn", [n, 0, 0, 0], 1, Some(FUNCTION_SLOT)),
+            What::Pipe { pinned } => baseline::pipe_round_trips(n as usize, pinned).map_err(|e| {
+                BenchError::Baseline(
+                    if pinned {
+                        "pipe (pinned)"
+                    } else {
+                        "pipe (unpinned)"
+                    },
+                    e,
+                )
+            }),
+            What::VmmWork => Ok(self.work.clone()),
+            What::Floor => Ok(self.floor.clone()),
+        };
+        self.sys.set_profiling(false);
+        if profile {
+            let work = self.sys.take_work_samples();
+            let copies = self.sys.take_copy_samples();
+            match (spec.profile, spec.what) {
+                (Profile::Work, _) => self.work.extend(work),
+                (Profile::Copies, What::Sink(dir)) if dir != Dir::InOut => {
+                    let cycles = copies
+                        .iter()
+                        .map(|c| {
+                            if dir == Dir::In {
+                                c.in_cycles
+                            } else {
+                                c.out_cycles
+                            }
+                        })
+                        .collect();
+                    self.copies.push((dir, p, cycles));
+                }
+                _ => {}
+            }
+        }
+        samples
     }
 
     /// Every ratio against the floor of the whole run (all interleaved
@@ -250,56 +608,112 @@ impl Bench<'_> {
         }
     }
 
-    fn add(&mut self, key: Key, samples: &[u64], exits: Exits, keep_cdf: bool) {
-        let Key {
-            group,
-            name,
-            mode,
-            param,
-            dir,
-        } = key;
+    fn add(
+        &mut self,
+        spec: &FigureSpec,
+        mode: Mode,
+        param: Option<u64>,
+        name: String,
+        samples: &[u64],
+    ) {
         let Some(stats) = Stats::from_cycles(samples) else {
             return;
         };
         // The ratio is set once every floor batch is in: see `finish_ratios`.
-        self.exits.push(exits);
-        let ratio = None;
-        let cdf = if keep_cdf {
+        self.exits.push(spec.exits);
+        let cdf = if spec.cdf {
             stats::cdf(samples, 200)
         } else {
             Vec::new()
         };
+        let dir = match spec.what {
+            What::Sink(d) => Some(d.name()),
+            _ => None,
+        };
         self.figures.push(Figure {
-            group,
+            group: spec.group,
             name,
             mode,
             param,
             dir,
             stats,
-            ratio_to_floor: ratio,
+            ratio_to_floor: None,
             ns: None,
             cdf,
         });
     }
 
-    /// A loop of calls on `slot` with one object of `size` bytes in `dir`.
-    fn calls(
-        &mut self,
-        what: &str,
-        slot: u64,
-        size: u64,
-        dir: u64,
-        threads: u64,
-    ) -> Result<Vec<u64>, BenchError> {
-        self.floor_batch()?;
-        let n = (self.opts.samples() / threads).max(10);
-        self.run(
-            what,
-            "loop_call",
-            [slot, n, size, dir],
-            threads,
-            Some(slot as u32),
-        )
+    fn find(&self, g: Group, m: Mode, p: Option<u64>) -> Option<Stats> {
+        self.figures
+            .iter()
+            .find(|f| f.group == g && f.mode == m && f.param == p)
+            .map(|f| f.stats)
+    }
+
+    /// Host `memcpy` against the VMM's own copies (p50), per large size;
+    /// also the ratios of each copy to memcpy.
+    fn bandwidth(&self, tsc_khz: u32) -> (Vec<Bandwidth>, Vec<f64>) {
+        let mut bandwidth = Vec::new();
+        let mut ratios = Vec::new();
+        for size in [64 * 1024u64, 1024 * 1024] {
+            let reps = if self.opts.quick { 20 } else { 200 };
+            let host = baseline::memcpy_bandwidth(size as usize, reps);
+            bandwidth.push(Bandwidth {
+                name: format!("host memcpy {}", size_name(size)),
+                bytes: size,
+                bytes_per_sec: host,
+            });
+            for (dir, _, cycles) in self.copies.iter().filter(|(_, s, _)| *s == size) {
+                let Some(p50) = Stats::from_cycles(cycles).map(|s| s.p50) else {
+                    continue;
+                };
+                if tsc_khz == 0 || p50 == 0 {
+                    continue;
+                }
+                let bw = size as f64 * f64::from(tsc_khz) * 1e3 / p50 as f64;
+                let what = if *dir == Dir::In {
+                    "IN copy-in"
+                } else {
+                    "OUT copy-back"
+                };
+                bandwidth.push(Bandwidth {
+                    name: format!("Ferry {what} {} (VMM, p50)", size_name(size)),
+                    bytes: size,
+                    bytes_per_sec: bw,
+                });
+                if host > 0.0 {
+                    ratios.push(bw / host);
+                }
+            }
+        }
+        (bandwidth, ratios)
+    }
+
+    /// The headline ratios, from the figures measured.
+    fn headline(&self, floor: &Stats, copy_ratios: &[f64], tsc_khz: u32) -> Headline {
+        let ns = |c: u64| (tsc_khz > 0).then(|| c as f64 * 1e6 / f64::from(tsc_khz));
+        let migrate_null = self.find(Group::Null, Mode::Migrate, None);
+        let message_null = self.find(Group::Null, Mode::Message, None);
+        let p50s = |g: Group, ps: &[u64]| {
+            spread(
+                ps.iter()
+                    .filter_map(|p| self.find(g, Mode::Migrate, Some(*p)))
+                    .map(|s| s.p50),
+            )
+        };
+        Headline {
+            migrate_vs_floor: migrate_null
+                .filter(|_| floor.p50 > 0)
+                .map(|s| s.p50 as f64 / (2.0 * floor.p50 as f64)),
+            message_vs_migrate: migrate_null
+                .zip(message_null)
+                .filter(|(a, _)| a.p50 > 0)
+                .map(|(a, m)| m.p50 as f64 / a.p50 as f64),
+            vmm_work_ns: Stats::from_cycles(&self.work).and_then(|s| ns(s.p50)),
+            copy_vs_memcpy: copy_ratios.iter().copied().reduce(f64::min),
+            domains_spread: p50s(Group::Domains, &DOMAINS),
+            depth_spread: p50s(Group::Depth, &DEPTHS),
+        }
     }
 }
 
@@ -317,19 +731,24 @@ fn spread(values: impl Iterator<Item = u64>) -> Option<f64> {
     (*min > 0).then(|| *max as f64 / *min as f64)
 }
 
+/// Guest loop runs (progress steps) of a row: its batches and floor batches.
+fn steps(spec: &FigureSpec) -> u64 {
+    let figures = (spec.modes.len() * spec.params.len().max(1)) as u64;
+    let guest = !matches!(spec.what, What::Pipe { .. } | What::VmmWork | What::Floor);
+    match spec.schedule {
+        Schedule::Rounds => ROUNDS * (figures + 1),
+        Schedule::Batches => 2 * figures,
+        Schedule::Alone => u64::from(guest) * figures,
+    }
+}
+
 /// Boot the bench system and measure everything; the report renders as a
 /// table (`Display`), JSON and plots.
 pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
-    let spec = Manifest::parse(&manifest(), None)?;
-    let sys = System::boot(spec, None)?;
-    let total = 2 * ROUNDS
-        + 2 * (SIZES.len() as u64 * 3)
-        + 2 * DEPTHS.len() as u64
-        + 2 * THREADS.len() as u64
-        + DOMAINS.len() as u64
-        + 1;
+    let sys = System::boot(Manifest::from_document(&manifest(), None)?, None)?;
     let bar = opts.progress.then(|| {
-        let bar = indicatif::ProgressBar::new(total * 2);
+        let total = 5 + FIGURES.iter().map(steps).sum::<u64>();
+        let bar = indicatif::ProgressBar::new(total);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
         ) {
@@ -340,319 +759,27 @@ pub fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     let mut b = Bench {
         sys: &sys,
         floor: Vec::new(),
+        work: Vec::new(),
+        copies: Vec::new(),
         figures: Vec::new(),
         exits: Vec::new(),
         opts,
         bar,
     };
-
-    // Warm up: every vCPU and server created, every stack and page touched once.
-    for slot in [SLOT_NULL, SLOT_MNULL, SLOT_SINK, SLOT_MSINK] {
-        b.run(
-            "warm-up",
-            "loop_call",
-            [slot, 200, 4096, 3],
-            1,
-            Some(slot as u32),
-        )?;
+    b.warm_up()?;
+    for spec in &FIGURES {
+        b.measure(spec)?;
     }
-    b.run("warm-up", "loop_floor", [200, 0, 0, 0], 1, Some(FLOOR_SLOT))?;
-
-    // The headline: null call+return, both modes taking turns in rounds
-    // with the floor; VMM work measured directly on the migrate batches.
-    let (mut null, mut mnull) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let n = (opts.samples() / ROUNDS).max(10);
-        b.floor_batch()?;
-        sys.set_profiling(true);
-        null.extend(b.run(
-            "null migrate",
-            "loop_call",
-            [SLOT_NULL, n, 0, 0],
-            1,
-            Some(SLOT_NULL as u32),
-        )?);
-        sys.set_profiling(false);
-        mnull.extend(b.run(
-            "null message",
-            "loop_call",
-            [SLOT_MNULL, n, 0, 0],
-            1,
-            Some(SLOT_MNULL as u32),
-        )?);
-    }
-    let work = sys.take_work_samples();
-    let _ = sys.take_copy_samples();
-    for (mode, samples) in [(Mode::Migrate, &null), (Mode::Message, &mnull)] {
-        let key = Key {
-            group: Group::Null,
-            name: "null call+return".into(),
-            mode,
-            param: None,
-            dir: None,
-        };
-        b.add(key, samples, Exits::Two, true);
-    }
-
-    // Argument sizes, each direction, both modes. In migrate mode the VMM
-    // also times its own copies (host TSC), for the bandwidth figures.
-    let mut copy_cycles: Vec<(&'static str, u64, Vec<u64>)> = Vec::new();
-    for (mode, slot) in [(Mode::Migrate, SLOT_SINK), (Mode::Message, SLOT_MSINK)] {
-        for (dir_code, dir) in [(1, "in"), (2, "out"), (3, "inout")] {
-            for size in SIZES {
-                let name = format!("{} {}", dir.to_uppercase(), size_name(size));
-                sys.set_profiling(mode == Mode::Migrate);
-                let s = b.calls(&name, slot, size, dir_code, 1)?;
-                sys.set_profiling(false);
-                let copies = sys.take_copy_samples();
-                let _ = sys.take_work_samples();
-                if dir != "inout" && size >= 64 * 1024 {
-                    let cycles = copies
-                        .iter()
-                        .map(|c| {
-                            if dir == "in" {
-                                c.in_cycles
-                            } else {
-                                c.out_cycles
-                            }
-                        })
-                        .collect();
-                    copy_cycles.push((dir, size, cycles));
-                }
-                b.add(
-                    Key {
-                        group: Group::Size,
-                        name,
-                        mode,
-                        param: Some(size),
-                        dir: Some(dir),
-                    },
-                    &s,
-                    Exits::Two,
-                    false,
-                );
-            }
-        }
-    }
-
-    // Nesting depth: time per hop. Depths take turns in rounds, so each
-    // sees the same mix of the host's fast and slow phases.
-    for (mode, slot) in [(Mode::Migrate, SLOT_RELAY), (Mode::Message, SLOT_MRELAY)] {
-        let mut per_hop: Vec<Vec<u64>> = vec![Vec::new(); DEPTHS.len()];
-        for _ in 0..ROUNDS {
-            b.floor_batch()?;
-            for (acc, depth) in per_hop.iter_mut().zip(DEPTHS) {
-                let n = (opts.samples() / 2 / ROUNDS).max(5);
-                let s = b.run(
-                    &format!("depth {depth}"),
-                    "loop_relay",
-                    [slot, n, depth, 0],
-                    1,
-                    Some(slot as u32),
-                )?;
-                acc.extend(s.iter().map(|c| c / depth));
-            }
-        }
-        for (samples, depth) in per_hop.iter().zip(DEPTHS) {
-            let key = Key {
-                group: Group::Depth,
-                name: format!("depth {depth} (per hop)"),
-                mode,
-                param: Some(depth),
-                dir: None,
-            };
-            b.add(key, samples, Exits::Two, false);
-        }
-    }
-
-    // Concurrency: threads calling into one domain at once.
-    for (mode, slot) in [(Mode::Migrate, SLOT_NULL), (Mode::Message, SLOT_MNULL)] {
-        for threads in THREADS {
-            let s = b.calls(&format!("{threads} threads"), slot, 0, 0, threads)?;
-            b.add(
-                Key {
-                    group: Group::Threads,
-                    name: format!("{threads} threads"),
-                    mode,
-                    param: Some(threads),
-                    dir: None,
-                },
-                &s,
-                Exits::Two,
-                false,
-            );
-        }
-    }
-
-    // Round robin over callee domains, in rounds like the depths.
-    let mut rr: Vec<Vec<u64>> = vec![Vec::new(); DOMAINS.len()];
-    for _ in 0..ROUNDS {
-        b.floor_batch()?;
-        for (acc, k) in rr.iter_mut().zip(DOMAINS) {
-            let n = (opts.samples() / ROUNDS).max(10);
-            acc.extend(b.run(&format!("{k} domains"), "loop_rr", [n, k, 0, 0], 1, None)?);
-        }
-    }
-    for (samples, k) in rr.iter().zip(DOMAINS) {
-        let key = Key {
-            group: Group::Domains,
-            name: format!("{k} callee domains"),
-            mode: Mode::Migrate,
-            param: Some(k),
-            dir: None,
-        };
-        b.add(key, samples, Exits::Two, false);
-    }
-
-    // In-guest baselines: a plain function call.
-    let f = b.run(
-        "function call",
-        "loop_fn",
-        [opts.samples(), 0, 0, 0],
-        1,
-        Some(FUNCTION_SLOT),
-    )?;
-    b.add(
-        Key {
-            group: Group::Baseline,
-            name: "plain function call (in guest)".into(),
-            mode: Mode::Function,
-            param: None,
-            dir: None,
-        },
-        &f,
-        Exits::One,
-        false,
-    );
-
-    // Host baselines: pipes, VMM work, memcpy, call-back context.
-    let n = opts.samples() as usize;
-    let pinned = baseline::pipe_round_trips(n, true)
-        .map_err(|e| BenchError::Baseline("pipe (pinned)", e))?;
-    b.add(
-        Key {
-            group: Group::Baseline,
-            name: "pipe ping-pong, 2 processes, same CPU".into(),
-            mode: Mode::PipePinned,
-            param: None,
-            dir: None,
-        },
-        &pinned,
-        Exits::One,
-        true,
-    );
-    let unpinned = baseline::pipe_round_trips(n, false)
-        .map_err(|e| BenchError::Baseline("pipe (unpinned)", e))?;
-    b.add(
-        Key {
-            group: Group::Baseline,
-            name: "pipe ping-pong, 2 processes, unpinned".into(),
-            mode: Mode::PipeUnpinned,
-            param: None,
-            dir: None,
-        },
-        &unpinned,
-        Exits::One,
-        true,
-    );
-    b.add(
-        Key {
-            group: Group::Baseline,
-            name: "VMM work per call+return (host)".into(),
-            mode: Mode::Vmm,
-            param: None,
-            dir: None,
-        },
-        &work,
-        Exits::One,
-        false,
-    );
     let floor = Stats::from_cycles(&b.floor).unwrap_or_default();
-    b.add(
-        Key {
-            group: Group::Baseline,
-            name: "floor: null out round trip".into(),
-            mode: Mode::Floor,
-            param: None,
-            dir: None,
-        },
-        &b.floor.clone(),
-        Exits::One,
-        true,
-    );
     let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
     b.finish_ratios(&floor, tsc_khz);
     if let Some(bar) = &b.bar {
         bar.finish_and_clear();
     }
-
-    let find = |g: Group, m: Mode, p: Option<u64>, d: Option<&str>| {
-        b.figures
-            .iter()
-            .find(|f| f.group == g && f.mode == m && f.param == p && f.dir == d)
-            .map(|f| f.stats)
-    };
-    let mut bandwidth = Vec::new();
-    let mut copy_ratios = Vec::new();
-    for size in [64 * 1024u64, 1024 * 1024] {
-        let host = baseline::memcpy_bandwidth(size as usize, if opts.quick { 20 } else { 200 });
-        bandwidth.push(Bandwidth {
-            name: format!("host memcpy {}", size_name(size)),
-            bytes: size,
-            bytes_per_sec: host,
-        });
-        for (dir, _, cycles) in copy_cycles.iter().filter(|(_, s, _)| *s == size) {
-            let Some(p50) = Stats::from_cycles(cycles).map(|s| s.p50) else {
-                continue;
-            };
-            if tsc_khz == 0 || p50 == 0 {
-                continue;
-            }
-            let bw = size as f64 * f64::from(tsc_khz) * 1e3 / p50 as f64;
-            let what = if *dir == "in" {
-                "IN copy-in"
-            } else {
-                "OUT copy-back"
-            };
-            bandwidth.push(Bandwidth {
-                name: format!("Ferry {what} {} (VMM, p50)", size_name(size)),
-                bytes: size,
-                bytes_per_sec: bw,
-            });
-            if host > 0.0 {
-                copy_ratios.push(bw / host);
-            }
-        }
-    }
+    let (bandwidth, copy_ratios) = b.bandwidth(tsc_khz);
     let callback = baseline::callback_cost(if opts.quick { 20 } else { 200 })
         .map_err(|e| BenchError::Baseline("call-back context", e))?;
-
-    let ns = |c: u64| (tsc_khz > 0).then(|| c as f64 * 1e6 / f64::from(tsc_khz));
-    let migrate_null = find(Group::Null, Mode::Migrate, None, None);
-    let message_null = find(Group::Null, Mode::Message, None, None);
-    let headline = Headline {
-        migrate_vs_floor: migrate_null
-            .filter(|_| floor.p50 > 0)
-            .map(|s| s.p50 as f64 / (2.0 * floor.p50 as f64)),
-        message_vs_migrate: migrate_null
-            .zip(message_null)
-            .filter(|(a, _)| a.p50 > 0)
-            .map(|(a, m)| m.p50 as f64 / a.p50 as f64),
-        vmm_work_ns: Stats::from_cycles(&work).and_then(|s| ns(s.p50)),
-        copy_vs_memcpy: copy_ratios.iter().copied().reduce(f64::min),
-        domains_spread: spread(
-            DOMAINS
-                .iter()
-                .filter_map(|k| find(Group::Domains, Mode::Migrate, Some(*k), None))
-                .map(|s| s.p50),
-        ),
-        depth_spread: spread(
-            DEPTHS
-                .iter()
-                .filter_map(|d| find(Group::Depth, Mode::Migrate, Some(*d), None))
-                .map(|s| s.p50),
-        ),
-    };
+    let headline = b.headline(&floor, &copy_ratios, tsc_khz);
     Ok(BenchReport {
         machine: baseline::machine(tsc_khz),
         quick: opts.quick,
@@ -670,8 +797,9 @@ mod tests {
 
     #[test]
     fn bench_manifest_is_valid() {
-        let spec = Manifest::parse(&manifest(), None).unwrap();
+        let spec = Manifest::from_document(&manifest(), None).unwrap();
         assert_eq!(spec.domain_index("caller"), Some(0));
+        assert_eq!(spec.domains.len(), 3 + 2 * 16 + RR_SLOTS as usize);
         let caller = &spec.domains[0];
         assert_eq!(caller.capabilities.len() as u64, SLOT_MRELAY + 1);
         assert_eq!(caller.capabilities[SLOT_NULL as usize].entry, "null");
@@ -679,6 +807,41 @@ mod tests {
             spec.domains[caller.capabilities[SLOT_MRELAY as usize].domain].name,
             "mrelay1"
         );
+        let callee = &spec.domains[1];
+        assert_eq!((callee.stacks, callee.stack_size), (8, 2304 * 1024));
+        assert_eq!(spec.domains[2].ipc, Ipc::Message);
+    }
+
+    #[test]
+    fn bench_manifest_round_trips_through_toml() {
+        let doc = manifest();
+        let text = toml::to_string(&doc).unwrap();
+        assert_eq!(toml::from_str::<Document>(&text).unwrap(), doc);
+        assert_eq!(
+            Manifest::parse(&text, None).unwrap(),
+            Manifest::from_document(&doc, None).unwrap()
+        );
+    }
+
+    /// The table covers what the report and the docs promise: 2 × 3 × 6
+    /// size figures, every depth, thread count and domain count per mode.
+    #[test]
+    fn figure_table_covers_every_family() {
+        let count = |g: Group| {
+            FIGURES
+                .iter()
+                .filter(|s| s.group == g)
+                .map(|s| s.modes.len() * s.params.len().max(1))
+                .sum::<usize>()
+        };
+        assert_eq!(count(Group::Null), 2);
+        assert_eq!(count(Group::Size), 2 * 3 * SIZES.len());
+        assert_eq!(count(Group::Depth), 2 * DEPTHS.len());
+        assert_eq!(count(Group::Threads), 2 * THREADS.len());
+        assert_eq!(count(Group::Domains), DOMAINS.len());
+        assert_eq!(count(Group::Baseline), 5);
+        assert_eq!((sizes(MIGRATE, Dir::Out).label)(4096), "OUT 4 KiB");
+        assert_eq!((depths(MESSAGE).label)(8), "depth 8 (per hop)");
     }
 
     #[test]
