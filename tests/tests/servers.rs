@@ -23,6 +23,11 @@ fn dropping_a_system_joins_its_servers() {
     let toml = testguest("driver", &["b.null"], "")
         + &testguest("b", &[], "ipc = \"message\"\nstacks = 3");
     let (dog, sys) = boot("dropping_a_system_joins_its_servers", &toml);
+    // A new thread names itself once it runs: wait for all three.
+    let start = std::time::Instant::now();
+    while server_threads() < 3 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     assert_eq!(server_threads(), 3);
     assert_eq!(ok(&sys.run_thread("driver", "forward", &[]).result), [0, 0]);
     drop(sys);
