@@ -18,7 +18,9 @@ static RUN_IOCTLS: AtomicU64 = AtomicU64::new(0);
 static OTHER_IOCTLS: AtomicU64 = AtomicU64::new(0);
 
 /// `(KVM_RUN, other)` vCPU ioctls so far: the hot path must issue only the
-/// first kind (registers travel through the sync-regs page).
+/// first kind (registers travel through the sync-regs page). Read by the
+/// hot-path test through the `test-util` feature.
+#[cfg(feature = "test-util")]
 pub fn ioctl_counts() -> (u64, u64) {
     (
         RUN_IOCTLS.load(Ordering::Relaxed),

@@ -131,6 +131,9 @@ impl ServerThreads {
                 .spawn(move || serve(&me, handler));
             match spawned {
                 Ok(h) => {
+                    // Idle from the start: a request sent before the thread
+                    // reaches its first `recv` waits in the inbox for it.
+                    inbox.idle.fetch_add(1, Ordering::AcqRel);
                     inbox.servers.fetch_add(1, Ordering::AcqRel);
                     self.threads.push((Arc::clone(inbox), n, h));
                 }
@@ -173,13 +176,12 @@ impl Drop for ServerThreads {
 /// The body of one server thread.
 fn serve(inbox: &Inbox, mut handle: Handler) {
     loop {
-        inbox.idle.fetch_add(1, Ordering::AcqRel);
-        let msg = inbox.rx.recv();
-        inbox.idle.fetch_sub(1, Ordering::AcqRel);
-        match msg {
+        match inbox.rx.recv() {
             Ok(Msg::Call(job)) => {
+                inbox.idle.fetch_sub(1, Ordering::AcqRel);
                 let (call, reply) = *job;
                 reply.put(handle(&call));
+                inbox.idle.fetch_add(1, Ordering::AcqRel);
             }
             Ok(Msg::Stop) | Err(_) => return,
         }

@@ -147,10 +147,10 @@ impl<'e, E: Engine> Chain<'e, E> {
         frame: &mut Frame<'e>,
         scalars: [u64; MAX_SCALARS],
     ) -> Result<(), ErrorCode> {
-        let (callee, top, plan) = (frame.domain, frame.top, frame.plan);
+        let (callee, top, plan) = (frame.domain, frame.top, &frame.plan);
         if let Some(c) = &caller {
             let t = clock::now();
-            if let Err(e) = copy::copy_in(c.domain.mem(), callee.mem(), &plan, top) {
+            if let Err(e) = copy::copy_in(c.domain.mem(), callee.mem(), plan, top) {
                 log::error!("copy into `{}` failed after validation: {e}", callee.name);
                 return Err(ErrorCode::BadPointer);
             }
@@ -161,7 +161,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             entry: frame.entry.raw(),
             thread_id: self.thread.raw(),
             depth: u32::try_from(self.depth()).unwrap_or(u32::MAX),
-            nargs: u32::try_from(plan.count).unwrap_or(0),
+            nargs: u32::try_from(plan.count()).unwrap_or(0),
             scalars,
             args: [ArgDesc::default(); MAX_ARGS],
         };
@@ -176,7 +176,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         let inv_addr = top - plan.invocation_offset;
         let bytes = guest_io::encode_invocation(&inv);
         let used = bytes
-            .get(..guest_io::invocation_len(plan.count))
+            .get(..guest_io::invocation_len(plan.count()))
             .unwrap_or(&bytes);
         let written = guest_io::write(callee.mem(), inv_addr, used)
             .and_then(|()| guest_io::write(callee.mem(), inv_addr - 8, &[0u8; 8]));

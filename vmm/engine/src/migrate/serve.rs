@@ -22,7 +22,13 @@ impl<'e, E: Engine> Chain<'e, E> {
             domain: caller,
             slot: call.slot,
         };
-        match chain.enter(domain, Some(from), call.entry, call.plan, call.scalars) {
+        match chain.enter(
+            domain,
+            Some(from),
+            call.entry,
+            call.plan.clone(),
+            call.scalars,
+        ) {
             Ok(frame) => chain.frames.push(frame),
             Err(code) => return Reply::Refused(code),
         }

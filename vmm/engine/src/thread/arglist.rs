@@ -9,6 +9,7 @@
 //! so the copy step does no arithmetic of its own.
 
 use crate::region::{DataRegion, GuestRange, RangeError};
+use arrayvec::ArrayVec;
 use shared_abi::{ArgMode, CallRequest, ErrorCode, Invocation, MAX_ARGS};
 
 /// Objects are placed on the callee's stack at this alignment.
@@ -120,13 +121,11 @@ impl Placed {
 }
 
 /// An argument list that passed every check, with its callee-side layout.
-/// Fixed-size: validating allocates nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Fixed capacity: validating allocates nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArgPlan {
-    /// Used entries of `objects`.
-    pub count: usize,
     /// The objects, in descriptor order.
-    pub objects: [Placed; MAX_ARGS],
+    objects: ArrayVec<Placed, MAX_ARGS>,
     /// The invocation frame starts this many bytes below the stack's top.
     pub invocation_offset: u64,
 }
@@ -135,15 +134,19 @@ impl ArgPlan {
     /// No objects: a thread's first entry, which has no caller.
     pub fn empty() -> Self {
         Self {
-            count: 0,
-            objects: [Placed::default(); MAX_ARGS],
+            objects: ArrayVec::new(),
             invocation_offset: INVOCATION_FOOTPRINT,
         }
     }
 
     /// The accepted objects.
     pub fn objects(&self) -> &[Placed] {
-        self.objects.get(..self.count).unwrap_or(&[])
+        &self.objects
+    }
+
+    /// How many.
+    pub fn count(&self) -> usize {
+        self.objects.len()
     }
 }
 
@@ -160,12 +163,11 @@ pub fn validate(
         .get(..count)
         .ok_or(ArgListError::TooManyArgs(req.nargs))?;
     let mut plan = ArgPlan {
-        count,
-        objects: [Placed::default(); MAX_ARGS],
+        objects: ArrayVec::new(),
         invocation_offset: 0,
     };
     let mut used: u64 = 0;
-    for (index, (d, slot)) in descs.iter().zip(plan.objects.iter_mut()).enumerate() {
+    for (index, d) in descs.iter().enumerate() {
         let mode = match ArgMode::from_u32(d.mode) {
             Some(m) if d.reserved == 0 => m,
             _ => {
@@ -192,11 +194,12 @@ pub fn validate(
         // In range implies len < 2^64 - addr, so this cannot overflow for
         // realistic memory; saturate anyway so the budget check catches it.
         used = used.saturating_add(round_up(d.len.min(u64::MAX - OBJECT_ALIGN)));
-        *slot = Placed {
+        // Cannot fail: `descs` has at most MAX_ARGS entries.
+        let _ = plan.objects.try_push(Placed {
             caller,
             mode,
             offset_from_top: used,
-        };
+        });
     }
     for (a, pa) in plan.objects().iter().enumerate() {
         for (b, pb) in plan.objects().iter().enumerate().skip(a + 1) {
@@ -300,7 +303,7 @@ mod tests {
         let b = d(LO, 64, ArgMode::Out);
         let empty = d(1, 0, ArgMode::Out);
         let plan = validate(&req(&[a, b, empty]), &r, 1 << 20).unwrap();
-        assert_eq!(plan.count, 3);
+        assert_eq!(plan.count(), 3);
         assert_eq!(plan.objects()[0].offset_from_top, 64);
         assert_eq!(plan.objects()[1].offset_from_top, 128);
         assert_eq!(plan.invocation_offset, 128 + INVOCATION_FOOTPRINT);
