@@ -6,6 +6,7 @@ use core::marker::PhantomData;
 use shared_abi::{
     ArgDesc, ArgMode, CallRequest, CallStatus, ErrorCode, Hypercall, MAX_ARGS, MAX_SCALARS,
 };
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// Why a [`call`] failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,26 +60,15 @@ impl CallError {
     }
 }
 
-/// Types that are plain bytes: no padding, no pointers, every bit pattern
-/// valid. Only these may travel as call objects, because the VMM copies raw
-/// bytes into OUT/INOUT objects (and it keeps `&Vec<u8>` from silently
-/// sending the `Vec`'s header instead of its contents: write `&v[..]`).
-///
-/// # Safety
-/// Implement only for types meeting the above.
-pub unsafe trait Pod {}
+/// Only plain-bytes types travel as call objects: zerocopy's `IntoBytes`
+/// (no padding: the VMM copies raw bytes out), `FromBytes` (every bit
+/// pattern valid: it copies raw bytes into OUT/INOUT objects) and
+/// `Immutable` (no interior mutability behind a shared borrow). This also
+/// keeps `&Vec<u8>` from silently sending the `Vec`'s header instead of its
+/// contents: write `&v[..]`.
+pub trait Pod: IntoBytes + FromBytes + Immutable {}
 
-macro_rules! pod {
-    ($($t:ty),*) => { $(
-        // SAFETY: primitive integers have no padding and no invalid values.
-        unsafe impl Pod for $t {}
-    )* };
-}
-pod!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
-// SAFETY: an array of Pod is Pod (no padding between elements of these types).
-unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
-// SAFETY: a slice of Pod is Pod.
-unsafe impl<T: Pod> Pod for [T] {}
+impl<T: ?Sized + IntoBytes + FromBytes + Immutable> Pod for T {}
 
 /// One object of a call's argument list: a descriptor of caller memory,
 /// borrowed for the duration of the call (`'a`) so the VMM's copy-back into

@@ -7,6 +7,8 @@
 //! with status 0, or stops the domain naming both sides of the mismatch.
 //! After its own initialisation the guest says `Ready`.
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// Longest entry name, in bytes.
 pub const ENTRY_NAME_MAX: usize = 32;
 
@@ -19,7 +21,9 @@ pub const FUNCTION_SLOT: u32 = u32::MAX - 1;
 
 /// What the VMM tells a booting guest.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct BootInfo {
     /// The VMM's [`crate::ABI_VERSION`].
     pub abi_version: u32,
@@ -38,7 +42,7 @@ const _: () = assert!(core::mem::size_of::<BootInfo>() == 40);
 
 /// One exported entry's name. The entry's index is its position in the table.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct EntryName {
     /// UTF-8 name, `len` bytes used.
     pub name: [u8; ENTRY_NAME_MAX],
@@ -76,7 +80,9 @@ impl EntryName {
 
 /// A guest's introduction (by address, in `RDI`, with `Hello`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Hello {
     /// The guest's [`crate::ABI_VERSION`].
     pub abi_version: u32,
@@ -101,7 +107,9 @@ const _: () = assert!(core::mem::size_of::<Hello>() == 48);
 /// `Nop`, with `slot == FLOOR_SLOT`). Guests write these into their own
 /// memory; the VMM reads them after the run — no exit per sample.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Sample {
     /// The capability slot called, or [`FLOOR_SLOT`].
     pub slot: u32,

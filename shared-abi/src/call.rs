@@ -1,6 +1,9 @@
 //! What a migrating call carries: the request a caller fills in, and the
 //! invocation frame the callee finds on its fresh stack.
 
+use num_enum::{IntoPrimitive, TryFromPrimitive};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// At most this many objects travel with one call.
 pub const MAX_ARGS: usize = 16;
 /// At most this many scalar arguments travel with one call.
@@ -11,7 +14,7 @@ pub const NO_CALLER: u32 = u32::MAX;
 /// Which way an object travels. A `u32` on the wire; the VMM rejects any
 /// other value as a malformed argument list.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, TryFromPrimitive, IntoPrimitive)]
 pub enum ArgMode {
     /// Copied into the callee; never written back.
     In = 1,
@@ -23,13 +26,8 @@ pub enum ArgMode {
 
 impl ArgMode {
     /// Decode a wire value; `None` for anything but 1, 2, 3.
-    pub const fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            1 => Some(Self::In),
-            2 => Some(Self::Out),
-            3 => Some(Self::InOut),
-            _ => None,
-        }
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::try_from(v).ok()
     }
 
     /// Whether the callee sees the caller's bytes.
@@ -47,7 +45,9 @@ impl ArgMode {
 /// In a [`CallRequest`] the range is in the caller; in an [`Invocation`]
 /// the VMM has rewritten it to the copy on the callee's stack.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct ArgDesc {
     /// Guest address of the first byte (ignored when `len` is 0).
     pub addr: u64,
@@ -62,7 +62,9 @@ const _: () = assert!(core::mem::size_of::<ArgDesc>() == 24);
 
 /// What a caller hands to the `Call` hypercall (by address, in `RDI`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct CallRequest {
     /// Capability slot: index into the caller domain's capability list.
     pub slot: u32,
@@ -78,7 +80,7 @@ const _: () = assert!(core::mem::size_of::<CallRequest>() == 440);
 /// What a callee's entry finds (by address, in `RDI`) at the top of its fresh
 /// stack. `args[i].addr` points at the copy of object `i` on that stack.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Invocation {
     /// Domain id of the caller ([`NO_CALLER`] for a thread's first frame):
     /// the callee's credential of who asked.

@@ -3,12 +3,14 @@
 //! `0` is success; `1..APP_ERROR_BASE` are Ferry's own [`ErrorCode`]s;
 //! `APP_ERROR_BASE + n` means the callee returned application status `n`.
 
+use num_enum::{IntoPrimitive, TryFromPrimitive};
+
 /// Added to a callee's own non-zero return status before it reaches the caller.
 pub const APP_ERROR_BASE: u64 = 0x1_0000;
 
 /// Ferry's reasons for refusing or failing a call. Stable numbers.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, TryFromPrimitive, IntoPrimitive)]
 pub enum ErrorCode {
     /// The capability slot is not in the caller's list.
     BadSlot = 1,
@@ -56,29 +58,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Decode a status word.
-    pub const fn from_u64(v: u64) -> Option<Self> {
-        Some(match v {
-            1 => Self::BadSlot,
-            2 => Self::TooManyArgs,
-            3 => Self::BadMode,
-            4 => Self::OutOfRange,
-            5 => Self::Overflow,
-            6 => Self::OverlappingOutputs,
-            7 => Self::TooLarge,
-            8 => Self::UnknownHypercall,
-            9 => Self::Fault,
-            10 => Self::DomainDead,
-            11 => Self::NoStack,
-            12 => Self::Restarting,
-            13 => Self::BadPointer,
-            14 => Self::TooDeep,
-            15 => Self::QuotaExceeded,
-            16 => Self::NoSuchEntry,
-            17 => Self::Internal,
-            18 => Self::BootOver,
-            _ => return None,
-        })
+    /// Decode a status word (`None` for anything that is not an `ErrorCode`).
+    pub fn from_u64(v: u64) -> Option<Self> {
+        u32::try_from(v).ok().and_then(|v| Self::try_from(v).ok())
     }
 }
 
@@ -97,7 +79,7 @@ pub enum CallStatus {
 
 impl CallStatus {
     /// Decode the status word.
-    pub const fn from_u64(v: u64) -> Self {
+    pub fn from_u64(v: u64) -> Self {
         if v == 0 {
             Self::Ok
         } else if v >= APP_ERROR_BASE && v - APP_ERROR_BASE <= u32::MAX as u64 {
@@ -136,6 +118,20 @@ mod tests {
             CallStatus::Ferry(ErrorCode::OutOfRange)
         );
         assert_eq!(CallStatus::from_u64(APP_ERROR_BASE + 3), CallStatus::App(3));
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for v in 1..=18u64 {
+            let e = ErrorCode::from_u64(v).unwrap();
+            assert_eq!(u64::from(u32::from(e)), v);
+            assert_eq!(CallStatus::from_u64(v), CallStatus::Ferry(e));
+        }
+        assert_eq!(ErrorCode::from_u64(17), Some(ErrorCode::Internal));
+        assert_eq!(ErrorCode::from_u64(18), Some(ErrorCode::BootOver));
+        for v in [0u64, 19, u64::from(u32::MAX), 1 << 32 | 1] {
+            assert_eq!(ErrorCode::from_u64(v), None);
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! and writes those registers through KVM sync regs, so a hypercall costs
 //! exactly one exit.
 
+use num_enum::{IntoPrimitive, TryFromPrimitive};
+
 /// The only port a guest at CPL3 may write (its TSS I/O bitmap grants it
 /// alone). An 8-bit port so the guest can use the immediate form of `out`.
 pub const HYPERCALL_PORT: u16 = 0xE0;
@@ -19,7 +21,8 @@ pub const FAULT_PORT_BASE: u16 = 0x100;
 /// Every hypercall a guest can make. Numbers are stable: new calls get new
 /// numbers, old numbers are never reused.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, TryFromPrimitive, IntoPrimitive)]
+#[num_enum(error_type(name = UnknownHypercall, constructor = UnknownHypercall))]
 pub enum Hypercall {
     /// First words of a booting guest: `RDI` → [`crate::Hello`].
     Hello = 1,
@@ -46,28 +49,10 @@ pub enum Hypercall {
     Spawn = 9,
 }
 
-/// The number in `EAX` is not a hypercall this ABI knows.
+/// The number in `EAX` is not a hypercall this ABI knows (the error of
+/// `Hypercall::try_from(u32)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnknownHypercall(pub u32);
-
-impl TryFrom<u32> for Hypercall {
-    type Error = UnknownHypercall;
-
-    fn try_from(value: u32) -> Result<Self, Self::Error> {
-        Ok(match value {
-            1 => Self::Hello,
-            2 => Self::Ready,
-            3 => Self::Print,
-            4 => Self::Call,
-            5 => Self::Return,
-            6 => Self::Nop,
-            7 => Self::Panic,
-            8 => Self::Exit,
-            9 => Self::Spawn,
-            other => return Err(UnknownHypercall(other)),
-        })
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,11 @@
 //! `no_std` image. Nothing else lives here, so a change to this crate is, by
 //! definition, a change to the ABI — bump [`ABI_VERSION`] when one breaks.
 //! Every type is `#[repr(C)]` with explicit padding and a compile-time size
-//! assertion, because guest memory is read by the VMM byte for byte.
+//! assertion, because guest memory is read by the VMM byte for byte. Wire
+//! types derive zerocopy's `FromBytes`/`IntoBytes` (which also proves at
+//! compile time that they have no padding and accept any bytes), so neither
+//! side hand-writes an encoder or decoder; numeric enums derive num_enum's
+//! checked conversions.
 #![no_std]
 #![deny(missing_docs)]
 
@@ -24,5 +28,5 @@ pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT
 ///
 /// History: 1 — first contract. 2 — `Spawn`, `QuotaExceeded`/`NoSuchEntry`,
 /// `DomainDead`/`Restarting` now mean "reset failed"/"being reset", and
-/// only `args[..nargs]` of an `Invocation` is written.
-pub const ABI_VERSION: u32 = 2;
+/// only `args[..nargs]` of an `Invocation` is written. 3 — `Internal` (17).
+pub const ABI_VERSION: u32 = 3;

@@ -30,6 +30,22 @@ const GUEST_RUSTFLAGS: &[&str] = &[
     "-Ctarget-cpu=x86-64",
 ];
 
+/// The guests' target, named explicitly so that [`GUEST_RUSTFLAGS`] reach
+/// only the guest crates, not the host-side proc-macros and build scripts.
+///
+/// Checked when the guests got their first proc-macros (zerocopy-derive,
+/// num_enum_derive, and rustversion under them, through shared-abi): without
+/// `--target`, cargo applies `CARGO_ENCODED_RUSTFLAGS` to host artifacts too,
+/// and a proc-macro `.so` compiled with `-Crelocation-model=static` does not
+/// link (rust-lld: "relocation R_X86_64_32 cannot be used against local
+/// symbol; recompile with -fPIC" in rustversion), so the nested build failed.
+/// With `--target`, proc-macros and build scripts are built with the default
+/// (PIC) flags and only target crates get the guest flags; the image paths
+/// come from cargo's JSON `executable` field, so the extra
+/// `x86_64-unknown-linux-gnu/` component of the output directory needs no
+/// handling here. `scripts/check.sh` passes the same `--target`.
+const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
 /// Environment variables of the outer build that must not leak into the
 /// nested one (they would change flags, target, profile or directories).
 const REMOVE_EXACT: &[&str] = &[
@@ -94,6 +110,7 @@ fn main() {
     let target_dir = out_dir.join("guest-target");
     let mut cmd = Command::new(&cargo);
     cmd.args(["build", "--release", "--workspace"])
+        .args(["--target", GUEST_TARGET])
         .arg("--manifest-path")
         .arg(&guest_manifest)
         .arg("--target-dir")

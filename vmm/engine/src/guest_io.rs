@@ -1,13 +1,15 @@
 //! Reading and writing ABI structures in guest memory.
 //!
-//! Guest memory is untrusted input: a structure is copied out as bytes
-//! first (so the guest cannot change it while the VMM looks at it) and then
-//! decoded field by field. No raw pointers into guest memory escape this file.
+//! Guest memory is untrusted input: a structure is copied out into a local
+//! first (so the guest cannot change it while the VMM looks at it) and only
+//! the copy is decoded. The wire types are zerocopy `FromBytes`/`IntoBytes`,
+//! so decoding and encoding are layout-checked byte views, not hand-written
+//! field lists. No raw pointers into guest memory escape this file.
 
-use shared_abi::{
-    ArgDesc, BootInfo, CallRequest, EntryName, Hello, Invocation, Sample, ENTRY_NAME_MAX, MAX_ARGS,
-};
+use core::mem::offset_of;
+use shared_abi::{ArgDesc, BootInfo, CallRequest, EntryName, Hello, Invocation, Sample, MAX_ARGS};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// A guest address could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -37,60 +39,31 @@ pub fn write(mem: &GuestMemoryMmap, addr: u64, bytes: &[u8]) -> Result<(), Guest
         })
 }
 
-/// Read a little-endian `u64`.
+/// Read a `u64` (the guest's byte order: x86-64 is little-endian).
 pub fn read_u64(mem: &GuestMemoryMmap, addr: u64) -> Result<u64, GuestMemError> {
-    let mut b = [0u8; 8];
-    read(mem, addr, &mut b)?;
-    Ok(u64::from_le_bytes(b))
+    read_copy(mem, addr)
 }
 
-/// A little cursor over copied-out bytes.
-struct Decoder<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// Copy a `T` out of guest memory at `addr` into a local `T` (the buffer),
+/// and only then look at it: the guest (or another vCPU) cannot change the
+/// copy under the VMM, and any bytes are a valid `T` (`FromBytes`).
+fn read_copy<T: FromBytes + IntoBytes>(
+    mem: &GuestMemoryMmap,
+    addr: u64,
+) -> Result<T, GuestMemError> {
+    let mut copy = T::new_zeroed();
+    read(mem, addr, copy.as_mut_bytes())?;
+    Ok(copy)
 }
 
-impl Decoder<'_> {
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        if let Some(s) = self.bytes.get(self.at..self.at + N) {
-            out.copy_from_slice(s);
-        }
-        self.at += N;
-        out
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take())
-    }
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take())
-    }
-}
-
-/// Decode a [`CallRequest`] from its wire bytes.
+/// Decode a [`CallRequest`] from its wire bytes (the tests' view of the wire).
+#[cfg(test)]
 pub fn decode_call_request(bytes: &[u8; size_of::<CallRequest>()]) -> CallRequest {
-    let mut d = Decoder { bytes, at: 0 };
-    let mut r = CallRequest {
-        slot: d.u32(),
-        nargs: d.u32(),
-        ..Default::default()
-    };
-    for s in r.scalars.iter_mut() {
-        *s = d.u64();
-    }
-    for a in r.args.iter_mut() {
-        *a = ArgDesc {
-            addr: d.u64(),
-            len: d.u64(),
-            mode: d.u32(),
-            reserved: d.u32(),
-        };
-    }
-    r
+    zerocopy::transmute!(*bytes)
 }
 
 /// Bytes of a [`CallRequest`] before its descriptor array.
-pub const CALL_REQUEST_HEADER: u64 = 8 + 8 * shared_abi::MAX_SCALARS as u64;
+pub const CALL_REQUEST_HEADER: u64 = offset_of!(CallRequest, args) as u64;
 
 /// How many bytes of a request the VMM reads: the header and the used
 /// descriptors only (a request claiming more than [`MAX_ARGS`] is refused
@@ -111,38 +84,27 @@ pub fn read_call_request(
     addr: u64,
     check: impl Fn(u64, u64) -> bool,
 ) -> Result<CallRequest, GuestMemError> {
-    let mut b = [0u8; size_of::<CallRequest>()];
+    // The local copy is the buffer; unread descriptors stay zero.
+    let mut req = CallRequest::new_zeroed();
     let header = CALL_REQUEST_HEADER as usize;
-    let bad = GuestMemError { addr, len: header };
+    let bad = |len: usize| GuestMemError { addr, len };
     if !check(addr, CALL_REQUEST_HEADER) {
-        return Err(bad);
+        return Err(bad(header));
     }
-    read(
-        mem,
-        addr,
-        b.get_mut(..header)
-            .ok_or(GuestMemError { addr, len: header })?,
-    )?;
-    let nargs = u32::from_le_bytes(
-        b.get(4..8)
-            .and_then(|s| s.try_into().ok())
-            .unwrap_or([0; 4]),
-    );
-    let len = call_request_len(nargs);
+    let head = req.as_mut_bytes().get_mut(..header).ok_or(bad(header))?;
+    read(mem, addr, head)?;
+    let len = call_request_len(req.nargs);
     if len > CALL_REQUEST_HEADER {
         if !check(addr, len) {
-            return Err(GuestMemError {
-                addr,
-                len: len as usize,
-            });
+            return Err(bad(len as usize));
         }
-        let rest = b.get_mut(header..len as usize).ok_or(GuestMemError {
-            addr,
-            len: len as usize,
-        })?;
+        let rest = req
+            .as_mut_bytes()
+            .get_mut(header..len as usize)
+            .ok_or(bad(len as usize))?;
         read(mem, addr + CALL_REQUEST_HEADER, rest)?;
     }
-    Ok(decode_call_request(&b))
+    Ok(req)
 }
 
 /// Bytes of an [`Invocation`] that carry `nargs` descriptors.
@@ -152,18 +114,7 @@ pub fn invocation_len(nargs: usize) -> usize {
 
 /// Copy a [`Hello`] out of guest memory.
 pub fn read_hello(mem: &GuestMemoryMmap, addr: u64) -> Result<Hello, GuestMemError> {
-    let mut b = [0u8; size_of::<Hello>()];
-    read(mem, addr, &mut b)?;
-    let mut d = Decoder { bytes: &b, at: 0 };
-    Ok(Hello {
-        abi_version: d.u32(),
-        entry_count: d.u32(),
-        entries: d.u64(),
-        dispatcher: d.u64(),
-        samples: d.u64(),
-        sample_capacity: d.u64(),
-        sample_count: d.u64(),
-    })
+    read_copy(mem, addr)
 }
 
 /// Copy entry name `index` of the table at `table` out of guest memory.
@@ -173,85 +124,32 @@ pub fn read_entry_name(
     index: u64,
 ) -> Result<EntryName, GuestMemError> {
     let size = size_of::<EntryName>() as u64;
-    let addr = table.saturating_add(index.saturating_mul(size));
-    let mut b = [0u8; size_of::<EntryName>()];
-    read(mem, addr, &mut b)?;
-    let mut d = Decoder { bytes: &b, at: 0 };
-    let name: [u8; ENTRY_NAME_MAX] = d.take();
-    Ok(EntryName {
-        name,
-        len: d.u32(),
-        reserved: d.u32(),
-    })
+    read_copy(mem, table.saturating_add(index.saturating_mul(size)))
 }
 
 /// Copy sample `index` of the ring at `ring` out of guest memory.
 pub fn read_sample(mem: &GuestMemoryMmap, ring: u64, index: u64) -> Result<Sample, GuestMemError> {
     let size = size_of::<Sample>() as u64;
-    let mut b = [0u8; size_of::<Sample>()];
-    read(mem, ring.saturating_add(index.saturating_mul(size)), &mut b)?;
-    let mut d = Decoder { bytes: &b, at: 0 };
-    Ok(Sample {
-        slot: d.u32(),
-        reserved: d.u32(),
-        cycles: d.u64(),
-    })
+    read_copy(mem, ring.saturating_add(index.saturating_mul(size)))
 }
 
 /// Encode an [`Invocation`] into its wire bytes.
 pub fn encode_invocation(inv: &Invocation) -> [u8; size_of::<Invocation>()] {
-    let mut out = [0u8; size_of::<Invocation>()];
-    let mut at = 0;
-    let mut put = |b: &[u8]| {
-        if let Some(s) = out.get_mut(at..at + b.len()) {
-            s.copy_from_slice(b);
-        }
-        at += b.len();
-    };
-    put(&inv.caller_domain.to_le_bytes());
-    put(&inv.entry.to_le_bytes());
-    put(&inv.thread_id.to_le_bytes());
-    put(&inv.depth.to_le_bytes());
-    put(&inv.nargs.to_le_bytes());
-    for s in &inv.scalars {
-        put(&s.to_le_bytes());
-    }
-    for a in inv.args.iter().take(MAX_ARGS) {
-        put(&a.addr.to_le_bytes());
-        put(&a.len.to_le_bytes());
-        put(&a.mode.to_le_bytes());
-        put(&a.reserved.to_le_bytes());
-    }
-    out
+    zerocopy::transmute!(*inv)
 }
 
 /// Encode a [`BootInfo`] into its wire bytes.
 pub fn encode_boot_info(b: &BootInfo) -> [u8; size_of::<BootInfo>()] {
-    let mut out = [0u8; size_of::<BootInfo>()];
-    let fields: [&[u8]; 6] = [
-        &b.abi_version.to_le_bytes(),
-        &b.domain_id.to_le_bytes(),
-        &b.heap_base.to_le_bytes(),
-        &b.heap_size.to_le_bytes(),
-        &b.stack_size.to_le_bytes(),
-        &b.generation.to_le_bytes(),
-    ];
-    let mut at = 0;
-    for f in fields {
-        if let Some(s) = out.get_mut(at..at + f.len()) {
-            s.copy_from_slice(f);
-        }
-        at += f.len();
-    }
-    out
+    zerocopy::transmute!(*b)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every field at a distinct byte value, so a misplaced field shows.
     #[test]
-    fn call_request_layout_matches_repr_c() {
+    fn call_request_round_trips_through_bytes() {
         let mut r = CallRequest {
             slot: 3,
             nargs: 2,
@@ -264,14 +162,18 @@ mod tests {
             mode: 3,
             reserved: 4,
         };
-        // SAFETY: CallRequest is repr(C) plain data without padding (asserted
-        // size 440 = sum of its fields); viewing it as bytes is sound.
-        let bytes: [u8; 440] = unsafe { core::mem::transmute(r) };
+        let bytes: [u8; 440] = r.as_bytes().try_into().unwrap();
         assert_eq!(decode_call_request(&bytes), r);
+        assert_eq!(bytes[0..4], 3u32.to_le_bytes());
+        assert_eq!(bytes[4..8], 2u32.to_le_bytes());
+        assert_eq!(bytes[48..56], 0xabcdu64.to_le_bytes());
+        assert_eq!(bytes[416..424], 1u64.to_le_bytes());
+        assert_eq!(bytes[436..440], 4u32.to_le_bytes());
+        assert_eq!(CALL_REQUEST_HEADER, 56);
     }
 
     #[test]
-    fn invocation_layout_matches_repr_c() {
+    fn invocation_encodes_in_field_order() {
         let mut inv = Invocation {
             caller_domain: 1,
             entry: 2,
@@ -287,13 +189,20 @@ mod tests {
             mode: 1,
             reserved: 0,
         };
-        // SAFETY: as above; Invocation has no padding (size asserted 456).
-        let bytes: [u8; 456] = unsafe { core::mem::transmute(inv) };
-        assert_eq!(encode_invocation(&inv), bytes);
+        let bytes = encode_invocation(&inv);
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        let half = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        assert_eq!([half(0), half(4)], [1, 2]);
+        assert_eq!(word(8), 3);
+        assert_eq!([half(16), half(20)], [4, 5]);
+        assert_eq!([word(24), word(64)], [6, 11]);
+        assert_eq!([word(72), word(80), u64::from(half(88))], [12, 13, 1]);
+        assert_eq!(Invocation::read_from_bytes(&bytes[..]).unwrap(), inv);
+        assert_eq!(invocation_len(1), 72 + 24);
     }
 
     #[test]
-    fn boot_info_layout_matches_repr_c() {
+    fn boot_info_encodes_in_field_order() {
         let b = BootInfo {
             abi_version: 1,
             domain_id: 2,
@@ -302,8 +211,36 @@ mod tests {
             stack_size: 5,
             generation: 6,
         };
-        // SAFETY: BootInfo is repr(C) plain data without padding.
-        let bytes: [u8; 40] = unsafe { core::mem::transmute(b) };
-        assert_eq!(encode_boot_info(&b), bytes);
+        let bytes = encode_boot_info(&b);
+        let mut want = [0u8; 40];
+        want[0] = 1;
+        want[4] = 2;
+        for (i, v) in (3u8..=6).enumerate() {
+            want[8 + 8 * i] = v;
+        }
+        assert_eq!(bytes, want);
+        assert_eq!(BootInfo::read_from_bytes(&bytes[..]).unwrap(), b);
+    }
+
+    #[test]
+    fn small_types_decode_from_bytes() {
+        let mut raw = [0u8; 48];
+        raw[0] = 3; // abi_version
+        raw[4] = 2; // entry_count
+        raw[40] = 9; // sample_count
+        let h = Hello::read_from_bytes(&raw[..]).unwrap();
+        assert_eq!((h.abi_version, h.entry_count, h.sample_count), (3, 2, 9));
+
+        let mut raw = [0u8; 40];
+        raw[..3].copy_from_slice(b"put");
+        raw[32] = 3;
+        let e = EntryName::read_from_bytes(&raw[..]).unwrap();
+        assert_eq!(e.as_bytes(), Some(&b"put"[..]));
+
+        let mut raw = [0u8; 16];
+        raw[0] = 7;
+        raw[8] = 42;
+        let s = Sample::read_from_bytes(&raw[..]).unwrap();
+        assert_eq!((s.slot, s.cycles), (7, 42));
     }
 }

@@ -180,8 +180,11 @@ fn serve(inbox: &Inbox, mut handle: Handler) {
             Ok(Msg::Call(job)) => {
                 inbox.idle.fetch_sub(1, Ordering::AcqRel);
                 let (call, reply) = *job;
-                reply.put(handle(&call));
+                let answer = handle(&call);
+                // Idle again before the caller wakes: its next call must not
+                // find this server busy.
                 inbox.idle.fetch_add(1, Ordering::AcqRel);
+                reply.put(answer);
             }
             Ok(Msg::Stop) | Err(_) => return,
         }
