@@ -12,7 +12,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallError {
     /// Ferry refused or failed the call (never `ErrorCode::Fault`: that one
-    /// is [`CallError::Fault`]).
+    /// is [`CallError::Fault`]). `ErrorCode::Internal` is the VMM's own
+    /// failure: nothing ran in the callee and the caller did nothing wrong.
     Ferry(ErrorCode),
     /// The callee returned this application status.
     App(u32),
