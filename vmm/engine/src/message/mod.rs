@@ -36,6 +36,11 @@ struct Inbox {
     policy: StackPolicy,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
+    /// Servers free to take a request. A server counts as idle from before
+    /// its thread starts, and again before it hands back a reply: a caller
+    /// that has its reply (or a freshly booted system) never finds the
+    /// server busy just because it has not yet looped back to its inbox,
+    /// which under `fail` would refuse a call a free server could take.
     idle: AtomicU32,
     /// Servers that actually started.
     servers: AtomicU32,
@@ -126,6 +131,7 @@ impl ServerThreads {
         };
         for n in 0..count {
             let (me, handler) = (Arc::clone(inbox), make_handler());
+            inbox.idle.fetch_add(1, Ordering::AcqRel);
             let spawned = std::thread::Builder::new()
                 .name(format!("ferry-{}-server{n}", inbox.name))
                 .spawn(move || serve(&me, handler));
@@ -134,7 +140,10 @@ impl ServerThreads {
                     inbox.servers.fetch_add(1, Ordering::AcqRel);
                     self.threads.push((Arc::clone(inbox), n, h));
                 }
-                Err(e) => log::error!("cannot start server {n} of `{}`: {e}", inbox.name),
+                Err(e) => {
+                    inbox.idle.fetch_sub(1, Ordering::AcqRel);
+                    log::error!("cannot start server {n} of `{}`: {e}", inbox.name);
+                }
             }
         }
         self.inboxes.push(Arc::clone(inbox));
@@ -170,16 +179,18 @@ impl Drop for ServerThreads {
     }
 }
 
-/// The body of one server thread.
+/// The body of one server thread (counted idle by its starter).
 fn serve(inbox: &Inbox, mut handle: Handler) {
     loop {
-        inbox.idle.fetch_add(1, Ordering::AcqRel);
         let msg = inbox.rx.recv();
         inbox.idle.fetch_sub(1, Ordering::AcqRel);
         match msg {
             Ok(Msg::Call(job)) => {
                 let (call, reply) = *job;
-                reply.put(handle(&call));
+                let answer = handle(&call);
+                // Idle again before the caller can see the reply and call.
+                inbox.idle.fetch_add(1, Ordering::AcqRel);
+                reply.put(answer);
             }
             Ok(Msg::Stop) | Err(_) => return,
         }
