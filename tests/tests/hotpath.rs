@@ -6,6 +6,7 @@
 mod common;
 
 use common::ok;
+use ferry_engine::manifest::{Document, DomainEntry};
 use std::alloc::{GlobalAlloc, Layout, System as Heap};
 use std::cell::Cell;
 
@@ -42,18 +43,16 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-const MANIFEST: &str = r#"
-[[domain]]
-name = "caller"
-image = "bench"
-exports = ["loop_call"]
-capabilities = ["callee.null"]
-
-[[domain]]
-name = "callee"
-image = "bench"
-exports = ["null"]
-"#;
+/// A `bench` caller looping over null calls into a `bench` callee.
+fn manifest() -> Document {
+    Document::default()
+        .domain(
+            DomainEntry::new("caller", "bench")
+                .exports(["loop_call"])
+                .capabilities(["callee.null"]),
+        )
+        .domain(DomainEntry::new("callee", "bench").exports(["null"]))
+}
 
 /// Allocations, `KVM_RUN`s and other vCPU ioctls of one thread making `n`
 /// null calls.
@@ -69,7 +68,7 @@ fn measure(sys: &ferry_engine::system::System, n: u64) -> (u64, u64, u64) {
 
 #[test]
 fn a_thousand_warm_null_calls_allocate_nothing_and_only_run() {
-    let (_dog, sys) = common::boot("hot path", MANIFEST);
+    let (_dog, sys) = common::boot("hot path", manifest());
     measure(&sys, 10); // warm: every vCPU created, every pool touched
     let (allocs_small, runs_small, other_small) = measure(&sys, 10);
     let (allocs_big, runs_big, other_big) = measure(&sys, 1010);

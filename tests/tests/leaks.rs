@@ -6,6 +6,7 @@ mod common;
 
 use common::{boot, ok, testguest};
 use ferry_engine::domain::Health;
+use ferry_engine::manifest::Document;
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -15,9 +16,10 @@ fn open_fds() -> usize {
 
 #[test]
 fn fifty_fault_restart_cycles_leak_nothing() {
-    let toml =
-        testguest("driver", &["target.ud2", "target.sites"], "") + &testguest("target", &[], "");
-    let (_dog, sys) = boot("fifty_fault_restart_cycles_leak_nothing", &toml);
+    let doc = Document::default()
+        .domain(testguest("driver", &["target.ud2", "target.sites"]))
+        .domain(testguest("target", &[]));
+    let (_dog, sys) = boot("fifty_fault_restart_cycles_leak_nothing", doc);
     let target = sys.domain_by_name("target").unwrap();
     // One warm-up cycle creates every vCPU the cycle needs.
     assert_eq!(

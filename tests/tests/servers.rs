@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{boot, ok, testguest};
+use common::{boot, ok, testguest, STACK_KIB};
+use ferry_engine::manifest::{Document, Ipc};
 
 /// Threads of this process whose name marks them as message-mode servers.
 fn server_threads() -> usize {
@@ -20,9 +21,10 @@ fn server_threads() -> usize {
 #[test]
 fn dropping_a_system_joins_its_servers() {
     assert_eq!(server_threads(), 0);
-    let toml = testguest("driver", &["b.null"], "")
-        + &testguest("b", &[], "ipc = \"message\"\nstacks = 3");
-    let (dog, sys) = boot("dropping_a_system_joins_its_servers", &toml);
+    let doc = Document::default()
+        .domain(testguest("driver", &["b.null"]))
+        .domain(testguest("b", &[]).ipc(Ipc::Message).stacks(3, STACK_KIB));
+    let (dog, sys) = boot("dropping_a_system_joins_its_servers", doc);
     // A new thread names itself once it runs: wait for all three.
     let start = std::time::Instant::now();
     while server_threads() < 3 && start.elapsed() < std::time::Duration::from_secs(20) {

@@ -1,7 +1,9 @@
 //! Shared harness for tests that boot real VMs: the KVM check, the watchdog
-//! and manifest helpers for the `testguest` image.
+//! and manifest builders for the `testguest` image. Systems are described
+//! as [`Document`]s built in code, never as formatted TOML.
 #![allow(dead_code)]
 
+use ferry_engine::manifest::{Document, DomainEntry};
 use ferry_engine::system::System;
 use ferry_engine::thread::ThreadResult;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -57,25 +59,27 @@ pub const DRIVE_BASIC_CAPS: &[&str] = &[
 /// Like [`boot`], with `observer` watching every call.
 pub fn boot_observed(
     name: &'static str,
-    toml: &str,
+    doc: Document,
     observer: std::sync::Arc<dyn ferry_engine::observe::CallObserver>,
+) -> (Watchdog, System) {
+    boot_with(name, &doc, Some(observer))
+}
+
+/// Arm the watchdog, check KVM and boot the system described by `doc`.
+pub fn boot(name: &'static str, doc: Document) -> (Watchdog, System) {
+    boot_with(name, &doc, None)
+}
+
+fn boot_with(
+    name: &'static str,
+    doc: &Document,
+    observer: Option<std::sync::Arc<dyn ferry_engine::observe::CallObserver>>,
 ) -> (Watchdog, System) {
     let dog = Watchdog::arm(name);
     require_kvm();
-    let spec = ferry_engine::manifest::System::parse(toml, None)
+    let spec = ferry_engine::manifest::System::from_document(doc, None)
         .unwrap_or_else(|e| panic!("test manifest: {}", chain(&e)));
-    let sys =
-        System::boot(spec, Some(observer)).unwrap_or_else(|e| panic!("boot failed: {}", chain(&e)));
-    (dog, sys)
-}
-
-/// Arm the watchdog, check KVM and boot the system described by `toml`.
-pub fn boot(name: &'static str, toml: &str) -> (Watchdog, System) {
-    let dog = Watchdog::arm(name);
-    require_kvm();
-    let spec = ferry_engine::manifest::System::parse(toml, None)
-        .unwrap_or_else(|e| panic!("test manifest: {}", chain(&e)));
-    let sys = System::boot(spec, None).unwrap_or_else(|e| panic!("boot failed: {}", chain(&e)));
+    let sys = System::boot(spec, observer).unwrap_or_else(|e| panic!("boot failed: {}", chain(&e)));
     (dog, sys)
 }
 
@@ -126,19 +130,16 @@ pub const TESTGUEST_ENTRIES: &[&str] = &[
 /// enough never to fire on a loaded machine, short of the watchdog.
 pub const SPIN_TIMEOUT: u64 = 30_000_000_000;
 
-/// A `[[domain]]` running `testguest`, exporting every entry, with `caps`
-/// as its capability slots and `extra` TOML lines (memory, stacks…).
-pub fn testguest(name: &str, caps: &[&str], extra: &str) -> String {
-    let exports: Vec<String> = TESTGUEST_ENTRIES
-        .iter()
-        .map(|e| format!("\"{e}\""))
-        .collect();
-    let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
-    format!(
-        "[[domain]]\nname = \"{name}\"\nimage = \"testguest\"\nexports = [{}]\ncapabilities = [{}]\n{extra}\n",
-        exports.join(", "),
-        caps.join(", ")
-    )
+/// KiB per stack when a manifest does not say: what tests that set only
+/// the number of stacks pass to [`DomainEntry::stacks`].
+pub const STACK_KIB: u64 = 64;
+
+/// A domain running `testguest`, exporting every entry, with `caps` as its
+/// capability slots; tests refine it with the builder (memory, stacks…).
+pub fn testguest(name: &str, caps: &[&str]) -> DomainEntry {
+    DomainEntry::new(name, "testguest")
+        .exports(TESTGUEST_ENTRIES.iter().copied())
+        .capabilities(caps.iter().copied())
 }
 
 /// Every frame has left: every stack is back in its pool and no domain

@@ -2,15 +2,17 @@
 //! own error code, and the callee is never entered.
 
 use crate::common::{boot, ok, testguest};
+use ferry_engine::manifest::Document;
 use ferry_engine::shared_abi::layout::PAGE_SIZE;
 use ferry_engine::shared_abi::ErrorCode;
 
 #[test]
 fn each_malformed_class_is_refused_with_its_code() {
     // The callee's stacks are small so a 200 KiB object exceeds its budget.
-    let toml = testguest("driver", &["b.sum_in"], "memory_mib = 4")
-        + &testguest("b", &[], "stack_kib = 16");
-    let (_dog, sys) = boot("each_malformed_class_is_refused_with_its_code", &toml);
+    let doc = Document::default()
+        .domain(testguest("driver", &["b.sum_in"]).memory_mib(4))
+        .domain(testguest("b", &[]).stacks(4, 16));
+    let (_dog, sys) = boot("each_malformed_class_is_refused_with_its_code", doc);
     let driver = sys.domain_by_name("driver").unwrap();
     let guard = driver.layout.stack_bottom(0) - PAGE_SIZE;
     let cases: &[(u64, &str, ErrorCode)] = &[

@@ -3,12 +3,14 @@
 //! its whole register state — GPRs, SSE (xmm6, xmm7, MXCSR), x87 control —
 //! intact. `regs_check` loads depth-specific patterns, calls, and compares.
 
-use crate::common::{boot, ok, testguest};
+use crate::common::{boot, ok, testguest, STACK_KIB};
+use ferry_engine::manifest::Document;
 
 fn ping_pong() -> (crate::common::Watchdog, ferry_engine::system::System) {
-    let toml = testguest("a", &["b.regs_check"], "stacks = 4")
-        + &testguest("b", &["a.regs_check"], "stacks = 4");
-    boot("callbacks", &toml)
+    let doc = Document::default()
+        .domain(testguest("a", &["b.regs_check"]).stacks(4, STACK_KIB))
+        .domain(testguest("b", &["a.regs_check"]).stacks(4, STACK_KIB));
+    boot("callbacks", doc)
 }
 
 #[test]

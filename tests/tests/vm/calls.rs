@@ -3,6 +3,7 @@
 //! and nesting through 16 distinct domains.
 
 use crate::common::{boot, ok, testguest};
+use ferry_engine::manifest::Document;
 use ferry_engine::observe::{CallEvent, CallObserver};
 use ferry_engine::shared_abi::{ArgMode, ErrorCode, APP_ERROR_BASE};
 use std::sync::{Arc, Mutex};
@@ -33,10 +34,12 @@ impl CallObserver for Recorder {
 
 #[test]
 fn call_return_with_in_out_inout_objects() {
-    let toml = testguest("driver", crate::common::DRIVE_BASIC_CAPS, "") + &testguest("b", &[], "");
+    let doc = Document::default()
+        .domain(testguest("driver", crate::common::DRIVE_BASIC_CAPS))
+        .domain(testguest("b", &[]));
     let rec = Arc::new(Recorder::default());
     let (_dog, sys) =
-        crate::common::boot_observed("call_return_with_in_out_inout_objects", &toml, rec.clone());
+        crate::common::boot_observed("call_return_with_in_out_inout_objects", doc, rec.clone());
     let out = sys.run_thread("driver", "drive_basic", &[]);
     // The driver checks every answer itself and returns how many passed.
     assert_eq!(ok(&out.result), [8, 0], "{out:?}");
@@ -78,7 +81,9 @@ fn call_return_with_in_out_inout_objects() {
 fn callee_learns_who_called() {
     let (_dog, sys) = boot(
         "callee_learns_who_called",
-        &(testguest("a", &[], "") + &testguest("b", &[], "")),
+        Document::default()
+            .domain(testguest("a", &[]))
+            .domain(testguest("b", &[])),
     );
     // A thread's first frame has no caller.
     let out = sys.run_thread("b", "whoami", &[]);
@@ -96,8 +101,8 @@ fn callee_learns_who_called() {
 #[test]
 fn nesting_through_sixteen_distinct_domains() {
     const DEPTH: usize = 16;
-    let small = "memory_mib = 4\nstacks = 2\nstack_kib = 16";
-    let mut toml = testguest("d0", &["d1.relay"], small);
+    let small = |d: ferry_engine::manifest::DomainEntry| d.memory_mib(4).stacks(2, 16);
+    let mut doc = Document::default().domain(small(testguest("d0", &["d1.relay"])));
     for i in 1..=DEPTH {
         let caps = if i < DEPTH {
             vec![format!("d{}.relay", i + 1)]
@@ -105,9 +110,9 @@ fn nesting_through_sixteen_distinct_domains() {
             vec![]
         };
         let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
-        toml += &testguest(&format!("d{i}"), &caps, small);
+        doc = doc.domain(small(testguest(&format!("d{i}"), &caps)));
     }
-    let (_dog, sys) = boot("nesting_through_sixteen_distinct_domains", &toml);
+    let (_dog, sys) = boot("nesting_through_sixteen_distinct_domains", doc);
     let out = sys.run_thread("d0", "drive_relay", &[DEPTH as u64]);
     // Each of the 16 relays incremented the INOUT counter, and the deepest
     // one saw itself at depth 16 of the chain.

@@ -1,7 +1,8 @@
 //! Engine defects, each reproduced the way it hurt, then shown fixed.
 
-use crate::common::{boot, ok, testguest};
+use crate::common::{boot, ok, testguest, STACK_KIB};
 use ferry_engine::domain::Health;
+use ferry_engine::manifest::{Document, Ipc, StackPolicy};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;
 
@@ -11,9 +12,10 @@ use ferry_engine::thread::ThreadResult;
 /// the caller gets `Internal`, and the next restart succeeds.
 #[test]
 fn a_failed_vcpu_creation_does_not_kill_later_restarts() {
-    let toml = testguest("driver", &["target.ud2", "target.sites"], "")
-        + &testguest("target", &["target.bump"], "stacks = 3");
-    let (_dog, sys) = boot("a_failed_vcpu_creation", &toml);
+    let doc = Document::default()
+        .domain(testguest("driver", &["target.ud2", "target.sites"]))
+        .domain(testguest("target", &["target.bump"]).stacks(3, STACK_KIB));
+    let (_dog, sys) = boot("a_failed_vcpu_creation", doc);
     let target = sys.domain_by_name("target").unwrap();
     let before = target.vcpu_count();
     // target.forward holds the boot vCPU; its nested call into target.bump
@@ -43,25 +45,31 @@ fn a_failed_vcpu_creation_does_not_kill_later_restarts() {
 /// alike now: a refusal, no call.
 #[test]
 fn both_ipc_paths_count_a_refused_call_alike() {
-    for ipc in ["migrate", "message"] {
-        let b = format!("ipc = \"{ipc}\"\nstacks = 1\nstack_policy = \"fail\"");
-        let toml = testguest("driver", &["b.null"], "") + &testguest("b", &[], &b);
-        let (_dog, sys) = boot("both_ipc_paths_count_alike", &toml);
+    for ipc in [Ipc::Migrate, Ipc::Message] {
+        let doc = Document::default()
+            .domain(testguest("driver", &["b.null"]))
+            .domain(
+                testguest("b", &[])
+                    .ipc(ipc)
+                    .stacks(1, STACK_KIB)
+                    .stack_policy(StackPolicy::Fail),
+            );
+        let (_dog, sys) = boot("both_ipc_paths_count_alike", doc);
         let callee = sys.domain_by_name("b").unwrap();
         let held = callee.take_stack(|| 0).expect("b's one stack");
         let out = sys.run_thread("driver", "forward", &[]);
         assert!(
             matches!(out.result, ThreadResult::Returned { status, .. } if status == ErrorCode::NoStack as u64),
-            "{ipc}: {out:?}"
+            "{ipc:?}: {out:?}"
         );
         assert_eq!(
             sys.counters().calls(),
             0,
-            "{ipc}: a refused call is no call"
+            "{ipc:?}: a refused call is no call"
         );
-        assert_eq!(sys.counters().refused(ErrorCode::NoStack), 1, "{ipc}");
+        assert_eq!(sys.counters().refused(ErrorCode::NoStack), 1, "{ipc:?}");
         callee.give_stack(held);
         assert_eq!(ok(&sys.run_thread("driver", "forward", &[]).result), [0, 0]);
-        assert_eq!(sys.counters().calls(), 1, "{ipc}: the call that entered");
+        assert_eq!(sys.counters().calls(), 1, "{ipc:?}: the call that entered");
     }
 }

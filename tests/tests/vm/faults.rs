@@ -6,6 +6,7 @@
 use crate::common::{boot, ok, testguest};
 use ferry_engine::domain::Health;
 use ferry_engine::fault::FaultReport;
+use ferry_engine::manifest::Document;
 use ferry_engine::shared_abi::layout::PAGE_SIZE;
 use ferry_engine::shared_abi::{pseudo_vector, ErrorCode};
 use ferry_engine::system::System;
@@ -14,8 +15,10 @@ use ferry_engine::thread::ThreadResult;
 /// Boot a driver whose slot 0 is `target.<entry>` and slot 1 `target.sites`.
 fn setup(name: &'static str, entry: &str) -> (crate::common::Watchdog, System) {
     let cap = format!("target.{entry}");
-    let toml = testguest("driver", &[&cap, "target.sites"], "") + &testguest("target", &[], "");
-    boot(name, &toml)
+    let doc = Document::default()
+        .domain(testguest("driver", &[&cap, "target.sites"]))
+        .domain(testguest("target", &[]));
+    boot(name, doc)
 }
 
 fn label(sys: &System, which: u64) -> u64 {
@@ -126,7 +129,10 @@ fn panic_reports_its_message() {
 
 #[test]
 fn a_fault_in_the_first_frame_ends_the_thread_with_the_report() {
-    let (_dog, sys) = boot("a_fault_in_the_first_frame", &testguest("target", &[], ""));
+    let (_dog, sys) = boot(
+        "a_fault_in_the_first_frame",
+        Document::default().domain(testguest("target", &[])),
+    );
     let site = label(&sys, 0);
     match sys.run_thread("target", "ud2", &[]).result {
         ThreadResult::Faulted(f) => {

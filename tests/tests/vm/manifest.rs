@@ -1,13 +1,18 @@
 //! Host-side refusals: a system that cannot be started is refused before
-//! any thread runs, with a message naming both sides of the problem.
+//! any thread runs, with a message naming both sides of the problem. The
+//! manifests are valid (text parsing and its errors are the engine's own
+//! unit tests); it is booting them that must fail.
 
+use crate::common::STACK_KIB;
 use ferry_engine::domain::BootFailure;
+use ferry_engine::manifest::{Document, DomainEntry};
 use ferry_engine::system::{System, SystemError};
 
-fn boot_err(toml: &str) -> SystemError {
+fn boot_err(domain: DomainEntry) -> SystemError {
     let _dog = crate::common::Watchdog::arm("manifest boot error");
     crate::common::require_kvm();
-    let spec = ferry_engine::manifest::System::parse(toml, None).unwrap();
+    let doc = Document::default().domain(domain);
+    let spec = ferry_engine::manifest::System::from_document(&doc, None).unwrap();
     match System::boot(spec, None) {
         Ok(_) => panic!("booted a system that should be refused"),
         Err(e) => e,
@@ -16,9 +21,7 @@ fn boot_err(toml: &str) -> SystemError {
 
 #[test]
 fn entry_table_mismatch_names_both_sides() {
-    let e = boot_err(
-        "[[domain]]\nname = \"kv\"\nimage = \"testguest\"\nexports = [\"null\", \"frobnicate\"]\n",
-    );
+    let e = boot_err(DomainEntry::new("kv", "testguest").exports(["null", "frobnicate"]));
     assert!(
         matches!(&e, SystemError::Boot(b) if matches!(*b.failure, BootFailure::EntryMismatch { .. })),
         "{e:?}"
@@ -32,7 +35,7 @@ fn entry_table_mismatch_names_both_sides() {
 
 #[test]
 fn abi_version_mismatch_names_both_versions() {
-    let e = boot_err("[[domain]]\nname = \"old\"\nimage = \"badabi\"\nexports = [\"null\"]\n");
+    let e = boot_err(DomainEntry::new("old", "badabi").exports(["null"]));
     let SystemError::Boot(b) = e else {
         panic!("{e:?}")
     };
@@ -45,13 +48,13 @@ fn abi_version_mismatch_names_both_versions() {
 
 #[test]
 fn missing_image_is_refused() {
-    let e = boot_err("[[domain]]\nname = \"x\"\nimage = \"/nonexistent/x.elf\"\n");
+    let e = boot_err(DomainEntry::new("x", "/nonexistent/x.elf"));
     assert!(
         e.to_string()
             .contains("cannot read image /nonexistent/x.elf"),
         "{e}"
     );
-    let e = boot_err("[[domain]]\nname = \"x\"\nimage = \"nosuchimage\"\n");
+    let e = boot_err(DomainEntry::new("x", "nosuchimage"));
     assert!(
         e.to_string().contains("no built-in image `nosuchimage`"),
         "{e}"
@@ -62,10 +65,7 @@ fn missing_image_is_refused() {
 fn garbage_image_is_refused() {
     let path = std::env::temp_dir().join(format!("ferry-garbage-{}.elf", std::process::id()));
     std::fs::write(&path, b"this is not an ELF file").unwrap();
-    let e = boot_err(&format!(
-        "[[domain]]\nname = \"x\"\nimage = \"{}\"\n",
-        path.display()
-    ));
+    let e = boot_err(DomainEntry::new("x", path.to_str().unwrap()));
     let _ = std::fs::remove_file(&path);
     assert!(
         matches!(&e, SystemError::Boot(b) if matches!(*b.failure, BootFailure::Image { .. })),
@@ -75,17 +75,27 @@ fn garbage_image_is_refused() {
 
 #[test]
 fn too_little_memory_is_refused() {
-    let e =
-        boot_err("[[domain]]\nname = \"x\"\nimage = \"testguest\"\nmemory_mib = 3\nstacks = 16\n");
+    let e = boot_err(
+        DomainEntry::new("x", "testguest")
+            .memory_mib(3)
+            .stacks(16, STACK_KIB),
+    );
     assert!(
         crate::common::chain(&e).contains("do not hold the image"),
         "{e}"
     );
     // Memory that ends below the image base: the loader refuses the segments.
-    let e = boot_err("[[domain]]\nname = \"x\"\nimage = \"testguest\"\nmemory_mib = 1\n");
+    let e = boot_err(DomainEntry::new("x", "testguest").memory_mib(1));
     assert!(
         crate::common::chain(&e).contains("outside the image area"),
         "{}",
         crate::common::chain(&e)
     );
+}
+
+/// Tests that set only the number of stacks pass [`STACK_KIB`]: it must be
+/// what a manifest that omits `stack_kib` gets.
+#[test]
+fn stack_kib_is_the_manifest_default() {
+    assert_eq!(DomainEntry::new("x", "testguest").stack_kib, STACK_KIB);
 }

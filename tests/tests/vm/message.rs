@@ -3,6 +3,7 @@
 //! thread — while migrate mode runs it on the caller's own host thread.
 
 use crate::common::{ok, testguest};
+use ferry_engine::manifest::{Document, Ipc};
 use ferry_engine::observe::{CallEvent, CallObserver};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::system::System;
@@ -26,27 +27,28 @@ impl CallObserver for Threads {
 
 fn boot_observed(
     name: &'static str,
-    toml: &str,
+    doc: Document,
 ) -> (crate::common::Watchdog, System, Arc<Threads>) {
     let threads = Arc::new(Threads::default());
-    let (dog, sys) = crate::common::boot_observed(name, toml, threads.clone());
+    let (dog, sys) = crate::common::boot_observed(name, doc, threads.clone());
     (dog, sys, threads)
 }
 
-fn basic(ipc: &str) -> (Vec<(String, ThreadId)>, ThreadId) {
-    let toml = testguest("driver", crate::common::DRIVE_BASIC_CAPS, "")
-        + &testguest("b", &[], &format!("ipc = \"{ipc}\""));
-    let (_dog, sys, threads) = boot_observed("basic", &toml);
+fn basic(ipc: Ipc) -> (Vec<(String, ThreadId)>, ThreadId) {
+    let doc = Document::default()
+        .domain(testguest("driver", crate::common::DRIVE_BASIC_CAPS))
+        .domain(testguest("b", &[]).ipc(ipc));
+    let (_dog, sys, threads) = boot_observed("basic", doc);
     let out = sys.run_thread("driver", "drive_basic", &[]);
-    assert_eq!(ok(&out.result), [8, 0], "{ipc}: {out:?}");
-    assert_eq!(sys.counters().calls(), 8, "{ipc}");
+    assert_eq!(ok(&out.result), [8, 0], "{ipc:?}: {out:?}");
+    assert_eq!(sys.counters().calls(), 8, "{ipc:?}");
     let seen = threads.0.lock().unwrap().clone();
     (seen, std::thread::current().id())
 }
 
 #[test]
 fn message_mode_call_return_and_objects_on_a_server_thread() {
-    let (seen, me) = basic("message");
+    let (seen, me) = basic(Ipc::Message);
     assert_eq!(seen.len(), 8);
     assert!(
         seen.iter().all(|(_, t)| *t != me),
@@ -56,7 +58,7 @@ fn message_mode_call_return_and_objects_on_a_server_thread() {
 
 #[test]
 fn migrate_mode_runs_the_callee_on_the_callers_host_thread() {
-    let (seen, me) = basic("migrate");
+    let (seen, me) = basic(Ipc::Migrate);
     assert_eq!(seen.len(), 8);
     assert!(seen.iter().all(|(_, t)| *t == me), "{seen:?}");
 }
@@ -64,7 +66,7 @@ fn migrate_mode_runs_the_callee_on_the_callers_host_thread() {
 #[test]
 fn message_mode_nesting_mixed_with_migration() {
     // d0 → d1 (message) → d2 (migrate) → d3 (message) → d4 (migrate)
-    let mut toml = testguest("d0", &["d1.relay"], "");
+    let mut doc = Document::default().domain(testguest("d0", &["d1.relay"]));
     for i in 1..=4 {
         let caps = if i < 4 {
             vec![format!("d{}.relay", i + 1)]
@@ -72,10 +74,14 @@ fn message_mode_nesting_mixed_with_migration() {
             vec![]
         };
         let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
-        let ipc = if i % 2 == 1 { "ipc = \"message\"" } else { "" };
-        toml += &testguest(&format!("d{i}"), &caps, ipc);
+        let ipc = if i % 2 == 1 {
+            Ipc::Message
+        } else {
+            Ipc::Migrate
+        };
+        doc = doc.domain(testguest(&format!("d{i}"), &caps).ipc(ipc));
     }
-    let (_dog, sys, threads) = boot_observed("message_mode_nesting", &toml);
+    let (_dog, sys, threads) = boot_observed("message_mode_nesting", doc);
     let out = sys.run_thread("d0", "drive_relay", &[4]);
     // Four hops, the INOUT counter carried through both modes, and the
     // deepest frame knows its depth in the thread's whole chain.
@@ -87,9 +93,10 @@ fn message_mode_nesting_mixed_with_migration() {
 
 #[test]
 fn message_mode_faulting_callee_is_reported_and_restarted() {
-    let toml = testguest("driver", &["target.ud2", "target.sites"], "")
-        + &testguest("target", &[], "ipc = \"message\"");
-    let (_dog, sys, _) = boot_observed("message_mode_faulting_callee", &toml);
+    let doc = Document::default()
+        .domain(testguest("driver", &["target.ud2", "target.sites"]))
+        .domain(testguest("target", &[]).ipc(Ipc::Message));
+    let (_dog, sys, _) = boot_observed("message_mode_faulting_callee", doc);
     let r = ok(&sys.run_thread("driver", "drive_fault", &[0]).result);
     assert_eq!(r, [6, 0], "Fault with vector 6 at exactly the ud2");
     let target = sys.domain_by_name("target").unwrap();

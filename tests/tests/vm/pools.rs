@@ -2,7 +2,8 @@
 //! back (and the VMM counts the wait), `fail` answers `NoStack` at once, and
 //! a thread never waits for a stack that only it holds.
 
-use crate::common::{boot, ok, testguest};
+use crate::common::{boot, ok, testguest, STACK_KIB};
+use ferry_engine::manifest::{Document, StackPolicy};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;
 use std::time::{Duration, Instant};
@@ -21,20 +22,21 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
 /// d0's relay calls b's relay; b has a single stack under `policy`.
 fn one_stack_callee(
     name: &'static str,
-    policy: &str,
+    policy: StackPolicy,
 ) -> (crate::common::Watchdog, ferry_engine::system::System) {
-    let toml = testguest("d0", &["b.relay"], "")
-        + &testguest(
-            "b",
-            &[],
-            &format!("stacks = 1\nstack_policy = \"{policy}\""),
+    let doc = Document::default()
+        .domain(testguest("d0", &["b.relay"]))
+        .domain(
+            testguest("b", &[])
+                .stacks(1, STACK_KIB)
+                .stack_policy(policy),
         );
-    boot(name, &toml)
+    boot(name, doc)
 }
 
 #[test]
 fn block_policy_waits_for_a_stack_then_succeeds() {
-    let (_dog, sys) = one_stack_callee("block_policy_waits", "block");
+    let (_dog, sys) = one_stack_callee("block_policy_waits", StackPolicy::Block);
     let b = sys.domain_by_name("b").unwrap();
     // Hold b's only stack as another thread would.
     let held = b.take_stack(|| 0).expect("b's stack");
@@ -54,7 +56,7 @@ fn block_policy_waits_for_a_stack_then_succeeds() {
 
 #[test]
 fn fail_policy_refuses_at_once() {
-    let (_dog, sys) = one_stack_callee("fail_policy_refuses", "fail");
+    let (_dog, sys) = one_stack_callee("fail_policy_refuses", StackPolicy::Fail);
     let b = sys.domain_by_name("b").unwrap();
     let held = b.take_stack(|| 0).expect("b's stack");
     let out = sys.run_thread("d0", "drive_relay", &[1]);
@@ -77,9 +79,14 @@ fn fail_policy_refuses_at_once() {
 fn a_thread_never_waits_for_a_stack_only_it_holds() {
     // d0 → b → d0 → b: the second entry into b needs b's only stack, which
     // is under the thread's own suspended frame. Waiting would deadlock.
-    let toml = testguest("d0", &["b.relay"], "")
-        + &testguest("b", &["d0.relay"], "stacks = 1\nstack_policy = \"block\"");
-    let (_dog, sys) = boot("a_thread_never_waits_for_a_stack_only_it_holds", &toml);
+    let doc = Document::default()
+        .domain(testguest("d0", &["b.relay"]))
+        .domain(
+            testguest("b", &["d0.relay"])
+                .stacks(1, STACK_KIB)
+                .stack_policy(StackPolicy::Block),
+        );
+    let (_dog, sys) = boot("a_thread_never_waits_for_a_stack_only_it_holds", doc);
     let out = sys.run_thread("d0", "drive_relay", &[3]);
     assert!(
         matches!(out.result, ThreadResult::Returned { status, .. } if status != 0),

@@ -3,17 +3,19 @@
 //! callers get `Fault`), and the last one out resets it in place — memory
 //! zeroed, image reloaded, generation + 1 — after which it serves again.
 
-use crate::common::{boot, ok, testguest, SPIN_TIMEOUT};
+use crate::common::{boot, ok, testguest, SPIN_TIMEOUT, STACK_KIB};
 use ferry_engine::domain::Health;
+use ferry_engine::manifest::Document;
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;
 use std::time::{Duration, Instant};
 
 #[test]
 fn a_restart_zeroes_statics_and_bumps_the_generation() {
-    let toml =
-        testguest("driver", &["target.ud2", "target.sites"], "") + &testguest("target", &[], "");
-    let (_dog, sys) = boot("a_restart_zeroes_statics", &toml);
+    let doc = Document::default()
+        .domain(testguest("driver", &["target.ud2", "target.sites"]))
+        .domain(testguest("target", &[]));
+    let (_dog, sys) = boot("a_restart_zeroes_statics", doc);
     assert_eq!(ok(&sys.run_thread("target", "bump", &[]).result), [1, 0]);
     assert_eq!(ok(&sys.run_thread("target", "bump", &[]).result), [2, 0]);
     assert_eq!(
@@ -27,10 +29,11 @@ fn a_restart_zeroes_statics_and_bumps_the_generation() {
 
 #[test]
 fn a_fault_while_another_thread_is_inside_waits_for_it_to_leave() {
-    let toml = testguest("d1", &["b.hold"], "")
-        + &testguest("d2", &["b.ud2", "b.sites"], "")
-        + &testguest("b", &[], "stacks = 4");
-    let (_dog, sys) = boot("a_fault_while_another_thread_is_inside", &toml);
+    let doc = Document::default()
+        .domain(testguest("d1", &["b.hold"]))
+        .domain(testguest("d2", &["b.ud2", "b.sites"]))
+        .domain(testguest("b", &[]).stacks(4, STACK_KIB));
+    let (_dog, sys) = boot("a_fault_while_another_thread_is_inside", doc);
     let b = sys.domain_by_name("b").unwrap();
     let release = ok(&sys.run_thread("b", "hold_addr", &[]).result)[0];
     std::thread::scope(|s| {

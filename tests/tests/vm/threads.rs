@@ -1,7 +1,8 @@
 //! Many threads: two inside one domain at once (each on its own vCPU and
 //! stack), `spawn` within and over the quota, `exit` from depth.
 
-use crate::common::{boot, ok, testguest, SPIN_TIMEOUT};
+use crate::common::{boot, ok, testguest, SPIN_TIMEOUT, STACK_KIB};
+use ferry_engine::manifest::{Document, ThreadEntry};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;
 
@@ -9,15 +10,14 @@ use ferry_engine::thread::ThreadResult;
 fn two_threads_inside_one_domain_at_once() {
     // Two threads migrate into b's `rendezvous`, which completes only once
     // both are inside b at the same time.
-    let thread = |d: &str| {
-        format!("[[thread]]\ndomain = \"{d}\"\nentry = \"forward\"\nargs = [2, {SPIN_TIMEOUT}]\n")
-    };
-    let toml = testguest("a1", &["b.rendezvous"], "")
-        + &testguest("a2", &["b.rendezvous"], "")
-        + &testguest("b", &[], "stacks = 2")
-        + &thread("a1")
-        + &thread("a2");
-    let (_dog, sys) = boot("two_threads_inside_one_domain_at_once", &toml);
+    let thread = |d: &str| ThreadEntry::new(d, "forward", &[2, SPIN_TIMEOUT]);
+    let doc = Document::default()
+        .domain(testguest("a1", &["b.rendezvous"]))
+        .domain(testguest("a2", &["b.rendezvous"]))
+        .domain(testguest("b", &[]).stacks(2, STACK_KIB))
+        .thread(thread("a1"))
+        .thread(thread("a2"));
+    let (_dog, sys) = boot("two_threads_inside_one_domain_at_once", doc);
     let outcomes = sys.run();
     assert_eq!(outcomes.len(), 2);
     for o in &outcomes {
@@ -31,9 +31,10 @@ fn two_threads_inside_one_domain_at_once() {
 }
 
 fn spawner(name: &'static str, n: u64, quota: u32) -> Vec<ferry_engine::system::ThreadOutcome> {
-    let toml = testguest("a", &[], &format!("stacks = 4\nmax_spawned = {quota}"))
-        + &format!("[[thread]]\ndomain = \"a\"\nentry = \"spawner\"\nargs = [{n}]\n");
-    let (_dog, sys) = boot(name, &toml);
+    let doc = Document::default()
+        .domain(testguest("a", &[]).stacks(4, STACK_KIB).max_spawned(quota))
+        .thread(ThreadEntry::new("a", "spawner", &[n]));
+    let (_dog, sys) = boot(name, doc);
     sys.run()
 }
 
@@ -60,8 +61,10 @@ fn spawn_over_the_quota_is_refused() {
 
 #[test]
 fn exit_from_depth_ends_the_thread_and_frees_every_stack() {
-    let toml = testguest("d0", &["b.exit_now"], "") + &testguest("b", &[], "");
-    let (_dog, sys) = boot("exit_from_depth", &toml);
+    let doc = Document::default()
+        .domain(testguest("d0", &["b.exit_now"]))
+        .domain(testguest("b", &[]));
+    let (_dog, sys) = boot("exit_from_depth", doc);
     let out = sys.run_thread("d0", "forward", &[77]);
     assert_eq!(out.result, ThreadResult::Exited { code: 77 });
     crate::common::assert_all_returned(&sys);
