@@ -130,7 +130,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         ancestors: Ancestors,
         served_caller: Option<&'e Domain>,
     ) -> Self {
-        let work = (served_caller.is_none() && engine.profiling()).then(Box::default);
+        let work = (served_caller.is_none() && engine.profiling()).then(WorkLog::prefaulted);
         Chain {
             engine,
             thread,
