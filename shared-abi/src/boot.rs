@@ -65,9 +65,14 @@ impl EntryName {
             out[i] = bytes[i];
             i += 1;
         }
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "bounded by ENTRY_NAME_MAX, asserted above"
+        )]
+        let len = bytes.len() as u32;
         Self {
             name: out,
-            len: bytes.len() as u32,
+            len,
             reserved: 0,
         }
     }

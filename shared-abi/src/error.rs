@@ -82,8 +82,11 @@ impl CallStatus {
     pub fn from_u64(v: u64) -> Self {
         if v == 0 {
             Self::Ok
-        } else if v >= APP_ERROR_BASE && v - APP_ERROR_BASE <= u32::MAX as u64 {
-            Self::App((v - APP_ERROR_BASE) as u32)
+        } else if let Some(n) = v
+            .checked_sub(APP_ERROR_BASE)
+            .and_then(|n| u32::try_from(n).ok())
+        {
+            Self::App(n)
         } else {
             match ErrorCode::from_u64(v) {
                 Some(e) => Self::Ferry(e),

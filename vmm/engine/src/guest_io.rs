@@ -86,7 +86,7 @@ pub fn read_call_request(
 ) -> Result<CallRequest, GuestMemError> {
     // The local copy is the buffer; unread descriptors stay zero.
     let mut req = CallRequest::new_zeroed();
-    let header = CALL_REQUEST_HEADER as usize;
+    let header = offset_of!(CallRequest, args);
     let bad = |len: usize| GuestMemError { addr, len };
     if !check(addr, CALL_REQUEST_HEADER) {
         return Err(bad(header));
@@ -95,13 +95,11 @@ pub fn read_call_request(
     read(mem, addr, head)?;
     let len = call_request_len(req.nargs);
     if len > CALL_REQUEST_HEADER {
+        let n = usize::try_from(len).unwrap_or(usize::MAX);
         if !check(addr, len) {
-            return Err(bad(len as usize));
+            return Err(bad(n));
         }
-        let rest = req
-            .as_mut_bytes()
-            .get_mut(header..len as usize)
-            .ok_or(bad(len as usize))?;
+        let rest = req.as_mut_bytes().get_mut(header..n).ok_or(bad(n))?;
         read(mem, addr + CALL_REQUEST_HEADER, rest)?;
     }
     Ok(req)

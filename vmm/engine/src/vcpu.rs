@@ -61,7 +61,7 @@ pub fn classify(exit: &VcpuExit<'_>) -> Exit {
     match exit {
         VcpuExit::IoOut(port, _) if *port == HYPERCALL_PORT => Exit::Hypercall,
         VcpuExit::IoOut(port, _)
-            if (FAULT_PORT_BASE..FAULT_PORT_BASE + arch::STUB_VECTORS as u16).contains(port) =>
+            if (FAULT_PORT_BASE..FAULT_PORT_BASE + arch::STUB_PORTS).contains(port) =>
         {
             Exit::Exception {
                 vector: u64::from(port - FAULT_PORT_BASE),

@@ -144,7 +144,13 @@ fn close_all_but(keep: [i32; 2]) {
         // SAFETY: only called in the freshly forked child, where no Rust
         // object owns these descriptors any more; closing touches no memory.
         unsafe {
-            if libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) != 0 {
+            if libc::syscall(
+                libc::SYS_close_range,
+                first.cast_unsigned(),
+                last.cast_unsigned(),
+                0,
+            ) != 0
+            {
                 for fd in first..=last.min(4095) {
                     libc::close(fd);
                 }

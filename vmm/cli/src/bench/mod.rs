@@ -7,6 +7,13 @@
 //! trips) are interleaved with the call batches, on the same thread, so the
 //! ratio to the floor compares like with like on a noisy host.
 
+// Slot numbers (< 64), object sizes (<= 1 MiB) and sample counts are small
+// by construction; a figure is no place for a fallible conversion.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "bench parameters are small by construction (slots < 64, sizes <= 1 MiB)"
+)]
+
 pub mod baseline;
 pub mod json;
 pub mod plot;

@@ -417,7 +417,16 @@ fn draw<DB: DrawingBackend>(
     };
     let x_ticks = match xs {
         // One tick per power of two.
-        Scale::Log2Bytes => ((x_range.end - x_range.start).ceil() as usize).clamp(2, 24),
+        Scale::Log2Bytes => {
+            let span = (x_range.end - x_range.start).ceil().clamp(2.0, 24.0);
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "clamped to 2..=24 just above"
+            )]
+            let ticks = span as usize;
+            ticks
+        }
         Scale::Linear if spec.stem == "hop_vs_depth" => 16,
         _ => 10,
     };

@@ -7,6 +7,13 @@
 //! exception stubs (one `out` each), which a guest cannot modify because
 //! their page is supervisor-only.
 
+// Descriptor and table encodings pack layout constants, all small and fixed
+// at compile time, into their hardware field widths; `usize` is 64 bits.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "x86 encodings of compile-time layout constants; usize is 64 bits (asserted)"
+)]
+
 use kvm_bindings::{kvm_segment, kvm_sregs};
 use shared_abi::layout::{
     self, selector, DomainLayout, EXC_STACK_OFFSET, EXC_STACK_SIZE, GDT_ADDR, IDT_ADDR, IMAGE_BASE,
@@ -25,6 +32,10 @@ pub const fn has_error_code(vector: u64) -> bool {
 
 /// Number of exception vectors with a stub.
 pub const STUB_VECTORS: u64 = 32;
+/// The same count as a port range (the stubs' ports are `FAULT_PORT_BASE..+32`).
+pub const STUB_PORTS: u16 = 32;
+const _: () = assert!(STUB_PORTS as u64 == STUB_VECTORS);
+const _: () = assert!(usize::BITS == 64);
 
 /// EFER.LME | EFER.LMA: long mode active. No SCE, so `syscall` raises #UD
 /// and is reported like any other fault.

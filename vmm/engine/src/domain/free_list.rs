@@ -17,6 +17,10 @@ fn pack(tag: u32, index_plus_one: u32) -> u64 {
     (u64::from(tag) << 32) | u64::from(index_plus_one)
 }
 
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "splitting a packed word into its two halves"
+)]
 fn unpack(v: u64) -> (u32, u32) {
     ((v >> 32) as u32, v as u32)
 }

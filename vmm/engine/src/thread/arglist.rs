@@ -232,7 +232,7 @@ mod tests {
 
     fn req(descs: &[ArgDesc]) -> CallRequest {
         let mut r = CallRequest {
-            nargs: descs.len() as u32,
+            nargs: u32::try_from(descs.len()).unwrap(),
             ..Default::default()
         };
         r.args[..descs.len()].copy_from_slice(descs);
@@ -338,7 +338,7 @@ mod tests {
                                    nargs_fudge in 0u32..3, budget in 0u64..0x8_0000) {
             let r = region();
             let mut rq = req(&descs[..descs.len().min(MAX_ARGS)]);
-            if descs.len() > MAX_ARGS { rq.nargs = descs.len() as u32 + nargs_fudge; }
+            if descs.len() > MAX_ARGS { rq.nargs = u32::try_from(descs.len()).unwrap() + nargs_fudge; }
             match validate(&rq, &r, budget) {
                 Ok(plan) => {
                     prop_assert!(rq.nargs as usize <= MAX_ARGS);
