@@ -316,7 +316,8 @@ fn drive_basic(c: &mut Call) -> Result<[u64; 2], u32> {
 /// the callee's stacks are small; the driver needs > 200 KiB of heap) ·
 /// 9 slot 1000 (BadSlot) · 10 reserved = 1 (BadMode) · 11 request pointer
 /// 0x10 (BadPointer) · 12 hypercall number 77 (UnknownHypercall) · 13 a
-/// well-formed request through `call_raw` (0, r0 = 120 = sum of 0..16).
+/// well-formed request through `call_raw` (0, r0 = 120 = sum of 0..16) ·
+/// 14 `Hello` and 15 `Ready` after boot (BootOver).
 ///
 /// Any other case: status 100.
 fn drive_raw(c: &mut Call) -> Result<[u64; 2], u32> {
@@ -385,6 +386,13 @@ fn drive_raw(c: &mut Call) -> Result<[u64; 2], u32> {
             return Ok([status, 0]);
         }
         13 => {}
+        14 | 15 => {
+            // SAFETY: a boot hypercall after boot; the VMM must answer
+            // `BootOver` and change nothing.
+            let nr = if c.scalar(0) == 14 { 1 } else { 2 };
+            let (status, _) = unsafe { hypercall_raw(nr, [0; 6]) };
+            return Ok([status, 0]);
+        }
         _ => return Err(100),
     }
     // SAFETY: the only writable objects (case 7) are in `heap`, which lives

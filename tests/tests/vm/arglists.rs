@@ -33,6 +33,8 @@ fn each_malformed_class_is_refused_with_its_code() {
         (10, "a non-zero reserved word", ErrorCode::BadMode),
         (11, "a wild request pointer", ErrorCode::BadPointer),
         (12, "hypercall 77", ErrorCode::UnknownHypercall),
+        (14, "Hello after boot", ErrorCode::BootOver),
+        (15, "Ready after boot", ErrorCode::BootOver),
     ];
     for &(case, what, code) in cases {
         let before = sys.counters().refused(code);
