@@ -387,9 +387,9 @@ fn drive_raw(c: &mut Call) -> Result<[u64; 2], u32> {
         }
         13 => {}
         14 | 15 => {
-            // SAFETY: a boot hypercall after boot; the VMM must answer
-            // `BootOver` and change nothing.
             let nr = if c.scalar(0) == 14 { 1 } else { 2 };
+            // SAFETY: a boot hypercall after boot, with no pointer; the VMM
+            // must answer `BootOver` and change nothing.
             let (status, _) = unsafe { hypercall_raw(nr, [0; 6]) };
             return Ok([status, 0]);
         }
