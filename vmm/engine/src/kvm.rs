@@ -9,18 +9,18 @@ use std::path::{Path, PathBuf};
 pub const DEVICE_ENV: &str = "FERRY_KVM_DEVICE";
 
 /// Why KVM cannot be used.
+#[allow(
+    missing_docs,
+    reason = "each variant's message is its `#[error]` text, written once"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
-    /// The device node is missing.
     #[error("{} does not exist: Ferry needs a Linux host with KVM enabled", .0.display())]
     Missing(PathBuf),
-    /// No permission to open it.
     #[error("no permission to open {}: run as root or add your user to the `kvm` group", .0.display())]
     PermissionDenied(PathBuf),
-    /// It opened but lacks something Ferry needs.
     #[error("this KVM lacks {0}, which Ferry needs")]
     Unsupported(&'static str),
-    /// Any other failure.
     #[error("cannot open {}", path.display())]
     Open {
         /// The device node.

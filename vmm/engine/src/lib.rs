@@ -4,7 +4,7 @@
 //! and the objects named in its argument list are copied in and back out.
 //!
 //! Start at [`system::System::boot`] and [`system::System::run`]; one call's
-//! journey is in [`migrate`].
+//! journey is in `migrate/` (crate-private; docs/ARCHITECTURE.md follows it).
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),

@@ -6,9 +6,12 @@ use shared_abi::layout::{DomainLayout, IMAGE_BASE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Why a range was refused.
+#[allow(
+    missing_docs,
+    reason = "each variant's message is its `#[error]` text, written once"
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RangeError {
-    /// `addr + len` does not fit in 64 bits.
     #[error("address {addr:#x} + length {len:#x} overflows")]
     Overflow {
         /// Start of the range.
@@ -16,7 +19,6 @@ pub enum RangeError {
         /// Its length.
         len: u64,
     },
-    /// The range is not inside one piece of the data region.
     #[error("range {addr:#x}+{len:#x} is outside the data region")]
     Outside {
         /// Start of the range.

@@ -1,8 +1,8 @@
 //! A running system: the domains of a manifest booted as KVM VMs, their
 //! capabilities resolved to entries, the servers of message-mode domains,
 //! and the threads that migrate between them. This is where the layers
-//! below are wired together: [`Core`] implements the migration engine's
-//! [`Engine`] context, and message-mode servers get a handler that runs a
+//! below are wired together: `Core` implements the migration engine's
+//! `Engine` context, and message-mode servers get a handler that runs a
 //! served chain.
 
 use crate::domain::{BootError, Domain};
@@ -55,15 +55,16 @@ fn start_host_thread<'scope>(
 }
 
 /// Why a system could not start.
+#[allow(
+    missing_docs,
+    reason = "each variant's message is its `#[error]` text, written once"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
-    /// KVM is not usable.
     #[error(transparent)]
     Kvm(#[from] KvmError),
-    /// KVM refused an operation before any domain existed.
     #[error("KVM refused to report its CPUID")]
     Cpuid(#[source] kvm_ioctls::Error),
-    /// A built-in image name that does not exist.
     #[error("domain `{domain}`: no built-in image `{image}` (built-in: {}; give a path containing `/` for a file)", crate::images::names().collect::<Vec<_>>().join(", "))]
     NoSuchImage {
         /// The domain.
@@ -71,7 +72,6 @@ pub enum SystemError {
         /// The name it gave.
         image: String,
     },
-    /// An image file that cannot be read.
     #[error("domain `{domain}`: cannot read image {}", path.display())]
     ImageFile {
         /// The domain.
@@ -91,7 +91,6 @@ pub enum SystemError {
         /// The capability as the manifest wrote it.
         capability: String,
     },
-    /// A domain failed to boot.
     #[error(transparent)]
     Boot(#[from] BootError),
 }

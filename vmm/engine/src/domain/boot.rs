@@ -45,9 +45,12 @@ impl BootError {
 }
 
 /// What stopped a boot or a restart.
+#[allow(
+    missing_docs,
+    reason = "each variant's message is its `#[error]` text, written once"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum BootFailure {
-    /// A KVM operation failed.
     #[error("KVM {what} failed")]
     Kvm {
         /// Which operation.
@@ -56,19 +59,14 @@ pub enum BootFailure {
         #[source]
         source: kvm_ioctls::Error,
     },
-    /// The memory size does not fit this host's address space.
     #[error("a memory size of {0} bytes does not fit this host")]
     MemorySize(u64),
-    /// The host would not map the guest's memory.
     #[error("cannot map guest memory")]
     MapMemory(#[source] vm_memory::mmap::FromRangesError),
-    /// The host would not zero the guest's memory for a restart.
     #[error("cannot zero guest memory")]
     ZeroMemory(#[source] std::io::Error),
-    /// The VMM could not write its own pages (page tables, GDT, IDT, TSSs).
     #[error("cannot write the system pages")]
     SystemPages(#[source] GuestMemError),
-    /// The image could not be loaded.
     #[error("image {image}")]
     Image {
         /// The image.
@@ -77,7 +75,6 @@ pub enum BootFailure {
         #[source]
         source: loader::LoadError,
     },
-    /// The memory does not hold the image, the stacks and the least heap.
     #[error("{} MiB of memory do not hold the image ({} KiB), {stacks} stacks of {} KiB and a heap of at least {} KiB", memory >> 20, image >> 10, stack_size >> 10, MIN_HEAP >> 10)]
     TooSmall {
         /// Guest memory in bytes.
@@ -89,7 +86,6 @@ pub enum BootFailure {
         /// Bytes per stack.
         stack_size: u64,
     },
-    /// The guest was built against another ABI.
     #[error("guest speaks ABI version {guest}, this VMM speaks {vmm}")]
     AbiVersion {
         /// The guest's version.
@@ -97,7 +93,6 @@ pub enum BootFailure {
         /// Ours.
         vmm: u32,
     },
-    /// The manifest exports an entry the image does not declare.
     #[error("the manifest exports [{}] but image `{image}` declares [{}]", manifest.join(", "), image_entries.join(", "))]
     EntryMismatch {
         /// The image.
@@ -107,68 +102,58 @@ pub enum BootFailure {
         /// What the image declares.
         image_entries: Vec<String>,
     },
-    /// The guest's hello was malformed (or changed across a restart).
     #[error("bad hello")]
     BadHello(#[source] HelloError),
-    /// The guest faulted while booting.
     #[error("faulted while booting: {0}")]
     Fault(FaultReport),
-    /// The guest did something else than booting.
     #[error("broke the boot protocol")]
     Protocol(#[source] BootProtocol),
-    /// A restart found the image with another entry point or size.
     #[error("the image changed its entry point or size")]
     ImageChanged,
-    /// A restart found a stack still out of the pool (a VMM bug).
     #[error("a stack is still out")]
     StackOut,
-    /// A restart found a live vCPU still out of the pool (a VMM bug).
     #[error("a vCPU is still out")]
     VcpuOut,
 }
 
 /// What is wrong with a guest's hello.
+#[allow(
+    missing_docs,
+    reason = "each variant's message is its `#[error]` text, written once"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum HelloError {
-    /// The hello itself is not in the data region.
     #[error("the hello is not readable")]
     Unreadable(#[source] RangeError),
-    /// More entries than [`MAX_ENTRIES`].
     #[error("{0} entries (at most {MAX_ENTRIES})")]
     TooManyEntries(u32),
-    /// The entry table is not in the data region.
     #[error("the entry table is not readable")]
     EntryTable(#[source] RangeError),
-    /// An entry's name is not valid UTF-8 of the right length.
     #[error("entry {0} has no valid name")]
     EntryName(u64),
-    /// The dispatcher is not in the image.
     #[error("dispatcher {0:#x} is outside the image")]
     DispatcherOutside(u64),
-    /// The sample ring is not in the data region.
     #[error("the sample ring is outside the data region")]
     SampleRing,
-    /// A restarted guest introduced itself differently.
     #[error("the restarted guest introduced itself differently")]
     ChangedOnRestart,
 }
 
 /// How a booting guest broke the boot protocol.
+#[allow(
+    missing_docs,
+    reason = "each variant's message is its `#[error]` text, written once"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum BootProtocol {
-    /// No stack was free to boot on.
     #[error("no stack to boot on")]
     NoBootStack,
-    /// The VMM could not write the boot information onto the stack.
     #[error("cannot write the boot information")]
     BootInfo(#[source] GuestMemError),
-    /// `Ready` came before `Hello`.
     #[error("`Ready` before `Hello`")]
     ReadyBeforeHello,
-    /// A hypercall that has no place in a boot.
     #[error("{0:?} while booting")]
     Unexpected(GuestRequest),
-    /// No `Ready` within the exit budget.
     #[error("no `Ready` after {MAX_BOOT_EXITS} hypercalls")]
     TooManyExits,
 }

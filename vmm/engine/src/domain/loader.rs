@@ -7,15 +7,16 @@ use std::io::Cursor;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// Why an image could not be loaded.
+#[allow(
+    missing_docs,
+    reason = "each variant's message is its `#[error]` text, written once"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// Not a 64-bit little-endian ELF executable.
     #[error("not a 64-bit x86 ELF executable")]
     NotElf,
-    /// A header points outside the file.
     #[error("truncated ELF: {0}")]
     Truncated(&'static str),
-    /// A segment lies outside `[IMAGE_BASE, memory)`.
     #[error(
         "segment at {start:#x}..{end:#x} is outside the image area {IMAGE_BASE:#x}..{limit:#x}"
     )]
@@ -27,10 +28,8 @@ pub enum LoadError {
         /// End of guest memory.
         limit: u64,
     },
-    /// The entry point is not inside a loaded segment.
     #[error("entry point {0:#x} is not inside the image")]
     BadEntry(u64),
-    /// `linux-loader` refused it.
     #[error("the ELF loader refused it")]
     Loader(#[source] linux_loader::loader::Error),
 }

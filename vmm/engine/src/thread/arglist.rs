@@ -23,12 +23,14 @@ const fn round_up(v: u64) -> u64 {
 }
 
 /// Why an argument list was refused; each maps to one [`ErrorCode`].
+#[allow(
+    missing_docs,
+    reason = "each variant's message is its `#[error]` text, written once"
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ArgListError {
-    /// More descriptors than [`MAX_ARGS`].
     #[error("{0} descriptors (at most {MAX_ARGS})")]
     TooManyArgs(u32),
-    /// Descriptor `index` has an unknown mode or a non-zero reserved word.
     #[error("descriptor {index}: mode {mode} / reserved {reserved} is not valid")]
     BadMode {
         /// Which descriptor.
@@ -38,7 +40,6 @@ pub enum ArgListError {
         /// Its reserved word.
         reserved: u32,
     },
-    /// Descriptor `index` overflows.
     #[error("descriptor {index}: {range}")]
     Overflow {
         /// Which descriptor.
@@ -46,7 +47,6 @@ pub enum ArgListError {
         /// The range error.
         range: RangeError,
     },
-    /// Descriptor `index` is outside the caller's data region.
     #[error("descriptor {index}: {range}")]
     OutOfRange {
         /// Which descriptor.
@@ -54,7 +54,6 @@ pub enum ArgListError {
         /// The range error.
         range: RangeError,
     },
-    /// Descriptors `a` and `b` are both written back and overlap.
     #[error("output descriptors {a} and {b} overlap")]
     OverlappingOutputs {
         /// First descriptor.
@@ -62,7 +61,6 @@ pub enum ArgListError {
         /// Second descriptor.
         b: usize,
     },
-    /// The objects need `need` bytes of the callee's stack; it grants `budget`.
     #[error("objects need {need} bytes of the callee's stack, budget is {budget}")]
     TooLarge {
         /// Bytes needed, invocation frame included.

@@ -22,9 +22,12 @@ use shared_abi::ErrorCode;
 pub const MAX_DEPTH: usize = 64;
 
 /// Why a thread never ran a single instruction.
+#[allow(
+    missing_docs,
+    reason = "each variant's message is its `#[error]` text, written once"
+)]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NotStarted {
-    /// The manifest or the guest named a domain or entry that does not exist.
     #[error("no entry `{entry}` in domain `{domain}`")]
     NoSuchEntry {
         /// The domain asked for.
@@ -32,7 +35,6 @@ pub enum NotStarted {
         /// The entry asked for.
         entry: String,
     },
-    /// The first domain refused the frame (not serving, no stack, no vCPU).
     #[error("domain `{domain}` refused it: {code:?}")]
     Refused {
         /// The domain.
@@ -40,10 +42,8 @@ pub enum NotStarted {
         /// What it answered.
         code: ErrorCode,
     },
-    /// The VMM could not start a host thread for it.
     #[error("no host thread could be started for it")]
     NoHostThread,
-    /// Its host thread panicked: a VMM bug, contained to this thread.
     #[error("its host thread panicked")]
     Panicked,
 }
