@@ -243,11 +243,10 @@ impl Core {
             .map_err(SystemError::Cpuid)?;
         let mut domains = Vec::with_capacity(spec.domains.len());
         let mut inboxes = Inboxes::default();
-        for (i, (d, (image_name, bytes))) in spec.domains.iter().zip(&images).enumerate() {
-            let id = DomainId::from_index(i).ok_or(SystemError::UnresolvedCapability {
-                domain: d.name.clone(),
-                capability: "(too many domains)".into(),
-            })?;
+        // Ids count up from 0 in manifest order (the manifest caps the count
+        // far below u32::MAX), so no conversion can fail.
+        let ids = (0u32..).map(DomainId::new);
+        for (id, (d, (image_name, bytes))) in ids.zip(spec.domains.iter().zip(&images)) {
             domains.push(Domain::boot(&kvm, &cpuid, id, d, image_name, bytes)?);
             if d.ipc == Ipc::Message {
                 inboxes.open(id, &d.name, d.stack_policy);
