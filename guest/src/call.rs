@@ -130,6 +130,32 @@ impl<'a> Arg<'a> {
     }
 }
 
+/// Limits a caller sets on one call, in microseconds: `budget_us` is the
+/// CPU time the callee (and whatever it calls) may use, `wait_us` the
+/// wall-clock limit of any wait on the caller's behalf (a stack, a
+/// message-mode reply, a restart). 0 means the manifest's default; a larger
+/// value is cut to that default, and a budget to what remains of the
+/// caller's own. Either running out answers `ErrorCode::Timeout`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU budget of the call in µs (0 = default).
+    pub budget_us: u64,
+    /// Wall-clock limit of each wait in µs (0 = default).
+    pub wait_us: u64,
+}
+
+/// A call's outcome and the callee's generation as of the answer: a caller
+/// that sees the generation change knows the callee restarted (and lost
+/// its state) since its earlier call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The results, or why there are none.
+    pub result: Result<[u64; 2], CallError>,
+    /// The callee's generation (0 until its first restart; 0 too when the
+    /// VMM could not tell which callee was meant, e.g. `BadSlot`).
+    pub generation: u64,
+}
+
 /// Call capability `slot` of this domain with `scalars` and `args` (the
 /// thread migrates into the callee and back). Returns the callee's two
 /// results. Times itself with `rdtsc` around the hypercall and records a
@@ -138,8 +164,16 @@ impl<'a> Arg<'a> {
 /// More than 6 scalars or 16 args fail with `TooManyArgs` without a
 /// hypercall.
 pub fn call(slot: u32, scalars: &[u64], args: &mut [Arg<'_>]) -> Result<[u64; 2], CallError> {
+    call_with(slot, scalars, args, Limits::default()).result
+}
+
+/// [`call`] with explicit [`Limits`], answering the callee's generation too.
+pub fn call_with(slot: u32, scalars: &[u64], args: &mut [Arg<'_>], limits: Limits) -> Answer {
     if scalars.len() > MAX_SCALARS || args.len() > MAX_ARGS {
-        return Err(CallError::Ferry(ErrorCode::TooManyArgs));
+        return Answer {
+            result: Err(CallError::Ferry(ErrorCode::TooManyArgs)),
+            generation: 0,
+        };
     }
     let mut req = CallRequest {
         slot,
@@ -157,26 +191,35 @@ pub fn call(slot: u32, scalars: &[u64], args: &mut [Arg<'_>]) -> Result<[u64; 2]
     let (status, regs) = unsafe {
         hypercall(
             Hypercall::Call as u32,
-            [&req as *const CallRequest as u64, 0, 0, 0, 0, 0],
+            [
+                &req as *const CallRequest as u64,
+                limits.budget_us,
+                limits.wait_us,
+                0,
+                0,
+                0,
+            ],
         )
     };
     let t1 = rdtsc();
     record(slot, t1.wrapping_sub(t0));
-    if status == 0 {
-        Ok([regs[0], regs[1]])
+    let [r0, r1, r2, r3, generation] = regs;
+    let result = if status == 0 {
+        Ok([r0, r1])
     } else {
-        Err(CallError::decode(status, regs))
-    }
+        Err(CallError::decode(status, [r0, r1, r2, r3]))
+    };
+    Answer { result, generation }
 }
 
 /// The `Call` hypercall on any request, however malformed (also a wild
-/// `req` pointer): returns RAX and RDI, RSI, RDX, R10 untouched. Records no
-/// sample.
+/// `req` pointer), with default limits: returns RAX and RDI, RSI, RDX, R10,
+/// R8 untouched. Records no sample.
 ///
 /// # Safety
 /// If the VMM accepts the request, it writes OUT/INOUT objects back into
 /// the memory they name: that memory must be the caller's to give.
-pub unsafe fn call_raw(req: *const CallRequest) -> (u64, [u64; 4]) {
+pub unsafe fn call_raw(req: *const CallRequest) -> (u64, [u64; 5]) {
     // SAFETY: forwarded to the caller.
     unsafe { hypercall(Hypercall::Call as u32, [req as u64, 0, 0, 0, 0, 0]) }
 }

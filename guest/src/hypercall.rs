@@ -4,17 +4,17 @@ use core::arch::asm;
 use shared_abi::Hypercall;
 
 /// Make hypercall `nr` with `args` in RDI, RSI, RDX, R10, R8, R9.
-/// Returns RAX and the (possibly rewritten) RDI, RSI, RDX, R10.
+/// Returns RAX and the (possibly rewritten) RDI, RSI, RDX, R10, R8.
 ///
 /// # Safety
 /// Pointer arguments must be valid for whatever the VMM does with them for
 /// this hypercall (e.g. `Call` writes OUT objects back into caller memory).
 #[inline(always)]
-pub(crate) unsafe fn hypercall(nr: u32, args: [u64; 6]) -> (u64, [u64; 4]) {
+pub(crate) unsafe fn hypercall(nr: u32, args: [u64; 6]) -> (u64, [u64; 5]) {
     let rax: u64;
-    let (rdi, rsi, rdx, r10): (u64, u64, u64, u64);
+    let (rdi, rsi, rdx, r10, r8): (u64, u64, u64, u64, u64);
     // SAFETY: the caller vouches for the pointer arguments. The VMM may
-    // overwrite RAX, RDI, RSI, RDX, R10 (declared as outputs) and nothing
+    // overwrite RAX, RDI, RSI, RDX, R10, R8 (declared as outputs) and nothing
     // else; it may read and write memory reachable from exposed pointers,
     // which an asm block without `nomem`/`readonly` is allowed to do. The
     // `out` itself does not touch the stack.
@@ -26,17 +26,17 @@ pub(crate) unsafe fn hypercall(nr: u32, args: [u64; 6]) -> (u64, [u64; 4]) {
             inout("rsi") args[1] => rsi,
             inout("rdx") args[2] => rdx,
             inout("r10") args[3] => r10,
-            in("r8") args[4],
+            inout("r8") args[4] => r8,
             in("r9") args[5],
             options(nostack),
         );
     }
-    (rax, [rdi, rsi, rdx, r10])
+    (rax, [rdi, rsi, rdx, r10, r8])
 }
 
 /// A hypercall whose arguments are plain numbers (no pointers).
 #[inline(always)]
-pub(crate) fn hypercall_scalar(nr: Hypercall, args: [u64; 6]) -> (u64, [u64; 4]) {
+pub(crate) fn hypercall_scalar(nr: Hypercall, args: [u64; 6]) -> (u64, [u64; 5]) {
     // SAFETY: callers pass only hypercalls whose arguments are not pointers
     // (Nop, Ready, Return, Exit, Spawn), so the VMM touches no guest memory.
     unsafe { hypercall(nr as u32, args) }
@@ -44,13 +44,13 @@ pub(crate) fn hypercall_scalar(nr: Hypercall, args: [u64; 6]) -> (u64, [u64; 4])
 
 /// Make any hypercall, including numbers the ABI does not know (the test of
 /// `ErrorCode::UnknownHypercall` needs that). Returns RAX and RDI, RSI, RDX,
-/// R10 as the VMM left them.
+/// R10, R8 as the VMM left them.
 ///
 /// # Safety
 /// For a known hypercall whose arguments are pointers (`Hello`, `Print`,
 /// `Call`, `Panic`), the VMM reads — and for `Call` writes — guest memory
 /// there: the same rules as [`call_raw`](crate::call_raw) apply.
-pub unsafe fn hypercall_raw(nr: u32, args: [u64; 6]) -> (u64, [u64; 4]) {
+pub unsafe fn hypercall_raw(nr: u32, args: [u64; 6]) -> (u64, [u64; 5]) {
     // SAFETY: forwarded to the caller.
     unsafe { hypercall(nr, args) }
 }

@@ -34,7 +34,7 @@ mod rt;
 mod samples;
 mod spawn;
 
-pub use call::{call, call_raw, Arg, CallError, Pod};
+pub use call::{call, call_raw, call_with, Answer, Arg, CallError, Limits, Pod};
 pub use entry::{Call, EntryFn, EntryTable, BAD_ERROR_STATUS, UNKNOWN_ENTRY_STATUS};
 pub use hypercall::{exit, hypercall_raw, nop, rdtsc};
 pub use print::_print;

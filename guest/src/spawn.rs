@@ -16,7 +16,8 @@ pub fn spawn(entry: u32, arg: u64) -> Result<u64, CallError> {
     if status == 0 {
         Ok(regs[0])
     } else {
-        Err(CallError::decode(status, regs))
+        let [r0, r1, r2, r3, _] = regs;
+        Err(CallError::decode(status, [r0, r1, r2, r3]))
     }
 }
 

@@ -55,6 +55,16 @@ pub enum ErrorCode {
     /// A boot hypercall (`Hello`, `Ready`) made after the domain booted:
     /// the VMM has no use for it; nothing happened.
     BootOver = 18,
+    /// The call's CPU budget ran out (its callee was stopped, quarantined
+    /// and restarted), or a wait on the caller's behalf — for a stack under
+    /// `block`, a message-mode reply, a domain to finish restarting — passed
+    /// its wall-clock limit (then nobody is blamed and nothing was stopped).
+    Timeout = 19,
+    /// The callee (or a domain it called) made `Exit`, which only a
+    /// thread's bottom frame may do: the callee's frame is gone, its domain
+    /// is quarantined and restarted like after a fault, and the caller
+    /// resumes here to clean up.
+    CalleeExited = 20,
 }
 
 impl ErrorCode {
@@ -125,14 +135,16 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for v in 1..=18u64 {
+        for v in 1..=20u64 {
             let e = ErrorCode::from_u64(v).unwrap();
             assert_eq!(u64::from(u32::from(e)), v);
             assert_eq!(CallStatus::from_u64(v), CallStatus::Ferry(e));
         }
         assert_eq!(ErrorCode::from_u64(17), Some(ErrorCode::Internal));
         assert_eq!(ErrorCode::from_u64(18), Some(ErrorCode::BootOver));
-        for v in [0u64, 19, u64::from(u32::MAX), 1 << 32 | 1] {
+        assert_eq!(ErrorCode::from_u64(19), Some(ErrorCode::Timeout));
+        assert_eq!(ErrorCode::from_u64(20), Some(ErrorCode::CalleeExited));
+        for v in [0u64, 21, u64::from(u32::MAX), 1 << 32 | 1] {
             assert_eq!(ErrorCode::from_u64(v), None);
         }
     }
@@ -149,4 +161,9 @@ pub mod pseudo_vector {
     pub const UNBACKED_ACCESS: u64 = 0x102;
     /// KVM could not run the vCPU (internal error, failed entry, unexpected exit).
     pub const VCPU_ERROR: u64 = 0x103;
+    /// The domain this frame called into went down during a call of
+    /// *another* thread: the frame was unwound, and — fault reports being
+    /// private to the thread whose call faulted — RIP, error code and CR2
+    /// are 0.
+    pub const DOMAIN_DOWN: u64 = 0x104;
 }

@@ -30,8 +30,15 @@ pub enum Hypercall {
     Ready = 2,
     /// Log a line: `RDI` = address, `RSI` = length (UTF-8, at most 4 KiB).
     Print = 3,
-    /// Migrate into another domain: `RDI` → [`crate::CallRequest`].
-    /// Answer: `RAX` = [`crate::CallStatus`] code, `RDI`/`RSI` = results.
+    /// Migrate into another domain: `RDI` → [`crate::CallRequest`];
+    /// `RSI` = the call's CPU budget in microseconds and `RDX` = the
+    /// wall-clock limit of any wait on the caller's behalf, in microseconds
+    /// (0 = the manifest's default; a larger value is cut to that default,
+    /// and a budget to what remains of the caller's own).
+    /// Answer: `RAX` = [`crate::CallStatus`] code, `RDI`/`RSI` = results
+    /// (`RDI`..`R10` = the report of a `Fault`), `R8` = the callee's
+    /// generation as of the answer (it changes when the callee restarted,
+    /// losing its state, since an earlier answer).
     Call = 4,
     /// Return from the current entry: `RDI` = status (0 = success, else an
     /// application code), `RSI`/`RDX` = two results.
@@ -41,7 +48,9 @@ pub enum Hypercall {
     /// The guest panicked: `RDI` = message address, `RSI` = length. The
     /// domain is stopped like on any other fault.
     Panic = 7,
-    /// End the calling thread (from any depth); `RDI` = exit code.
+    /// End the calling thread; `RDI` = exit code. Only the thread's bottom
+    /// frame may: from any other frame it ends that frame's call as a fault
+    /// would, and the caller gets [`crate::ErrorCode::CalleeExited`].
     Exit = 8,
     /// Start a new thread in the caller's own domain: `RDI` = entry index,
     /// `RSI` = its first scalar. Answer: `RAX` = status, `RDI` = thread id.

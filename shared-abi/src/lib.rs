@@ -29,4 +29,8 @@ pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT
 /// History: 1 — first contract. 2 — `Spawn`, `QuotaExceeded`/`NoSuchEntry`,
 /// `DomainDead`/`Restarting` now mean "reset failed"/"being reset", and
 /// only `args[..nargs]` of an `Invocation` is written. 3 — `Internal` (17).
-pub const ABI_VERSION: u32 = 3;
+/// 4 — `Timeout` (19), `CalleeExited` (20); `Call` takes a
+/// CPU budget (`RSI`) and a wait limit (`RDX`) and answers the callee's
+/// generation (`R8`); `Exit` only from the bottom frame; fault reports are
+/// private (`pseudo_vector::DOMAIN_DOWN`).
+pub const ABI_VERSION: u32 = 4;
