@@ -60,10 +60,9 @@ pub enum ErrorCode {
     /// `block`, a message-mode reply, a domain to finish restarting — passed
     /// its wall-clock limit (then nobody is blamed and nothing was stopped).
     Timeout = 19,
-    /// The callee (or a domain it called) made `Exit`, which only a
-    /// thread's bottom frame may do: the callee's frame is gone, its domain
-    /// is quarantined and restarted like after a fault, and the caller
-    /// resumes here to clean up.
+    /// The callee made `Exit`, which only a thread's bottom frame may do:
+    /// the callee's frame is gone (its stack and vCPU back in its pool, its
+    /// domain still serving) and the caller resumes here to clean up.
     CalleeExited = 20,
 }
 
