@@ -165,4 +165,8 @@ pub mod pseudo_vector {
     /// private to the thread whose call faulted — RIP, error code and CR2
     /// are 0.
     pub const DOMAIN_DOWN: u64 = 0x104;
+    /// The frame ran past its CPU budget and was stopped by the VMM (the
+    /// domain is quarantined and restarted; the caller of the call whose
+    /// budget ran out gets `Timeout`, not this report).
+    pub const BUDGET: u64 = 0x105;
 }

@@ -27,6 +27,10 @@ pub enum GuestRequest {
     Call {
         /// Address of the `CallRequest`.
         request: u64,
+        /// CPU budget asked for, in µs (`RSI`; 0 = the callee's default).
+        budget_us: u64,
+        /// Wall-clock limit of each wait, in µs (`RDX`; 0 = the default).
+        wait_us: u64,
     },
     /// Return from the current entry.
     Return {
@@ -77,7 +81,11 @@ impl GuestRequest {
                 addr: r.rdi,
                 len: r.rsi,
             },
-            Some(Hypercall::Call) => Self::Call { request: r.rdi },
+            Some(Hypercall::Call) => Self::Call {
+                request: r.rdi,
+                budget_us: r.rsi,
+                wait_us: r.rdx,
+            },
             Some(Hypercall::Return) => Self::Return {
                 status: r.rdi,
                 results: [r.rsi, r.rdx],

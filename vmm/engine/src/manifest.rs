@@ -18,6 +18,9 @@
 //! stack_policy = "block"    # or "fail": what a call does when no stack is free
 //! max_spawned = 4           # threads its guest may `spawn` and have running
 //! ipc = "migrate"           # or "message": server threads, for comparison
+//! budget_ms = 1000          # CPU budget of each call into it, or "unlimited"
+//! wait_ms = 2000            # wall-clock limit of each wait for it, or "unlimited"
+//! restart_ms = 1000         # time its restart may take (finite)
 //!
 //! [[thread]]
 //! domain = "client"
@@ -30,6 +33,7 @@ use shared_abi::layout::{MAX_MEMORY, MAX_VCPUS, PAGE_SIZE};
 use shared_abi::MAX_SCALARS;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Most domains one system may have.
 pub const MAX_DOMAINS: usize = 4096;
@@ -162,6 +166,20 @@ pub enum ManifestError {
         /// Its entry.
         entry: String,
     },
+    /// A time limit must be a number of milliseconds in range, or
+    /// `"unlimited"` where that is allowed: a system that says nothing
+    /// about limits still cannot hang.
+    #[error("manifest: domain `{domain}`: {field} = {value} (must be 1..={MAX_LIMIT_MS}{})", if *unlimited_ok { " or \"unlimited\"" } else { "" })]
+    BadLimit {
+        /// The domain.
+        domain: String,
+        /// The field (`budget_ms`, `wait_ms`, `restart_ms`).
+        field: &'static str,
+        /// The value as written.
+        value: String,
+        /// Whether `"unlimited"` would have been accepted.
+        unlimited_ok: bool,
+    },
     /// Arguments travel in the registers of the call ABI.
     #[error("manifest: thread in `{domain}.{entry}` has {count} args (at most {MAX_SCALARS})")]
     TooManyArgs {
@@ -237,6 +255,106 @@ pub struct DomainEntry {
     /// How calls into it are carried out.
     #[serde(default)]
     pub ipc: Ipc,
+    /// CPU budget of each call into it, in ms, or `"unlimited"`.
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: Millis,
+    /// Wall-clock limit of each wait on its behalf (a stack, a message-mode
+    /// reply, its restart), in ms, or `"unlimited"`.
+    #[serde(default = "default_wait_ms")]
+    pub wait_ms: Millis,
+    /// Time a restart of it may take, in ms (finite).
+    #[serde(default = "default_restart_ms")]
+    pub restart_ms: Millis,
+}
+
+/// A time limit as written: milliseconds, or a word (only `"unlimited"`
+/// is accepted, and only where the field allows it).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Millis {
+    /// A number of milliseconds.
+    Ms(u64),
+    /// A word; `"unlimited"` is the only valid one.
+    Word(String),
+}
+
+impl Millis {
+    /// No limit.
+    pub fn unlimited() -> Self {
+        Self::Word(UNLIMITED.into())
+    }
+}
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ms(n) => write!(f, "{n}"),
+            Self::Word(w) => write!(f, "{w:?}"),
+        }
+    }
+}
+
+/// The word that asks for no limit.
+pub const UNLIMITED: &str = "unlimited";
+/// Longest finite limit a manifest may give (one day), in ms.
+pub const MAX_LIMIT_MS: u64 = 86_400_000;
+/// Default CPU budget of a call: a second of CPU is thousands of times what
+/// a call costs, so only a runaway callee meets it.
+pub const DEFAULT_BUDGET_MS: u64 = 1000;
+/// Default wall-clock limit of a wait: generous for a descheduled peer on a
+/// busy host, short enough that a deadlock ends.
+pub const DEFAULT_WAIT_MS: u64 = 2000;
+/// Default time a restart may take: a boot takes ~2 ms here (~20 ms when
+/// huge pages are first touched).
+pub const DEFAULT_RESTART_MS: u64 = 1000;
+
+fn default_budget_ms() -> Millis {
+    Millis::Ms(DEFAULT_BUDGET_MS)
+}
+fn default_wait_ms() -> Millis {
+    Millis::Ms(DEFAULT_WAIT_MS)
+}
+fn default_restart_ms() -> Millis {
+    Millis::Ms(DEFAULT_RESTART_MS)
+}
+
+/// A domain's validated time limits (`None` = unlimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU budget of each call into it.
+    pub budget: Option<Duration>,
+    /// Wall-clock limit of each wait on its behalf.
+    pub wait: Option<Duration>,
+    /// Time a restart may take.
+    pub restart: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            budget: Some(Duration::from_millis(DEFAULT_BUDGET_MS)),
+            wait: Some(Duration::from_millis(DEFAULT_WAIT_MS)),
+            restart: Duration::from_millis(DEFAULT_RESTART_MS),
+        }
+    }
+}
+
+fn limit(
+    domain: &str,
+    field: &'static str,
+    v: &Millis,
+    unlimited_ok: bool,
+) -> Result<Option<Duration>, ManifestError> {
+    match v {
+        Millis::Ms(n) if (1..=MAX_LIMIT_MS).contains(n) => Ok(Some(Duration::from_millis(*n))),
+        Millis::Word(w) if unlimited_ok && w == UNLIMITED => Ok(None),
+        _ => Err(ManifestError::BadLimit {
+            domain: domain.to_owned(),
+            field,
+            value: v.to_string(),
+            unlimited_ok,
+        }),
+    }
 }
 
 impl DomainEntry {
@@ -253,7 +371,20 @@ impl DomainEntry {
             stack_policy: StackPolicy::default(),
             max_spawned: default_max_spawned(),
             ipc: Ipc::default(),
+            budget_ms: default_budget_ms(),
+            wait_ms: default_wait_ms(),
+            restart_ms: default_restart_ms(),
         }
+    }
+
+    /// Set the CPU budget of calls into it, its wait limit and its restart
+    /// limit (each in ms; [`Millis::unlimited`] where allowed).
+    #[must_use]
+    pub fn limits(mut self, budget_ms: Millis, wait_ms: Millis, restart_ms: u64) -> Self {
+        self.budget_ms = budget_ms;
+        self.wait_ms = wait_ms;
+        self.restart_ms = Millis::Ms(restart_ms);
+        self
     }
 
     /// Set the memory in MiB.
@@ -410,6 +541,8 @@ pub struct DomainSpec {
     pub max_spawned: u32,
     /// How calls into it are carried out.
     pub ipc: Ipc,
+    /// Its time limits.
+    pub limits: Limits,
 }
 
 /// One initial thread.
@@ -481,6 +614,12 @@ fn validate_domain(d: &DomainEntry, base: Option<&Path>) -> Result<DomainSpec, M
     } else {
         ImageSource::Builtin(d.image.clone())
     };
+    let limits = Limits {
+        budget: limit(&d.name, "budget_ms", &d.budget_ms, true)?,
+        wait: limit(&d.name, "wait_ms", &d.wait_ms, true)?,
+        restart: limit(&d.name, "restart_ms", &d.restart_ms, false)?
+            .unwrap_or(Duration::from_millis(DEFAULT_RESTART_MS)),
+    };
     Ok(DomainSpec {
         name: d.name.clone(),
         image,
@@ -492,6 +631,7 @@ fn validate_domain(d: &DomainEntry, base: Option<&Path>) -> Result<DomainSpec, M
         stack_policy: d.stack_policy,
         max_spawned: d.max_spawned,
         ipc: d.ipc,
+        limits,
     })
 }
 
@@ -654,6 +794,20 @@ mod tests {
             ImageSource::File(PathBuf::from("/m/dir/b.elf"))
         );
         assert_eq!(s.domains[0].stack_size, 64 * 1024);
+        assert_eq!(s.domains[0].limits, Limits::default(), "finite defaults");
+        let unlimited = GOOD.replace(
+            "exports = [\"x\"]",
+            "exports = [\"x\"]\nbudget_ms = \"unlimited\"\nwait_ms = 30\nrestart_ms = 40",
+        );
+        let s = System::parse(&unlimited, None).unwrap();
+        assert_eq!(
+            s.domains[0].limits,
+            Limits {
+                budget: None,
+                wait: Some(Duration::from_millis(30)),
+                restart: Duration::from_millis(40),
+            }
+        );
         assert_eq!(s.threads[0].args, vec![1, 2]);
     }
 
@@ -668,7 +822,52 @@ mod tests {
         let with =
             |field: &str| GOOD.replace("exports = [\"x\"]", &format!("exports = [\"x\"]\n{field}"));
         type Is = fn(&ManifestError) -> bool;
-        let cases: [(String, Is, &str); 13] = [
+        let cases: [(String, Is, &str); 17] = [
+            (
+                with("budget_ms = 0"),
+                |e| {
+                    matches!(
+                        e,
+                        E::BadLimit {
+                            field: "budget_ms",
+                            ..
+                        }
+                    )
+                },
+                "budget_ms = 0 (must be 1..=86400000 or \"unlimited\")",
+            ),
+            (
+                with("wait_ms = \"forever\""),
+                |e| {
+                    matches!(
+                        e,
+                        E::BadLimit {
+                            field: "wait_ms",
+                            ..
+                        }
+                    )
+                },
+                "wait_ms = \"forever\"",
+            ),
+            (
+                with("restart_ms = \"unlimited\""),
+                |e| {
+                    matches!(
+                        e,
+                        E::BadLimit {
+                            field: "restart_ms",
+                            unlimited_ok: false,
+                            ..
+                        }
+                    )
+                },
+                "restart_ms = \"unlimited\" (must be 1..=86400000)",
+            ),
+            (
+                with("budget_ms = -5"),
+                |e| matches!(e, E::Parse(_)),
+                "budget_ms",
+            ),
             (
                 GOOD.replace("b.y", "c.y"),
                 |e| matches!(e, E::UnknownCapabilityDomain { target, .. } if target == "c"),
@@ -776,7 +975,8 @@ mod tests {
                     .exports(["x"])
                     .capabilities(["b.y"])
                     .stack_policy(StackPolicy::Fail)
-                    .max_spawned(1),
+                    .max_spawned(1)
+                    .limits(Millis::unlimited(), Millis::Ms(50), 200),
             )
             .domain(
                 DomainEntry::new("b", "dir/b.elf")

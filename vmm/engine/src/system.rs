@@ -5,6 +5,7 @@
 //! `Engine` context, and message-mode servers get a handler that runs a
 //! served chain.
 
+use crate::domain::restarter::{Restarter, RestarterError};
 use crate::domain::{BootError, Domain};
 use crate::fault::FaultReport;
 use crate::ids::{DomainId, EntryIndex, Slot, ThreadId};
@@ -19,6 +20,7 @@ use crate::thread::counters::Counters;
 use crate::thread::handoff::{Handoff, ReplySlot};
 use crate::thread::profile::CopySample;
 use crate::thread::{NotStarted, ThreadResult, ThreadTime};
+use crate::watch::{WatchError, Watchdog};
 use shared_abi::{ErrorCode, MAX_SCALARS};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -93,6 +95,21 @@ pub enum SystemError {
     },
     #[error(transparent)]
     Boot(#[from] BootError),
+    #[error("cannot start the CPU-budget watchdog")]
+    Watchdog(#[source] WatchError),
+    #[error(transparent)]
+    Restarter(#[from] RestarterError),
+}
+
+/// A thread still running, as [`System::running`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningThread {
+    /// Its id.
+    pub thread: ThreadId,
+    /// `domain.entry` it started in.
+    pub start: String,
+    /// The domains of its frames on its host thread, bottom first.
+    pub chain: Vec<String>,
 }
 
 /// How one thread ended.
@@ -180,6 +197,10 @@ struct Core {
     /// Set while [`System::run`] runs: where `Spawn` sends new threads.
     spawner: Mutex<Option<Sender<SpawnRequest>>>,
     inboxes: Inboxes,
+    /// The CPU-budget watchdog every chain registers with.
+    watchdog: Arc<Watchdog>,
+    /// Threads running now: id → where they started.
+    live: Mutex<std::collections::BTreeMap<ThreadId, String>>,
 }
 
 fn image_bytes(
@@ -237,6 +258,7 @@ impl Core {
             .iter()
             .map(image_bytes)
             .collect::<Result<Vec<_>, _>>()?;
+        let watchdog = Arc::new(Watchdog::start().map_err(SystemError::Watchdog)?);
         let kvm = kvm::open()?;
         let cpuid = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
@@ -271,6 +293,8 @@ impl Core {
             work: Mutex::new(Vec::new()),
             copies: Mutex::new(Vec::new()),
             inboxes,
+            watchdog,
+            live: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -304,7 +328,13 @@ impl Core {
             };
             return ThreadOutcome::not_started(thread, start, why);
         };
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(thread, start.clone());
+        }
         let ThreadRun { result, time, work } = Chain::run_thread(self, thread, d, entry, scalars);
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&thread);
+        }
         if let Some(w) = work {
             if let Ok(mut all) = self.work.lock() {
                 all.extend_from_slice(w.work_samples());
@@ -430,6 +460,10 @@ impl Engine for Core {
         self.profile.load(Ordering::Relaxed)
     }
 
+    fn watchdog(&self) -> Option<&Watchdog> {
+        Some(&self.watchdog)
+    }
+
     fn spawn(&self, domain: &Domain, entry: u64, arg: u64) -> Result<ThreadId, ErrorCode> {
         let entry = u32::try_from(entry)
             .ok()
@@ -474,7 +508,19 @@ pub struct System {
     // core's domains go. Only its `Drop` uses it.
     #[expect(dead_code, reason = "held for its Drop, which stops the servers")]
     servers: ServerThreads,
+    /// Runs every domain reset, off the callers' paths; stopped by `Drop`.
+    restarter: Restarter,
     core: Arc<Core>,
+}
+
+impl Drop for System {
+    /// Stop the restarter (after the reset in progress, bounded by its
+    /// `restart_ms`) and the watchdog, each with a bounded wait; then the
+    /// servers and the VMs go with the fields.
+    fn drop(&mut self) {
+        self.restarter.stop();
+        self.core.watchdog.stop();
+    }
 }
 
 impl System {
@@ -497,7 +543,56 @@ impl System {
                 handler
             });
         }
-        Ok(Self { servers, core })
+        let resets = Arc::clone(&core);
+        let restarter = Restarter::start(
+            &core.watchdog,
+            Box::new(move |id, meter| {
+                if let Some(d) = resets.domain(id) {
+                    d.restart(meter);
+                }
+            }),
+        )?;
+        for d in &core.domains {
+            d.set_restarter(restarter.jobs());
+        }
+        Ok(Self {
+            servers,
+            restarter,
+            core,
+        })
+    }
+
+    /// The threads running now, with the domains each is in (for a report
+    /// when a run overstays its time limit).
+    pub fn running(&self) -> Vec<RunningThread> {
+        let chains: std::collections::HashMap<u64, Vec<u32>> =
+            self.core.watchdog.listed().into_iter().collect();
+        let live = self.core.live.lock().map(|l| l.clone()).unwrap_or_default();
+        live.into_iter()
+            .map(|(thread, start)| RunningThread {
+                thread,
+                chain: chains
+                    .get(&thread.raw())
+                    .map(|ds| {
+                        ds.iter()
+                            .map(|d| {
+                                self.core
+                                    .domain(DomainId::new(*d))
+                                    .map_or_else(|| format!("#{d}"), |d| d.name.clone())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                start,
+            })
+            .collect()
+    }
+
+    /// Stop every running thread at its next exit (each ends as if its
+    /// frames had been stopped; nothing is quarantined): for a run that
+    /// overstayed its time limit.
+    pub fn cancel(&self) {
+        self.core.watchdog.cancel_all();
     }
 
     /// What it was booted from.

@@ -7,6 +7,8 @@
 //! made-up exits without a VM.
 
 use crate::arch;
+use crate::watch::kick::RunSlot;
+use crate::watch::Meter;
 use kvm_bindings::{kvm_regs, CpuId};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd, VmFd};
 use shared_abi::{FAULT_PORT_BASE, HYPERCALL_PORT};
@@ -140,11 +142,30 @@ impl Vcpu {
         self.slot
     }
 
-    /// Run until the next exit Ferry must handle.
-    pub fn run(&mut self) -> Result<Exit, kvm_ioctls::Error> {
+    /// Run until the next exit Ferry must handle. With a `meter`, the run
+    /// can be kicked: this vCPU's `immediate_exit` is published as the
+    /// kick's target first, then the meter is checked (a budget that ran
+    /// out while the thread was in VMM code is `Interrupted` without a
+    /// run), and after the run both the target and `immediate_exit` are
+    /// cleared, so no stale kick reaches the vCPU's next run or next owner.
+    /// No system call but `KVM_RUN`.
+    pub fn run(&mut self, meter: Option<&Meter>) -> Result<Exit, kvm_ioctls::Error> {
+        let Some(meter) = meter else {
+            RUN_IOCTLS.fetch_add(1, Ordering::Relaxed);
+            let exit = self.fd.run()?;
+            return Ok(classify(&exit));
+        };
+        RunSlot::arm(&raw mut self.fd.get_kvm_run().immediate_exit);
+        if meter.expired() {
+            RunSlot::disarm();
+            self.fd.set_kvm_immediate_exit(0);
+            return Ok(Exit::Interrupted);
+        }
         RUN_IOCTLS.fetch_add(1, Ordering::Relaxed);
-        let exit = self.fd.run()?;
-        Ok(classify(&exit))
+        let exit = self.fd.run().map(|e| classify(&e));
+        RunSlot::disarm();
+        self.fd.set_kvm_immediate_exit(0);
+        exit
     }
 
     /// The general registers as of the last exit (sync regs: no ioctl).

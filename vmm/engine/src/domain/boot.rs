@@ -9,6 +9,7 @@ use crate::hypercall::GuestRequest;
 use crate::ids::StackIndex;
 use crate::region::RangeError;
 use crate::vcpu::{Exit, Vcpu};
+use crate::watch::Meter;
 use shared_abi::layout::{DomainLayout, IMAGE_BASE, MAX_VCPUS};
 use shared_abi::{BootInfo, EntryName, Hello, Sample, ABI_VERSION};
 use vm_memory::GuestMemoryMmap;
@@ -156,6 +157,8 @@ pub enum BootProtocol {
     Unexpected(GuestRequest),
     #[error("no `Ready` after {MAX_BOOT_EXITS} hypercalls")]
     TooManyExits,
+    #[error("no `Ready` within the restart's time limit")]
+    Overran,
 }
 
 /// What a guest said in its hello, checked against its memory.
@@ -232,16 +235,19 @@ pub(super) fn layout_for(
 
 impl Domain {
     /// Run the guest's `_start` on `vcpu` until `Ready`; returns its hello.
+    /// With a `meter` (a restart), the boot can be kicked when the meter's
+    /// budget runs out, and then fails.
     pub(super) fn run_boot(
         &self,
         vcpu: &mut Vcpu,
         entry: u64,
         generation: u64,
+        meter: Option<&Meter>,
     ) -> Result<HelloInfo, BootError> {
         let stack = self.stacks.take().ok_or_else(|| {
             BootError::new(&self.name, BootFailure::Protocol(BootProtocol::NoBootStack))
         })?;
-        let result = self.boot_on_stack(vcpu, entry, generation, StackIndex::new(stack));
+        let result = self.boot_on_stack(vcpu, entry, generation, StackIndex::new(stack), meter);
         self.stacks.give_back(stack);
         result.map_err(|failure| BootError::new(&self.name, failure))
     }
@@ -252,6 +258,7 @@ impl Domain {
         entry: u64,
         generation: u64,
         stack: StackIndex,
+        meter: Option<&Meter>,
     ) -> Result<HelloInfo, BootFailure> {
         let info_addr = self.stack_top(stack) - BOOT_INFO_FOOTPRINT;
         let info = BootInfo {
@@ -276,10 +283,21 @@ impl Domain {
         });
         let mut hello = None;
         for _ in 0..MAX_BOOT_EXITS {
-            let exit = vcpu.run().map_err(|source| BootFailure::Kvm {
-                what: "run",
-                source,
-            })?;
+            let exit = match vcpu.run(meter) {
+                Ok(e) => e,
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    Exit::Interrupted
+                }
+                Err(source) => {
+                    return Err(BootFailure::Kvm {
+                        what: "run",
+                        source,
+                    })
+                }
+            };
+            if meter.is_some_and(Meter::expired) {
+                return Err(BootFailure::Protocol(BootProtocol::Overran));
+            }
             match exit {
                 Exit::Hypercall => {}
                 Exit::Interrupted => continue,

@@ -6,6 +6,7 @@
 mod boot;
 pub mod free_list;
 pub mod loader;
+pub mod restarter;
 pub mod vcpu_pool;
 
 pub use boot::{
@@ -15,17 +16,18 @@ pub use boot::{
 use crate::fault::{self, FaultReport};
 use crate::guest_io::{self, GuestMemError};
 use crate::ids::{DomainId, EntryIndex, StackIndex};
-use crate::manifest::{DomainSpec, Ipc, StackPolicy};
+use crate::manifest::{DomainSpec, Ipc, Limits, StackPolicy};
 use crate::region::DataRegion;
 use crate::vcpu::Vcpu;
+use crate::watch::Meter;
 use free_list::FreeList;
 use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VmFd};
 use shared_abi::layout::DomainLayout;
 use shared_abi::{ErrorCode, Sample};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use vcpu_pool::VcpuPool;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -49,7 +51,8 @@ pub enum Health {
     /// Faulted: new calls get `Restarting`; frames still in it unwind with
     /// `Fault`; the last one out resets it.
     Quarantined = 1,
-    /// Being reset in place by the last thread out.
+    /// Being reset in place, on the system's restarter thread: new calls
+    /// wait for it (up to their wait limit).
     Resetting = 2,
     /// Its reset failed: new calls get `DomainDead` for good.
     Dead = 3,
@@ -107,6 +110,11 @@ pub struct Domain {
     /// How calls into it are carried out (the manifest's choice; the IPC
     /// layer acts on it).
     pub ipc: Ipc,
+    /// Its CPU budget, wait and restart limits (the manifest's).
+    pub limits: Limits,
+    /// Where its resets go to run off the caller's path (set by the system;
+    /// without it, the last frame out resets the domain itself).
+    restarter: OnceLock<restarter::Jobs>,
     image: Vec<u8>,
     image_name: String,
     entry_point: u64,
@@ -185,6 +193,8 @@ impl Domain {
             tsc_khz: 0,
             max_spawned: spec.max_spawned,
             ipc: spec.ipc,
+            limits: spec.limits,
+            restarter: OnceLock::new(),
             image: image.to_vec(),
             image_name: image_name.to_owned(),
             entry_point,
@@ -206,7 +216,7 @@ impl Domain {
         };
         let mut vcpu = d.new_vcpu().map_err(kvm_err("create vCPU"))?;
         d.tsc_khz = vcpu.tsc_khz().unwrap_or(0);
-        let hello = d.run_boot(&mut vcpu, entry_point, 0)?;
+        let hello = d.run_boot(&mut vcpu, entry_point, 0, None)?;
         if let Some(missing) = spec.exports.iter().find(|x| !hello.entries.contains(x)) {
             log::debug!("domain `{name}`: export `{missing}` is not in the image");
             return Err(fail(BootFailure::EntryMismatch {
@@ -365,25 +375,62 @@ impl Domain {
     }
 
     /// A frame is about to enter: count it, unless the domain is not
-    /// serving calls.
-    pub(crate) fn enter(&self) -> Result<(), ErrorCode> {
-        self.active.fetch_add(1, Ordering::AcqRel);
-        match self.health().refusal() {
-            None => Ok(()),
-            Some(code) => {
-                self.leave();
-                Err(code)
+    /// serving calls. While it is being reset, wait for the reset up to
+    /// `wait` (wall clock; `None` = no limit): `Timeout` if it runs out.
+    pub(crate) fn enter(&self, wait: Option<Duration>) -> Result<(), ErrorCode> {
+        let mut deadline = None;
+        loop {
+            self.active.fetch_add(1, Ordering::AcqRel);
+            if self.health().refusal().is_none() {
+                return Ok(());
+            }
+            self.leave();
+            match self.health() {
+                // Running again in between: count in again.
+                Health::Running => {}
+                Health::Resetting => {
+                    let until = *deadline.get_or_insert_with(|| wait.map(|w| Instant::now() + w));
+                    self.wait_for_reset(until)?;
+                }
+                other => return Err(other.refusal().unwrap_or(ErrorCode::Restarting)),
             }
         }
     }
 
+    /// Sleep while the domain is being reset, until `until` (`Timeout`).
+    fn wait_for_reset(&self, until: Option<Instant>) -> Result<(), ErrorCode> {
+        let Ok(mut guard) = self.stack_lock.lock() else {
+            return Err(ErrorCode::Internal);
+        };
+        while self.health() == Health::Resetting {
+            let slice = match until {
+                Some(u) => match u.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(STACK_WAIT_SLICE),
+                    _ => return Err(ErrorCode::Timeout),
+                },
+                None => STACK_WAIT_SLICE,
+            };
+            guard = match self.stack_freed.wait_timeout(guard, slice) {
+                Ok((g, _)) => g,
+                Err(_) => return Err(ErrorCode::Internal),
+            };
+        }
+        Ok(())
+    }
+
     /// A frame left (returned, unwound or never started). The last one out
-    /// of a quarantined domain resets it, on its own host thread.
+    /// of a quarantined domain starts its reset: on the system's restarter
+    /// thread when there is one, else here.
     pub(crate) fn leave(&self) {
         let was = self.active.fetch_sub(1, Ordering::AcqRel);
         if was == 1 && self.health() == Health::Quarantined {
             self.try_reset();
         }
+    }
+
+    /// Send this domain's resets to `jobs` from now on (once).
+    pub(crate) fn set_restarter(&self, jobs: restarter::Jobs) {
+        let _ = self.restarter.set(jobs);
     }
 
     /// Frames currently in the domain.
@@ -430,7 +477,37 @@ impl Domain {
             }
             return;
         }
-        match self.reset() {
+        if let Some(jobs) = self.restarter.get() {
+            if jobs.send(self.id) {
+                return;
+            }
+        }
+        let result = self.reset(None);
+        self.finish_reset(result);
+    }
+
+    /// Run the reset a restarter was sent for (the domain is `Resetting`),
+    /// under `meter`'s budget: a reset that overruns it or fails leaves the
+    /// domain `Dead`.
+    pub fn restart(&self, meter: Option<&Meter>) {
+        if self.health() != Health::Resetting {
+            return;
+        }
+        if let Some(m) = meter {
+            let _ = m.take_expiry();
+            m.push(
+                0,
+                m.fresh_id(),
+                crate::watch::meter::budget_word(Some(self.limits.restart)),
+                self.id.raw(),
+            );
+        }
+        let result = self.reset(meter);
+        self.finish_reset(result);
+    }
+
+    fn finish_reset(&self, result: Result<(), BootError>) {
+        match result {
             Ok(()) => {
                 self.resets.fetch_add(1, Ordering::Relaxed);
                 log::info!(
@@ -453,7 +530,7 @@ impl Domain {
 
     /// Reset in place: the same VM and vCPUs; memory zeroed, image reloaded,
     /// `_start` and the guest's init re-run, stack pool full, generation + 1.
-    fn reset(&self) -> Result<(), BootError> {
+    fn reset(&self, meter: Option<&Meter>) -> Result<(), BootError> {
         let fail = |kind: BootFailure| BootError::new(&self.name, kind);
         let size = self.layout.memory_size;
         let host = self
@@ -496,7 +573,7 @@ impl Domain {
             })
         })?;
         let generation = self.generation() + 1;
-        let hello = self.run_boot(&mut vcpu, loaded.entry, generation);
+        let hello = self.run_boot(&mut vcpu, loaded.entry, generation, meter);
         vcpu.mark_dirty();
         self.give_vcpu(vcpu);
         let hello = hello?;
@@ -528,27 +605,43 @@ impl Domain {
     /// `held_by_caller` counts this domain's stacks the calling thread
     /// already holds (under its suspended frames), asked only when the pool
     /// is empty: if the caller holds them all, waiting would deadlock, so it
-    /// gets `NoStack`.
+    /// gets `NoStack`. A wait lasts at most `wait` (wall clock; `None` = no
+    /// limit), then the call gets `Timeout`.
     pub fn take_stack(
         &self,
         held_by_caller: impl FnOnce() -> u32,
+        wait: Option<Duration>,
     ) -> Result<StackIndex, ErrorCode> {
-        self.take_stack_raw(held_by_caller).map(StackIndex::new)
+        self.take_stack_raw(held_by_caller, wait)
+            .map(StackIndex::new)
     }
 
-    fn take_stack_raw(&self, held_by_caller: impl FnOnce() -> u32) -> Result<u32, ErrorCode> {
+    fn take_stack_raw(
+        &self,
+        held_by_caller: impl FnOnce() -> u32,
+        wait: Option<Duration>,
+    ) -> Result<u32, ErrorCode> {
         if let Some(s) = self.stacks.take() {
             return Ok(s);
         }
         if self.stack_policy == StackPolicy::Fail || held_by_caller() >= self.stacks.capacity() {
             return Err(ErrorCode::NoStack);
         }
+        // Only now, off the hot path: the clock for the wait's limit.
+        let until = wait.map(|w| Instant::now() + w);
         self.waits.fetch_add(1, Ordering::Relaxed);
         self.waiting.fetch_add(1, Ordering::AcqRel);
         let result = loop {
             if let Some(code) = self.health().refusal() {
                 break Err(code);
             }
+            let slice = match until {
+                Some(u) => match u.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(STACK_WAIT_SLICE),
+                    _ => break Err(ErrorCode::Timeout),
+                },
+                None => STACK_WAIT_SLICE,
+            };
             let Ok(guard) = self.stack_lock.lock() else {
                 break Err(ErrorCode::Internal);
             };
@@ -556,7 +649,7 @@ impl Domain {
                 break Ok(s);
             }
             // Re-checked under the lock a giver must take to notify: no lost wake-up.
-            let _ = self.stack_freed.wait_timeout(guard, STACK_WAIT_SLICE);
+            let _ = self.stack_freed.wait_timeout(guard, slice);
             if let Some(s) = self.stacks.take() {
                 break Ok(s);
             }

@@ -2,7 +2,7 @@
 //! a frame of the callee on this host thread (migration) or hand the call
 //! to a server of a message-mode callee and sleep until it answers.
 
-use super::{answer, Chain, Engine, Frame, Observed, Pending, Step};
+use super::{answer, Asked, Chain, Engine, Frame, Observed, Pending, Step};
 use crate::clock;
 use crate::domain::Domain;
 use crate::guest_io;
@@ -47,7 +47,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         Step::Continue
     }
 
-    pub(super) fn call(&mut self, request: u64) -> Step {
+    pub(super) fn call(&mut self, request: u64, budget_us: u64, wait_us: u64) -> Step {
         let Some(caller) = self.frames.last().map(|f| f.domain) else {
             return self.lost("call on an empty chain");
         };
@@ -80,10 +80,11 @@ impl<'e, E: Engine> Chain<'e, E> {
             domain: caller,
             slot,
         };
-        match self.enter(callee, Some(from), cap.entry, plan, req.scalars) {
+        let asked = Asked::call(callee, budget_us, wait_us);
+        match self.enter(callee, Some(from), cap.entry, plan, req.scalars, asked) {
             Ok(frame) => {
                 self.engine.counters().call();
-                self.frames.push(frame);
+                self.push(frame, asked);
                 self.time.calls += 1;
                 self.pending = Pending::Call;
                 Step::Continue
@@ -102,9 +103,10 @@ impl<'e, E: Engine> Chain<'e, E> {
         entry: EntryIndex,
         plan: ArgPlan,
         scalars: [u64; MAX_SCALARS],
+        asked: Asked,
     ) -> Result<Frame<'e>, ErrorCode> {
-        callee.enter()?;
-        let stack = match callee.take_stack(|| self.held_in(callee.id)) {
+        callee.enter(asked.wait)?;
+        let stack = match callee.take_stack(|| self.held_in(callee.id), asked.wait) {
             Ok(s) => s,
             Err(code) => {
                 callee.leave();
@@ -130,6 +132,9 @@ impl<'e, E: Engine> Chain<'e, E> {
             observed: None,
             enter_cycles: 0,
             copy_in_cycles: 0,
+            id: 0,
+            timed_out: false,
+            graced: false,
         };
         match self.prepare(caller, &mut frame, scalars) {
             Ok(()) => Ok(frame),

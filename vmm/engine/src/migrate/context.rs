@@ -9,6 +9,7 @@ use crate::observe::CallObserver;
 use crate::thread::caps::Capability;
 use crate::thread::counters::Counters;
 use crate::thread::handoff::{Handoff, ReplySlot};
+use crate::watch::Watchdog;
 use shared_abi::ErrorCode;
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ pub trait Engine: Sync {
 
     /// Whether new chains log their VMM work (for `ferry bench`).
     fn profiling(&self) -> bool;
+
+    /// The CPU-budget watchdog chains register with (`None`: no budgets).
+    fn watchdog(&self) -> Option<&Watchdog>;
 
     /// Start a thread in entry `entry` (unchecked) of `domain` with `arg`,
     /// on a host thread of its own.

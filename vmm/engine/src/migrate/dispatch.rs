@@ -11,13 +11,14 @@ use shared_abi::ErrorCode;
 impl<E: Engine> Chain<'_, E> {
     /// Run the top frame's vCPU to its next exit and handle it.
     pub(super) fn step(&mut self) -> Step {
+        self.publish_pops();
         let t_run = clock::now();
         self.account_vmm(t_run);
         let Some(top) = self.frames.last_mut() else {
             return self.lost("step on an empty chain");
         };
         let dom = top.domain;
-        let exit = match top.vcpu.run() {
+        let exit = match top.vcpu.run(self.meter.as_deref()) {
             Ok(e) => e,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
             Err(e) => {
@@ -29,6 +30,14 @@ impl<E: Engine> Chain<'_, E> {
         self.time.guest_cycles += t_exit.wrapping_sub(t_run);
         self.time.runs += 1;
         self.last_exit = t_exit;
+        if self.meter.as_ref().is_some_and(|m| m.expired()) {
+            if let Some(step) = self.budget_ran_out() {
+                return step;
+            }
+        }
+        let Some(top) = self.frames.last_mut() else {
+            return self.lost("step on an empty chain");
+        };
         match exit {
             Exit::Hypercall => {
                 let request = GuestRequest::decode(top.vcpu.regs());
@@ -48,7 +57,11 @@ impl<E: Engine> Chain<'_, E> {
         };
         let dom = top.domain;
         match request {
-            GuestRequest::Call { request } => self.call(request),
+            GuestRequest::Call {
+                request,
+                budget_us,
+                wait_us,
+            } => self.call(request, budget_us, wait_us),
             GuestRequest::Return { status, results } => self.ret(status, results),
             GuestRequest::Nop => {
                 answer(&mut top.vcpu, 0, [0; 4]);

@@ -17,7 +17,9 @@
 //! suspended frame's whole register state (GPRs, RFLAGS, SSE, x87) stays
 //! untouched in its own vCPU — no save or restore.
 
+mod budget;
 mod call;
+use budget::Asked;
 use call::Caller;
 pub mod context;
 mod dispatch;
@@ -34,6 +36,7 @@ use crate::thread::handoff::ReplySlot;
 use crate::thread::profile::WorkLog;
 use crate::thread::{Ancestors, NotStarted, ThreadResult, ThreadTime, MAX_DEPTH};
 use crate::vcpu::Vcpu;
+use crate::watch::{Meter, Registration};
 use shared_abi::MAX_SCALARS;
 use std::sync::Arc;
 
@@ -70,6 +73,13 @@ struct Frame<'e> {
     enter_cycles: u64,
     /// Host cycles of the copy into this frame's stack.
     copy_in_cycles: u64,
+    /// Its id on the thread's meter (a new one when it gets a grace).
+    id: u64,
+    /// A CPU budget this frame is under ran out: it is resumed with
+    /// `Timeout`, and its own caller gets `Timeout` when it returns.
+    timed_out: bool,
+    /// It had its grace period already (there is only one).
+    graced: bool,
 }
 
 /// The result of running one exit's worth of the thread.
@@ -109,6 +119,10 @@ pub struct Chain<'e, E: Engine> {
     served_caller: Option<&'e Domain>,
     /// Where this chain's message-mode calls get their replies.
     reply: Option<Arc<ReplySlot>>,
+    /// This host thread's budget record, while the watchdog lists it.
+    meter: Option<Arc<Meter>>,
+    /// Keeps the meter listed; dropped with the chain, on this thread.
+    _registration: Option<Registration>,
 }
 
 fn answer(vcpu: &mut Vcpu, status: u64, values: [u64; 4]) {
@@ -131,6 +145,11 @@ impl<'e, E: Engine> Chain<'e, E> {
         served_caller: Option<&'e Domain>,
     ) -> Self {
         let work = (served_caller.is_none() && engine.profiling()).then(WorkLog::prefaulted);
+        let registration = engine.watchdog().and_then(|w| {
+            w.register(thread.raw())
+                .inspect_err(|e| log::warn!("{thread} runs without CPU budgets: {e}"))
+                .ok()
+        });
         Chain {
             engine,
             thread,
@@ -142,6 +161,8 @@ impl<'e, E: Engine> Chain<'e, E> {
             ancestors,
             served_caller,
             reply: None,
+            meter: registration.as_ref().map(|r| Arc::clone(r.meter())),
+            _registration: registration,
         }
     }
 
@@ -155,8 +176,9 @@ impl<'e, E: Engine> Chain<'e, E> {
         scalars: [u64; MAX_SCALARS],
     ) -> ThreadRun {
         let mut chain = Chain::new(engine, thread, Ancestors::default(), None);
-        match chain.enter(domain, None, entry, ArgPlan::empty(), scalars) {
-            Ok(frame) => chain.frames.push(frame),
+        let asked = Asked::root(domain);
+        match chain.enter(domain, None, entry, ArgPlan::empty(), scalars, asked) {
+            Ok(frame) => chain.push(frame, asked),
             Err(code) => {
                 return ThreadRun {
                     result: ThreadResult::NotStarted(NotStarted::Refused {

@@ -55,6 +55,11 @@ impl<E: Engine> Chain<'_, E> {
         let Some(caller) = self.frames.last().map(|f| f.domain) else {
             return self.ret_bottom(frame, status, results);
         };
+        if frame.timed_out {
+            // Returned within its grace: its caller's call timed out all the same.
+            Self::release(frame);
+            return self.resume_timed_out(None);
+        }
         self.engine.counters().ret();
         let t_out = clock::now();
         let (word, results) = settle(caller, &frame, status, results);

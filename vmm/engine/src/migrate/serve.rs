@@ -3,7 +3,7 @@
 //! thread. The message layer calls this through the handler the system
 //! gives it, never by name.
 
-use super::{Caller, Chain, Engine};
+use super::{Asked, Caller, Chain, Engine};
 use crate::domain::Domain;
 use crate::thread::handoff::{Handoff, Reply};
 use crate::thread::ThreadResult;
@@ -22,14 +22,16 @@ impl<'e, E: Engine> Chain<'e, E> {
             domain: caller,
             slot: call.slot,
         };
+        let asked = Asked::served(domain);
         match chain.enter(
             domain,
             Some(from),
             call.entry,
             call.plan.clone(),
             call.scalars,
+            asked,
         ) {
-            Ok(frame) => chain.frames.push(frame),
+            Ok(frame) => chain.push(frame, asked),
             Err(code) => return Reply::Refused(code),
         }
         match chain.run_to_end() {
@@ -39,6 +41,11 @@ impl<'e, E: Engine> Chain<'e, E> {
                 results,
                 time: chain.time,
             },
+            // The served call itself ran out of its CPU budget: the
+            // caller's call timed out (see `budget.rs`).
+            ThreadResult::Faulted(report) if super::budget::is_budget_stop(&report) => {
+                Reply::Refused(ErrorCode::Timeout)
+            }
             ThreadResult::Faulted(report) => Reply::Fault(report),
             ThreadResult::Exited { code } => Reply::Exited(code),
             ThreadResult::NotStarted(_) | ThreadResult::Lost(_) => {

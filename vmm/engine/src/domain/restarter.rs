@@ -1,0 +1,129 @@
+//! Restarts off the caller's path: one VMM-owned host thread per system
+//! runs every domain reset, so the last frame out of a quarantined domain
+//! (usually the faulting caller) gets its answer without waiting for the
+//! guest's boot code. The thread is registered with the watchdog and each
+//! reset runs under the domain's `restart_ms` CPU budget: a boot that
+//! overruns it is kicked out of `KVM_RUN` and the domain is dead.
+
+use crate::ids::DomainId;
+use crate::watch::{Meter, Watchdog};
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Most time dropping a restarter waits for a reset in progress (each is
+/// bounded by its domain's `restart_ms` and the watchdog's kick).
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+enum Job {
+    Reset(DomainId),
+    Stop,
+}
+
+/// Where a domain sends its resets.
+#[derive(Clone, Debug)]
+pub struct Jobs(Sender<Job>);
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Reset(d) => write!(f, "reset {d}"),
+            Job::Stop => f.write_str("stop"),
+        }
+    }
+}
+
+impl Jobs {
+    /// Queue a reset of `domain`; false if the restarter is gone (the
+    /// caller then resets it itself).
+    pub fn send(&self, domain: DomainId) -> bool {
+        self.0.send(Job::Reset(domain)).is_ok()
+    }
+}
+
+/// What the restarter runs for a domain: the system looks the domain up
+/// and calls `Domain::restart` with the restarter's meter.
+pub type ResetFn = Box<dyn Fn(DomainId, Option<&Meter>) + Send>;
+
+/// The restarter thread.
+pub struct Restarter {
+    jobs: Sender<Job>,
+    thread: Option<JoinHandle<()>>,
+    running: Arc<AtomicBool>,
+}
+
+/// The restarter could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the restarter thread")]
+pub struct RestarterError(#[source] pub std::io::Error);
+
+impl Restarter {
+    /// Start the thread; it registers with `dog` and runs `reset` for
+    /// every job.
+    pub fn start(dog: &Arc<Watchdog>, reset: ResetFn) -> Result<Self, RestarterError> {
+        let (tx, rx): (Sender<Job>, Receiver<Job>) = crossbeam_channel::unbounded();
+        let running = Arc::new(AtomicBool::new(true));
+        let (dog, run) = (Arc::clone(dog), Arc::clone(&running));
+        let thread = std::thread::Builder::new()
+            .name("ferry-restarter".into())
+            .spawn(move || {
+                serve(&dog, &rx, &reset);
+                run.store(false, Ordering::Release);
+            })
+            .map_err(RestarterError)?;
+        Ok(Self {
+            jobs: tx,
+            thread: Some(thread),
+            running,
+        })
+    }
+
+    /// A sender for domains.
+    pub fn jobs(&self) -> Jobs {
+        Jobs(self.jobs.clone())
+    }
+
+    /// Stop the thread once the job in progress (if any) ends, waiting at
+    /// most [`STOP_WAIT`].
+    pub fn stop(&mut self) {
+        let _ = self.jobs.send(Job::Stop);
+        let Some(handle) = self.thread.take() else {
+            return;
+        };
+        let start = Instant::now();
+        while self.running.load(Ordering::Acquire) && start.elapsed() < STOP_WAIT {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if self.running.load(Ordering::Acquire) {
+            log::warn!("the restarter thread did not stop in time; left detached");
+        } else {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Restarter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(dog: &Watchdog, rx: &Receiver<Job>, reset: &ResetFn) {
+    let registration = match dog.register(0) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::error!("restarts run without a time limit: {e}");
+            None
+        }
+    };
+    let meter = registration.as_ref().map(|r| r.meter().as_ref());
+    while let Ok(Job::Reset(domain)) = rx.recv() {
+        reset(domain, meter);
+        if let Some(m) = meter {
+            m.pop_to(0);
+            let _ = m.take_expiry();
+        }
+    }
+}
