@@ -34,6 +34,10 @@
 //! | 25 | `spawner(scalar0 = n)` | `SPAWN_RELEASE` = 0; `spawn_named("spawned_child", i)` for i in 0..n; `SPAWN_RELEASE` = 1; `Ok([successes, first failure's raw status or 0])` |
 //! | 26 | `spawned_child(scalar0 = arg)` | spins until `SPAWN_RELEASE == 1`: `Ok([arg, 0])`; 1 after ~30e9 cycles |
 //! | 27 | `exit_now(scalar0 = code)` | `ferry_guest::exit(code)`: ends the whole thread, from any depth |
+//! | 28 | `call_limited(scalar0 = budget µs, scalar1 = wait µs)` | calls slot 0 with those `Limits`, no objects: `Ok([0 or the Ferry error code / 0x8000 \| app status, callee's r0])` (never an error itself) |
+//! | 29 | `forward_note` | calls slot 0 like `forward` and keeps the raw status word in static `NOTED` (0 on success), then `Ok([NOTED, 0])` |
+//! | 30 | `noted` | `Ok([NOTED, generation])` |
+//! | 31 | `hold_forward(scalar0 = timeout cycles)` | spins until `HOLD_RELEASE != 0` (holding this frame's stack), then calls slot 0: `Ok([0 or the raw status word, 0])` |
 //!
 //! The `drive_*` entries run as a test's initial thread (in domain
 //! "driver") and check what they observe themselves; each failure prints a
@@ -50,8 +54,8 @@ use core::hint::black_box;
 use core::sync::atomic::{AtomicU64, Ordering};
 use ferry_guest::shared_abi::{layout, ArgDesc, ArgMode, CallRequest, MAX_ARGS};
 use ferry_guest::{
-    call, call_raw, domain_id, exit, generation, hypercall_raw, println, rdtsc, spawn_named, Arg,
-    Call, CallError,
+    call, call_raw, call_with, domain_id, exit, generation, hypercall_raw, println, rdtsc,
+    spawn_named, Arg, Call, CallError, Limits,
 };
 
 // ---------------------------------------------------------------------------
@@ -714,6 +718,49 @@ fn exit_now(c: &mut Call) -> Result<[u64; 2], u32> {
     exit(c.scalar(0))
 }
 
+// ---------------------------------------------------------------------------
+// Budgets and wait limits.
+
+/// A call's outcome as one word: 0, the Ferry error code, or
+/// `FORWARD_APP_BIT | n` for the callee's application status `n`.
+fn status_word(r: &Result<[u64; 2], CallError>) -> u64 {
+    match r {
+        Ok(_) => 0,
+        Err(CallError::App(n)) => u64::from(FORWARD_APP_BIT | n),
+        Err(e) => e.code(),
+    }
+}
+
+fn call_limited(c: &mut Call) -> Result<[u64; 2], u32> {
+    let limits = Limits {
+        budget_us: c.scalar(0),
+        wait_us: c.scalar(1),
+    };
+    let answer = call_with(0, &[], &mut [], limits);
+    let r0 = answer.result.map_or(0, |r| r[0]);
+    Ok([status_word(&answer.result), r0])
+}
+
+/// The status word `forward_note`'s last call got.
+static NOTED: AtomicU64 = AtomicU64::new(0);
+
+fn forward_note(_: &mut Call) -> Result<[u64; 2], u32> {
+    let word = status_word(&call(0, &[], &mut []));
+    NOTED.store(word, Ordering::SeqCst);
+    Ok([word, 0])
+}
+
+fn noted(_: &mut Call) -> Result<[u64; 2], u32> {
+    Ok([NOTED.load(Ordering::SeqCst), generation()])
+}
+
+fn hold_forward(c: &mut Call) -> Result<[u64; 2], u32> {
+    if !spin_until(c.scalar(0), || HOLD_RELEASE.load(Ordering::SeqCst) != 0) {
+        return Err(1);
+    }
+    Ok([status_word(&call(0, &[], &mut [])), 0])
+}
+
 ferry_guest::entries! {
     "null" => null,
     "echo" => echo,
@@ -743,4 +790,9 @@ ferry_guest::entries! {
     "spawner" => spawner,
     "spawned_child" => spawned_child,
     "exit_now" => exit_now,
+    // budgets
+    "call_limited" => call_limited,
+    "forward_note" => forward_note,
+    "noted" => noted,
+    "hold_forward" => hold_forward,
 }

@@ -124,6 +124,11 @@ pub const TESTGUEST_ENTRIES: &[&str] = &[
     "spawner",
     "spawned_child",
     "exit_now",
+    // budgets
+    "call_limited",
+    "forward_note",
+    "noted",
+    "hold_forward",
 ];
 
 /// A spin timeout for guests, in TSC cycles (several seconds here): long

@@ -8,6 +8,7 @@
 mod common;
 
 mod arglists;
+mod budgets;
 mod callbacks;
 mod calls;
 mod defects;

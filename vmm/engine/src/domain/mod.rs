@@ -605,9 +605,18 @@ impl Domain {
     /// `held_by_caller` counts this domain's stacks the calling thread
     /// already holds (under its suspended frames), asked only when the pool
     /// is empty: if the caller holds them all, waiting would deadlock, so it
-    /// gets `NoStack`. A wait lasts at most `wait` (wall clock; `None` = no
-    /// limit), then the call gets `Timeout`.
+    /// gets `NoStack`. A wait lasts at most the domain's `wait_ms`, then
+    /// the call gets `Timeout`.
     pub fn take_stack(
+        &self,
+        held_by_caller: impl FnOnce() -> u32,
+    ) -> Result<StackIndex, ErrorCode> {
+        self.take_stack_within(held_by_caller, self.limits.wait)
+    }
+
+    /// [`Domain::take_stack`] with a wait limit of the caller's (wall
+    /// clock; `None` = no limit).
+    pub(crate) fn take_stack_within(
         &self,
         held_by_caller: impl FnOnce() -> u32,
         wait: Option<Duration>,

@@ -106,7 +106,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         asked: Asked,
     ) -> Result<Frame<'e>, ErrorCode> {
         callee.enter(asked.wait)?;
-        let stack = match callee.take_stack(|| self.held_in(callee.id), asked.wait) {
+        let stack = match callee.take_stack_within(|| self.held_in(callee.id), asked.wait) {
             Ok(s) => s,
             Err(code) => {
                 callee.leave();
