@@ -34,6 +34,7 @@ fn fifty_fault_restart_cycles_leak_nothing() {
         let r = ok(&sys.run_thread("driver", "drive_fault", &[0]).result);
         assert_eq!(r, [6, 0], "cycle {cycle}");
     }
+    common::settled(target);
     assert_eq!(target.generation(), 51);
     assert_eq!(target.resets(), 51);
     assert_eq!(target.health(), Health::Running);

@@ -157,6 +157,20 @@ pub fn assert_all_returned(sys: &System) {
     }
 }
 
+/// Wait (bounded, as a watchdog only) while `d` is being reset: resets run
+/// on the system's restarter thread, after the faulting caller's answer.
+pub fn settled(d: &ferry_engine::domain::Domain) {
+    let start = std::time::Instant::now();
+    while d.health() == ferry_engine::domain::Health::Resetting {
+        assert!(
+            start.elapsed() < WATCHDOG,
+            "`{}` never finished its reset",
+            d.name
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// The results of a thread that must have returned success.
 pub fn ok(result: &ThreadResult) -> [u64; 2] {
     match result {

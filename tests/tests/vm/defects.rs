@@ -32,6 +32,7 @@ fn a_failed_vcpu_creation_does_not_kill_later_restarts() {
         ok(&sys.run_thread("driver", "drive_fault", &[0]).result),
         [6, 0]
     );
+    crate::common::settled(target);
     assert_eq!(target.health(), Health::Running);
     assert_eq!(target.generation(), 1);
     // And the domain still nests: a new vCPU in the next slot.

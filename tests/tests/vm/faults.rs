@@ -35,6 +35,7 @@ fn only_fault(sys: &System) -> FaultReport {
 /// The faulting frame was the domain's last: it was reset at once.
 fn assert_restarted(sys: &System, generation: u64) {
     let target = sys.domain_by_name("target").unwrap();
+    crate::common::settled(target);
     assert_eq!(target.health(), Health::Running);
     assert_eq!(target.generation(), generation);
     assert_eq!(ok(&sys.run_thread("target", "null", &[]).result), [0, 0]);

@@ -68,6 +68,7 @@ fn a_fault_while_another_thread_is_inside_waits_for_it_to_leave() {
             "{out:?}"
         );
     });
+    crate::common::settled(b);
     assert_eq!(b.health(), Health::Running);
     assert_eq!(b.generation(), 1);
     assert_eq!(ok(&sys.run_thread("b", "bump", &[]).result), [1, 1]);
