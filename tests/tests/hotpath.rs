@@ -58,17 +58,25 @@ fn manifest() -> Document {
 /// null calls.
 fn measure(sys: &ferry_engine::system::System, n: u64) -> (u64, u64, u64) {
     let (runs0, other0) = ferry_engine::testing::vcpu_ioctl_counts();
+    let (published0, _) = ferry_engine::testing::budget_counts();
     let a0 = allocations();
     let out = sys.run_thread("caller", "loop_call", &[0, n, 0, 0]);
     let a1 = allocations();
     let (runs1, other1) = ferry_engine::testing::vcpu_ioctl_counts();
+    let (published1, _) = ferry_engine::testing::budget_counts();
     assert_eq!(ok(&out.result), [n, 0], "{out:?}");
+    // Budgets were armed: every call published its frame and every return
+    // its pop (atomic stores on the thread's meter, no system call), plus
+    // the thread's first frame.
+    assert_eq!(published1 - published0, 2 * n + 1, "budget publications");
     (a1 - a0, runs1 - runs0, other1 - other0)
 }
 
 #[test]
 fn a_thousand_warm_null_calls_allocate_nothing_and_only_run() {
     let (_dog, sys) = common::boot("hot path", manifest());
+    let callee = sys.domain_by_name("callee").unwrap();
+    assert!(callee.limits.budget.is_some(), "default budgets are armed");
     measure(&sys, 10); // warm: every vCPU created, every pool touched
     let (allocs_small, runs_small, other_small) = measure(&sys, 10);
     let (allocs_big, runs_big, other_big) = measure(&sys, 1010);

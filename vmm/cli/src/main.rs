@@ -17,6 +17,9 @@ use clap::{Parser, Subcommand};
 use ferry_engine::manifest::System as Manifest;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Ferry: a VMM in which threads migrate between tiny KVM guests.
 #[derive(Parser)]
@@ -41,6 +44,10 @@ enum Command {
     Run {
         /// The manifest (TOML).
         manifest: PathBuf,
+        /// Give up after this many seconds: report the threads still
+        /// running, stop them, and exit non-zero.
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
     },
     /// Measure migration latency against the exit floor, message passing,
     /// pipes and a plain function call — all in one run.
@@ -70,7 +77,7 @@ fn main() -> ExitCode {
         manifest: None,
     }) {
         Command::Demo { keys, manifest } => demo(keys, manifest),
-        Command::Run { manifest } => run(&manifest),
+        Command::Run { manifest, timeout } => run(&manifest, timeout),
         Command::Bench {
             quick,
             json,
@@ -88,10 +95,61 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path) -> anyhow::Result<bool> {
+/// How long `ferry run --timeout` waits for stopped threads to end.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+fn run(path: &std::path::Path, timeout: Option<u64>) -> anyhow::Result<bool> {
     let spec = Manifest::from_file(path)?;
-    let sys = ferry_engine::system::System::boot(spec, None).context("cannot start the system")?;
-    let outcomes = sys.run();
+    let sys = Arc::new(
+        ferry_engine::system::System::boot(spec, None).context("cannot start the system")?,
+    );
+    let (tx, rx) = mpsc::channel();
+    let runner = Arc::clone(&sys);
+    std::thread::Builder::new()
+        .name("ferry-run".into())
+        .spawn(move || {
+            let _ = tx.send(runner.run());
+        })
+        .context("cannot start the run")?;
+    let limit = timeout.map(Duration::from_secs);
+    let outcomes = match limit.map_or_else(
+        || rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        |l| rx.recv_timeout(l),
+    ) {
+        Ok(o) => o,
+        Err(RecvTimeoutError::Timeout) => {
+            let secs = timeout.unwrap_or(0);
+            let running = sys.running();
+            let names: Vec<String> = running
+                .iter()
+                .map(|t| {
+                    let within = if t.chain.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (in {})", t.chain.join(" → "))
+                    };
+                    format!("{} from {}{within}", t.thread, t.start)
+                })
+                .collect();
+            sys.cancel();
+            // Stopped threads end at their next exit; give them a moment so
+            // their outcomes can be printed, then leave regardless.
+            if let Ok(outcomes) = rx.recv_timeout(CANCEL_WAIT) {
+                for o in &outcomes {
+                    println!(
+                        "{}",
+                        o.summary(sys.domains().first().map_or(0, |d| d.tsc_khz))
+                    );
+                }
+            }
+            anyhow::bail!(
+                "the run did not end within its time limit of {secs} s; {} still running, stopped: {}",
+                if names.len() == 1 { "1 thread was" } else { "threads were" },
+                names.join("; ")
+            );
+        }
+        Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the run ended without a result"),
+    };
     let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
     let mut ok = true;
     for o in &outcomes {

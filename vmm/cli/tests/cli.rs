@@ -214,3 +214,25 @@ fn bench_quick_json_has_every_mode_and_a_floor() {
     }
     assert!(out.contains("Headline"), "{out}");
 }
+
+#[test]
+fn run_timeout_names_the_thread_still_running_and_fails() {
+    require_kvm();
+    let path = std::env::temp_dir().join(format!("ferry-spin-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[[domain]]\nname = \"spinner\"\nimage = \"testguest\"\nexports = [\"spin_forever\"]\n\
+         [[thread]]\ndomain = \"spinner\"\nentry = \"spin_forever\"\n",
+    )
+    .unwrap();
+    let o = ferry(&["run", "--timeout", "1", path.to_str().unwrap()], &[]);
+    let _ = std::fs::remove_file(&path);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "exit status {:?}\n{out}", o.status);
+    assert!(
+        err.contains("did not end within its time limit of 1 s")
+            && err.contains("thread 1 from spinner.spin_forever (in spinner)"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

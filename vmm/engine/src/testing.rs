@@ -16,6 +16,12 @@ pub fn vcpu_ioctl_counts() -> (u64, u64) {
     crate::vcpu::ioctl_counts()
 }
 
+/// Budget publications (frame pushes and pops on meters) of every chain
+/// that has ended, and kicks sent, process-wide.
+pub fn budget_counts() -> (u64, u64) {
+    (crate::watch::publications(), crate::watch::kick::sent())
+}
+
 /// Write `bytes` into `domain`'s memory at `addr`, as a test standing in
 /// for another party that shares the page would.
 pub fn write_guest(domain: &Domain, addr: u64, bytes: &[u8]) -> Result<(), String> {

@@ -100,8 +100,18 @@ impl Registration {
     }
 }
 
+/// Publications made by meters whose registration has ended (process-wide).
+static PUBLISHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Frame publications (pushes and pops) of every meter unlisted so far:
+/// the hot-path test checks that budgets were armed on every call.
+pub fn publications() -> u64 {
+    PUBLISHED.load(Ordering::Relaxed)
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
+        PUBLISHED.fetch_add(self.meter.publications(), Ordering::Relaxed);
         if let Ok(mut r) = self.shared.registry.lock() {
             r.entries.retain(|e| e.key != self.key);
         }
