@@ -188,10 +188,11 @@ impl Watchdog {
             .unwrap_or_default()
     }
 
-    /// Cancel every registered thread: each stops at its next exit.
+    /// Cancel every registered thread but the VMM's own (tag 0, e.g. the
+    /// restarter): each stops at its next exit.
     pub fn cancel_all(&self) {
         if let Ok(r) = self.shared.registry.lock() {
-            for e in &r.entries {
+            for e in r.entries.iter().filter(|e| e.tag != 0) {
                 e.meter.cancel();
                 kick::kick(e.meter.thread);
             }
