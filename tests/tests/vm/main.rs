@@ -17,3 +17,5 @@ mod message;
 mod pools;
 mod restart;
 mod threads;
+// hygiene
+mod xstate;
