@@ -18,4 +18,5 @@ mod pools;
 mod restart;
 mod threads;
 // hygiene
+mod spawns;
 mod xstate;

@@ -102,7 +102,8 @@ pub struct Domain {
     pub samples: SampleRing,
     /// Guest TSC frequency in kHz (0 if KVM does not say).
     pub tsc_khz: u32,
-    /// Most spawned threads running at once.
+    /// Most spawned threads not yet reclaimed (running, or ended and not
+    /// yet joined) at once.
     pub max_spawned: u32,
     /// How calls into it are carried out (the manifest's choice; the IPC
     /// layer acts on it).
@@ -588,9 +589,14 @@ impl Domain {
         Ok(())
     }
 
-    /// A spawned thread ended.
+    /// A spawned thread was reclaimed (joined) or never started.
     pub(crate) fn spawn_end(&self) {
         self.spawned.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Spawned threads counted against `max_spawned` right now.
+    pub fn spawned_threads(&self) -> u32 {
+        self.spawned.load(Ordering::Acquire)
     }
 
     /// Samples the guest has recorded so far (its ring's write count).
