@@ -458,6 +458,9 @@ impl Core {
             }
         });
         self.spawns.close();
+        for d in &self.domains {
+            d.flush_log_summaries();
+        }
         // Nothing is queued once the gate closed idle; a request left by a
         // broken loop is reported, and its quota given back.
         for event in rx.try_iter() {
