@@ -38,6 +38,13 @@
 //! | 29 | `forward_note` | calls slot 0 like `forward` and keeps the raw status word in static `NOTED` (0 on success), then `Ok([NOTED, 0])` |
 //! | 30 | `noted` | `Ok([NOTED, generation])` |
 //! | 31 | `hold_forward(scalar0 = timeout cycles)` | spins until `HOLD_RELEASE != 0` (holding this frame's stack), then calls slot 0: `Ok([0 or the raw status word, 0])` |
+//! | 32 | `xstate_fill(scalar0 = features, scalar1 = depth)` | see [`xstate_fill`] (hygiene) |
+//! | 33 | `xstate_check(scalar0 = features, scalar1 = depth)` | see [`xstate_check`] (hygiene) |
+//! | 34 | `respawn(scalar0 = n)` | if n > 0, spawns `respawn(n - 1)` (retrying while `QuotaExceeded`, up to ~30e9 cycles): `Ok([n, retries])`; status = the spawn's raw status word if it failed otherwise |
+//! | 35 | `spawn_paced(scalar0 = gap cycles, scalar1 = attempts)` | spawns `null` every `gap` cycles until a spawn is refused after one was accepted, or `attempts` tries: `Ok([accepted, refused])` |
+//! | 36 | `print_forged` | prints one line holding a forged VMM log line, ESC, CR and bidi controls: `Ok([0, 0])` |
+//! | 37 | `print_flood(scalar0 = n)` | prints n lines: `Ok([n, 0])` |
+//! | 38 | `unknown_flood(scalar0 = n)` | makes hypercall 0x7777 n times: `Ok([answers that were UnknownHypercall, 0])` |
 //!
 //! The `drive_*` entries run as a test's initial thread (in domain
 //! "driver") and check what they observe themselves; each failure prints a
@@ -52,7 +59,7 @@ use alloc::vec::Vec;
 use core::arch::asm;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU64, Ordering};
-use ferry_guest::shared_abi::{layout, ArgDesc, ArgMode, CallRequest, MAX_ARGS};
+use ferry_guest::shared_abi::{layout, ArgDesc, ArgMode, CallRequest, ErrorCode, MAX_ARGS};
 use ferry_guest::{
     call, call_raw, call_with, domain_id, exit, generation, hypercall_raw, println, rdtsc,
     spawn_named, Arg, Call, CallError, Limits,
@@ -761,6 +768,416 @@ fn hold_forward(c: &mut Call) -> Result<[u64; 2], u32> {
     Ok([status_word(&call(0, &[], &mut [])), 0])
 }
 
+// ---------------------------------------------------------------------------
+// hygiene: extended state across restarts, spawn reclamation, log hygiene.
+
+/// `features` bit for the `xstate_*` entries: the host runs AVX. PVM's guest
+/// CPUID hides it (yet it runs), so the host test reads its own CPU flags.
+const FEAT_AVX: u64 = 1;
+/// `features` bit: the host runs AVX-512F (zmm16–31, k0–k7, zmm upper halves).
+const FEAT_AVX512: u64 = 2;
+
+/// The high half of every 64-bit lane `xstate_fill` writes; `xstate_check`
+/// looks for it (code of the next generation never produces it).
+const XTAG: u64 = 0xFE44_7A11;
+/// x87 control word `xstate_fill` leaves (round toward zero; default 0x037F).
+const XFCW: u16 = 0x0C7F;
+/// MXCSR `xstate_fill` leaves (FTZ, round toward zero; default 0x1F80).
+const XMXCSR: u32 = 0xFF80;
+
+/// Register images for the `xstate_*` asm: bytes 0..512 one 16- or 32-byte
+/// slice per register 0–15, 512..1536 zmm16–31, 1536..1552 k0–k7.
+#[repr(C, align(64))]
+struct XBuf([u64; 196]);
+
+impl XBuf {
+    fn tagged() -> Self {
+        let mut b = XBuf([0; 196]);
+        for (i, lane) in b.0.iter_mut().enumerate() {
+            *lane = (XTAG << 32) | i as u64;
+        }
+        // k0–k7: small non-zero masks.
+        for (k, lane) in b.0[192..196].iter_mut().enumerate() {
+            *lane = 0x5A01_5A02_5A03_5A04 + k as u64;
+        }
+        b
+    }
+
+    fn any_tagged(lanes: &[u64]) -> bool {
+        lanes.iter().any(|&l| l >> 32 == XTAG)
+    }
+}
+
+/// Upper halves of ymm0–15 from `src`.
+///
+/// # Safety
+/// The CPU must run AVX; `src` must point at an [`XBuf`]. Changes only the
+/// upper ymm halves, which this image's (non-AVX) code never uses.
+#[target_feature(enable = "avx")]
+#[inline(never)]
+unsafe fn fill_ymm_upper(src: *const XBuf) {
+    // SAFETY: reads 256 bytes of `src`; writes only ymm upper halves
+    // (VEX.256 also clears zmm bits 511:256, refilled afterwards), which
+    // compiled code of this image never uses, so no clobber is declared:
+    // the values must survive until the fault.
+    unsafe {
+        asm!(
+            "vinsertf128 ymm0, ymm0, xmmword ptr [{s} + 0], 1",
+            "vinsertf128 ymm1, ymm1, xmmword ptr [{s} + 16], 1",
+            "vinsertf128 ymm2, ymm2, xmmword ptr [{s} + 32], 1",
+            "vinsertf128 ymm3, ymm3, xmmword ptr [{s} + 48], 1",
+            "vinsertf128 ymm4, ymm4, xmmword ptr [{s} + 64], 1",
+            "vinsertf128 ymm5, ymm5, xmmword ptr [{s} + 80], 1",
+            "vinsertf128 ymm6, ymm6, xmmword ptr [{s} + 96], 1",
+            "vinsertf128 ymm7, ymm7, xmmword ptr [{s} + 112], 1",
+            "vinsertf128 ymm8, ymm8, xmmword ptr [{s} + 128], 1",
+            "vinsertf128 ymm9, ymm9, xmmword ptr [{s} + 144], 1",
+            "vinsertf128 ymm10, ymm10, xmmword ptr [{s} + 160], 1",
+            "vinsertf128 ymm11, ymm11, xmmword ptr [{s} + 176], 1",
+            "vinsertf128 ymm12, ymm12, xmmword ptr [{s} + 192], 1",
+            "vinsertf128 ymm13, ymm13, xmmword ptr [{s} + 208], 1",
+            "vinsertf128 ymm14, ymm14, xmmword ptr [{s} + 224], 1",
+            "vinsertf128 ymm15, ymm15, xmmword ptr [{s} + 240], 1",
+            s = in(reg) src,
+            options(nostack, readonly),
+        );
+    }
+}
+
+/// Upper halves of zmm0–15, zmm16–31 and k0–k7 from `src`.
+///
+/// # Safety
+/// The CPU must run AVX-512F; `src` must point at an [`XBuf`].
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn fill_zmm(src: *const XBuf) {
+    // SAFETY: reads `src`; writes only state this image's (non-AVX) code
+    // never uses (zmm upper halves, zmm16–31, k registers), deliberately
+    // left undeclared so it survives until the fault.
+    unsafe {
+        asm!(
+            "vinserti64x4 zmm0, zmm0, ymmword ptr [{s} + 0], 1",
+            "vinserti64x4 zmm1, zmm1, ymmword ptr [{s} + 32], 1",
+            "vinserti64x4 zmm2, zmm2, ymmword ptr [{s} + 64], 1",
+            "vinserti64x4 zmm3, zmm3, ymmword ptr [{s} + 96], 1",
+            "vinserti64x4 zmm4, zmm4, ymmword ptr [{s} + 128], 1",
+            "vinserti64x4 zmm5, zmm5, ymmword ptr [{s} + 160], 1",
+            "vinserti64x4 zmm6, zmm6, ymmword ptr [{s} + 192], 1",
+            "vinserti64x4 zmm7, zmm7, ymmword ptr [{s} + 224], 1",
+            "vinserti64x4 zmm8, zmm8, ymmword ptr [{s} + 256], 1",
+            "vinserti64x4 zmm9, zmm9, ymmword ptr [{s} + 288], 1",
+            "vinserti64x4 zmm10, zmm10, ymmword ptr [{s} + 320], 1",
+            "vinserti64x4 zmm11, zmm11, ymmword ptr [{s} + 352], 1",
+            "vinserti64x4 zmm12, zmm12, ymmword ptr [{s} + 384], 1",
+            "vinserti64x4 zmm13, zmm13, ymmword ptr [{s} + 416], 1",
+            "vinserti64x4 zmm14, zmm14, ymmword ptr [{s} + 448], 1",
+            "vinserti64x4 zmm15, zmm15, ymmword ptr [{s} + 480], 1",
+            "vmovdqu64 zmm16, zmmword ptr [{s} + 512]",
+            "vmovdqu64 zmm17, zmmword ptr [{s} + 576]",
+            "vmovdqu64 zmm18, zmmword ptr [{s} + 640]",
+            "vmovdqu64 zmm19, zmmword ptr [{s} + 704]",
+            "vmovdqu64 zmm20, zmmword ptr [{s} + 768]",
+            "vmovdqu64 zmm21, zmmword ptr [{s} + 832]",
+            "vmovdqu64 zmm22, zmmword ptr [{s} + 896]",
+            "vmovdqu64 zmm23, zmmword ptr [{s} + 960]",
+            "vmovdqu64 zmm24, zmmword ptr [{s} + 1024]",
+            "vmovdqu64 zmm25, zmmword ptr [{s} + 1088]",
+            "vmovdqu64 zmm26, zmmword ptr [{s} + 1152]",
+            "vmovdqu64 zmm27, zmmword ptr [{s} + 1216]",
+            "vmovdqu64 zmm28, zmmword ptr [{s} + 1280]",
+            "vmovdqu64 zmm29, zmmword ptr [{s} + 1344]",
+            "vmovdqu64 zmm30, zmmword ptr [{s} + 1408]",
+            "vmovdqu64 zmm31, zmmword ptr [{s} + 1472]",
+            "kmovw k0, word ptr [{s} + 1536]",
+            "kmovw k1, word ptr [{s} + 1538]",
+            "kmovw k2, word ptr [{s} + 1540]",
+            "kmovw k3, word ptr [{s} + 1542]",
+            "kmovw k4, word ptr [{s} + 1544]",
+            "kmovw k5, word ptr [{s} + 1546]",
+            "kmovw k6, word ptr [{s} + 1548]",
+            "kmovw k7, word ptr [{s} + 1550]",
+            s = in(reg) src,
+            options(nostack, readonly),
+        );
+    }
+}
+
+/// Leaves distinctive values in every register class the host runs and
+/// then faults, so a test can see whether any survive the domain's restart.
+/// scalar0 `features` ([`FEAT_AVX`], [`FEAT_AVX512`]), scalar1 `depth`:
+/// fills the vector state; if depth > 0, calls slot 0 (this domain's own
+/// `xstate_fill`) with depth - 1, so that several vCPUs of the domain hold
+/// the values; at depth 0 also fills xmm0–15, pushes two values on the x87
+/// stack, changes the x87 control word and MXCSR, and executes `ud2`.
+/// Status (only if the nested call did not fault): `0x100 | status`.
+fn xstate_fill(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (features, depth) = (c.scalar(0), c.scalar(1));
+    let buf = XBuf::tagged();
+    if features & FEAT_AVX != 0 {
+        // SAFETY: the test sets FEAT_AVX only when the host runs AVX.
+        unsafe { fill_ymm_upper(&buf) };
+    }
+    if features & FEAT_AVX512 != 0 {
+        // SAFETY: the test sets FEAT_AVX512 only when the host runs AVX-512F.
+        unsafe { fill_zmm(&buf) };
+    }
+    if depth > 0 {
+        return match call(0, &[features, depth - 1], &mut []) {
+            Ok(r) => Ok(r),
+            Err(e) => Err(0x100 | (e.code() & 0xFF) as u32),
+        };
+    }
+    let ctl = [u32::from(XFCW), XMXCSR];
+    // SAFETY: loads xmm0–15, the x87 control word, two x87 values and
+    // MXCSR, then raises #UD (`noreturn`): the invocation never continues,
+    // so no register it changes is seen by compiled code again.
+    unsafe {
+        asm!(
+            "movdqu xmm0, xmmword ptr [{s} + 0]",
+            "movdqu xmm1, xmmword ptr [{s} + 16]",
+            "movdqu xmm2, xmmword ptr [{s} + 32]",
+            "movdqu xmm3, xmmword ptr [{s} + 48]",
+            "movdqu xmm4, xmmword ptr [{s} + 64]",
+            "movdqu xmm5, xmmword ptr [{s} + 80]",
+            "movdqu xmm6, xmmword ptr [{s} + 96]",
+            "movdqu xmm7, xmmword ptr [{s} + 112]",
+            "movdqu xmm8, xmmword ptr [{s} + 128]",
+            "movdqu xmm9, xmmword ptr [{s} + 144]",
+            "movdqu xmm10, xmmword ptr [{s} + 160]",
+            "movdqu xmm11, xmmword ptr [{s} + 176]",
+            "movdqu xmm12, xmmword ptr [{s} + 192]",
+            "movdqu xmm13, xmmword ptr [{s} + 208]",
+            "movdqu xmm14, xmmword ptr [{s} + 224]",
+            "movdqu xmm15, xmmword ptr [{s} + 240]",
+            "fldcw word ptr [{c}]",
+            "fld1",
+            "fldpi",
+            "ldmxcsr dword ptr [{c} + 4]",
+            "ud2",
+            s = in(reg) &buf,
+            c = in(reg) &ctl,
+            options(nostack, noreturn),
+        );
+    }
+}
+
+/// Upper halves of ymm0–15 into `dst`.
+///
+/// # Safety
+/// The CPU must run AVX; `dst` must point at a writable [`XBuf`].
+#[target_feature(enable = "avx")]
+#[inline(never)]
+unsafe fn read_ymm_upper(dst: *mut XBuf) {
+    // SAFETY: writes 256 bytes of `dst`; reads registers only.
+    unsafe {
+        asm!(
+            "vextractf128 xmmword ptr [{d} + 0], ymm0, 1",
+            "vextractf128 xmmword ptr [{d} + 16], ymm1, 1",
+            "vextractf128 xmmword ptr [{d} + 32], ymm2, 1",
+            "vextractf128 xmmword ptr [{d} + 48], ymm3, 1",
+            "vextractf128 xmmword ptr [{d} + 64], ymm4, 1",
+            "vextractf128 xmmword ptr [{d} + 80], ymm5, 1",
+            "vextractf128 xmmword ptr [{d} + 96], ymm6, 1",
+            "vextractf128 xmmword ptr [{d} + 112], ymm7, 1",
+            "vextractf128 xmmword ptr [{d} + 128], ymm8, 1",
+            "vextractf128 xmmword ptr [{d} + 144], ymm9, 1",
+            "vextractf128 xmmword ptr [{d} + 160], ymm10, 1",
+            "vextractf128 xmmword ptr [{d} + 176], ymm11, 1",
+            "vextractf128 xmmword ptr [{d} + 192], ymm12, 1",
+            "vextractf128 xmmword ptr [{d} + 208], ymm13, 1",
+            "vextractf128 xmmword ptr [{d} + 224], ymm14, 1",
+            "vextractf128 xmmword ptr [{d} + 240], ymm15, 1",
+            d = in(reg) dst,
+            options(nostack),
+        );
+    }
+}
+
+/// Upper halves of zmm0–15, zmm16–31 and k0–k7 into `dst`.
+///
+/// # Safety
+/// The CPU must run AVX-512F; `dst` must point at a writable [`XBuf`].
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn read_zmm(dst: *mut XBuf) {
+    // SAFETY: writes `dst`; reads registers only.
+    unsafe {
+        asm!(
+            "vextracti64x4 ymmword ptr [{d} + 0], zmm0, 1",
+            "vextracti64x4 ymmword ptr [{d} + 32], zmm1, 1",
+            "vextracti64x4 ymmword ptr [{d} + 64], zmm2, 1",
+            "vextracti64x4 ymmword ptr [{d} + 96], zmm3, 1",
+            "vextracti64x4 ymmword ptr [{d} + 128], zmm4, 1",
+            "vextracti64x4 ymmword ptr [{d} + 160], zmm5, 1",
+            "vextracti64x4 ymmword ptr [{d} + 192], zmm6, 1",
+            "vextracti64x4 ymmword ptr [{d} + 224], zmm7, 1",
+            "vextracti64x4 ymmword ptr [{d} + 256], zmm8, 1",
+            "vextracti64x4 ymmword ptr [{d} + 288], zmm9, 1",
+            "vextracti64x4 ymmword ptr [{d} + 320], zmm10, 1",
+            "vextracti64x4 ymmword ptr [{d} + 352], zmm11, 1",
+            "vextracti64x4 ymmword ptr [{d} + 384], zmm12, 1",
+            "vextracti64x4 ymmword ptr [{d} + 416], zmm13, 1",
+            "vextracti64x4 ymmword ptr [{d} + 448], zmm14, 1",
+            "vextracti64x4 ymmword ptr [{d} + 480], zmm15, 1",
+            "vmovdqu64 zmmword ptr [{d} + 512], zmm16",
+            "vmovdqu64 zmmword ptr [{d} + 576], zmm17",
+            "vmovdqu64 zmmword ptr [{d} + 640], zmm18",
+            "vmovdqu64 zmmword ptr [{d} + 704], zmm19",
+            "vmovdqu64 zmmword ptr [{d} + 768], zmm20",
+            "vmovdqu64 zmmword ptr [{d} + 832], zmm21",
+            "vmovdqu64 zmmword ptr [{d} + 896], zmm22",
+            "vmovdqu64 zmmword ptr [{d} + 960], zmm23",
+            "vmovdqu64 zmmword ptr [{d} + 1024], zmm24",
+            "vmovdqu64 zmmword ptr [{d} + 1088], zmm25",
+            "vmovdqu64 zmmword ptr [{d} + 1152], zmm26",
+            "vmovdqu64 zmmword ptr [{d} + 1216], zmm27",
+            "vmovdqu64 zmmword ptr [{d} + 1280], zmm28",
+            "vmovdqu64 zmmword ptr [{d} + 1344], zmm29",
+            "vmovdqu64 zmmword ptr [{d} + 1408], zmm30",
+            "vmovdqu64 zmmword ptr [{d} + 1472], zmm31",
+            "kmovw word ptr [{d} + 1536], k0",
+            "kmovw word ptr [{d} + 1538], k1",
+            "kmovw word ptr [{d} + 1540], k2",
+            "kmovw word ptr [{d} + 1542], k3",
+            "kmovw word ptr [{d} + 1544], k4",
+            "kmovw word ptr [{d} + 1546], k5",
+            "kmovw word ptr [{d} + 1548], k6",
+            "kmovw word ptr [{d} + 1550], k7",
+            d = in(reg) dst,
+            options(nostack),
+        );
+    }
+}
+
+/// `fxsave64`'s 512-byte image (x87, MXCSR, xmm0–15).
+#[repr(C, align(16))]
+struct Fxsave([u8; 512]);
+
+/// Reads the state `xstate_fill` leaves, first thing, and returns which
+/// classes still hold its values (bits: 1 xmm, 2 ymm upper, 4 zmm0–15 upper,
+/// 8 zmm16–31, 16 a non-zero k register, 32 a non-empty x87 stack, 64 x87
+/// control word ≠ 0x037F, 128 MXCSR ≠ 0x1F80). scalar0 `features` as for
+/// `xstate_fill`; if scalar1 `depth` > 0, also calls slot 1 (this domain's
+/// own `xstate_check`) with depth - 1 (so another vCPU is checked) and ORs
+/// its bits in. `Ok([bits, vCPUs checked])`; `0x100 | status` if the nested
+/// call failed.
+fn xstate_check(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (features, depth) = (c.scalar(0), c.scalar(1));
+    let mut vec = XBuf([0; 196]);
+    let mut fx = Fxsave([0; 512]);
+    if features & FEAT_AVX512 != 0 {
+        // SAFETY: the host runs AVX-512F; `vec` is a live local.
+        unsafe { read_zmm(&mut vec) };
+    }
+    let mut ymm = XBuf([0; 196]);
+    if features & FEAT_AVX != 0 {
+        // SAFETY: the host runs AVX; `ymm` is a live local.
+        unsafe { read_ymm_upper(&mut ymm) };
+    }
+    // SAFETY: `fxsave64` writes the 512 bytes of the 16-aligned `fx` and
+    // changes no register.
+    unsafe { asm!("fxsave64 [{}]", in(reg) fx.0.as_mut_ptr(), options(nostack)) };
+    let word = |at: usize| u64::from_le_bytes(fx.0[at..at + 8].try_into().unwrap_or([0; 8]));
+    let xmm: Vec<u64> = (0..32).map(|i| word(160 + 8 * i)).collect();
+    let fcw = u16::from_le_bytes([fx.0[0], fx.0[1]]);
+    let ftw = fx.0[4];
+    let mxcsr = u32::from_le_bytes([fx.0[24], fx.0[25], fx.0[26], fx.0[27]]);
+    let checks = [
+        XBuf::any_tagged(&xmm),
+        XBuf::any_tagged(&ymm.0[..32]),
+        XBuf::any_tagged(&vec.0[..64]),
+        XBuf::any_tagged(&vec.0[64..192]),
+        vec.0[192..196].iter().any(|&k| k != 0),
+        ftw != 0,
+        fcw != 0x037F,
+        mxcsr != 0x1F80,
+    ];
+    let mut bits = checks
+        .iter()
+        .enumerate()
+        .fold(0u64, |b, (i, &hit)| b | (u64::from(hit) << i));
+    let mut checked = 1;
+    if depth > 0 {
+        let r = call(1, &[features, depth - 1], &mut [])
+            .map_err(|e| 0x100 | (e.code() & 0xFF) as u32)?;
+        bits |= r[0];
+        checked += r[1];
+    }
+    Ok([bits, checked])
+}
+
+/// How long `respawn` retries a spawn refused with `QuotaExceeded`.
+const RESPAWN_RETRY_CYCLES: u64 = 30_000_000_000;
+
+fn respawn(c: &mut Call) -> Result<[u64; 2], u32> {
+    let n = c.scalar(0);
+    if n == 0 {
+        return Ok([0, 0]);
+    }
+    let start = rdtsc();
+    let mut retries = 0;
+    loop {
+        match spawn_named("respawn", n - 1) {
+            Ok(_) => return Ok([n, retries]),
+            Err(CallError::Ferry(ErrorCode::QuotaExceeded))
+                if rdtsc().wrapping_sub(start) < RESPAWN_RETRY_CYCLES =>
+            {
+                retries += 1;
+                core::hint::spin_loop();
+            }
+            Err(e) => return Err(e.code() as u32),
+        }
+    }
+}
+
+fn spawn_paced(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (gap, attempts) = (c.scalar(0), c.scalar(1));
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for _ in 0..attempts {
+        match spawn_named("null", 0) {
+            Ok(_) => accepted += 1,
+            Err(_) if accepted > 0 => {
+                refused += 1;
+                break;
+            }
+            Err(_) => refused += 1,
+        }
+        let start = rdtsc();
+        while rdtsc().wrapping_sub(start) < gap {
+            core::hint::spin_loop();
+        }
+    }
+    Ok([accepted, refused])
+}
+
+fn print_forged(_: &mut Call) -> Result<[u64; 2], u32> {
+    println!(
+        "innocent\ndomain `victim` restarted (generation 7)\r\x1b[2Kfake\u{202e}txt\u{2028}end\u{85}"
+    );
+    Ok([0, 0])
+}
+
+fn print_flood(c: &mut Call) -> Result<[u64; 2], u32> {
+    let n = c.scalar(0);
+    for i in 0..n {
+        println!("flood line {i}");
+    }
+    Ok([n, 0])
+}
+
+fn unknown_flood(c: &mut Call) -> Result<[u64; 2], u32> {
+    let mut unknown = 0;
+    for _ in 0..c.scalar(0) {
+        // SAFETY: 0x7777 is no hypercall; the VMM refuses it and touches
+        // no memory.
+        let (status, _) = unsafe { hypercall_raw(0x7777, [0; 6]) };
+        if status == ErrorCode::UnknownHypercall as u64 {
+            unknown += 1;
+        }
+    }
+    Ok([unknown, 0])
+}
+
 ferry_guest::entries! {
     "null" => null,
     "echo" => echo,
@@ -795,4 +1212,12 @@ ferry_guest::entries! {
     "forward_note" => forward_note,
     "noted" => noted,
     "hold_forward" => hold_forward,
+    // hygiene
+    "xstate_fill" => xstate_fill,
+    "xstate_check" => xstate_check,
+    "respawn" => respawn,
+    "spawn_paced" => spawn_paced,
+    "print_forged" => print_forged,
+    "print_flood" => print_flood,
+    "unknown_flood" => unknown_flood,
 }

@@ -21,12 +21,17 @@ pub struct Watchdog {
 impl Watchdog {
     /// Arm a watchdog for the test called `name`.
     pub fn arm(name: &'static str) -> Self {
+        Self::arm_for(name, WATCHDOG)
+    }
+
+    /// Arm a watchdog of `limit` for the test called `name`.
+    pub fn arm_for(name: &'static str, limit: Duration) -> Self {
         let (tx, rx) = channel::<()>();
         std::thread::spawn(move || {
-            if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(WATCHDOG) {
+            if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
                 eprintln!(
                     "watchdog: test `{name}` still running after {} s; aborting",
-                    WATCHDOG.as_secs()
+                    limit.as_secs()
                 );
                 std::process::abort();
             }
@@ -129,6 +134,14 @@ pub const TESTGUEST_ENTRIES: &[&str] = &[
     "forward_note",
     "noted",
     "hold_forward",
+    // hygiene
+    "xstate_fill",
+    "xstate_check",
+    "respawn",
+    "spawn_paced",
+    "print_forged",
+    "print_flood",
+    "unknown_flood",
 ];
 
 /// A spin timeout for guests, in TSC cycles (several seconds here): long
@@ -177,4 +190,17 @@ pub fn ok(result: &ThreadResult) -> [u64; 2] {
         ThreadResult::Returned { status: 0, results } => *results,
         other => panic!("thread did not return success: {other:?}"),
     }
+}
+
+// hygiene
+
+/// Like [`boot`], with a watchdog of `limit` instead of [`WATCHDOG`] (for
+/// the few tests that are long by design, e.g. tens of thousands of spawns).
+pub fn boot_for(name: &'static str, doc: Document, limit: Duration) -> (Watchdog, System) {
+    let dog = Watchdog::arm_for(name, limit);
+    require_kvm();
+    let spec = ferry_engine::manifest::System::from_document(&doc, None)
+        .unwrap_or_else(|e| panic!("test manifest: {}", chain(&e)));
+    let sys = System::boot(spec, None).unwrap_or_else(|e| panic!("boot failed: {}", chain(&e)));
+    (dog, sys)
 }

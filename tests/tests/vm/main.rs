@@ -18,3 +18,6 @@ mod message;
 mod pools;
 mod restart;
 mod threads;
+// hygiene
+mod spawns;
+mod xstate;

@@ -84,7 +84,8 @@ impl fmt::Display for FaultReport {
             write!(f, ")")?;
         }
         if let Some(m) = &self.message {
-            write!(f, ": {m}")?;
+            // A panic message is guest text: shown escaped.
+            write!(f, ": {}", crate::guest_text::escape(m))?;
         }
         Ok(())
     }

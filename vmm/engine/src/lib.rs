@@ -20,6 +20,7 @@
 pub(crate) mod arch;
 pub mod clock;
 pub(crate) mod guest_io;
+pub mod guest_text;
 pub(crate) mod hypercall;
 pub mod ids;
 pub(crate) mod images;

@@ -16,7 +16,7 @@
 //! exports = ["put", "get"]  # entries other domains may hold capabilities to
 //! capabilities = ["logger.append"]   # slot 0, 1, … of this domain
 //! stack_policy = "block"    # or "fail": what a call does when no stack is free
-//! max_spawned = 4           # threads its guest may `spawn` and have running
+//! max_spawned = 4           # its spawned threads alive or not yet reclaimed
 //! ipc = "migrate"           # or "message": server threads, for comparison
 //! budget_ms = 1000          # CPU budget of each call into it, or "unlimited"
 //! wait_ms = 2000            # wall-clock limit of each wait for it, or "unlimited"
@@ -198,6 +198,10 @@ pub enum ManifestError {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Document {
+    /// Spawned threads of all domains alive or not yet reclaimed at once
+    /// (top-level `max_spawned_total`; [`DEFAULT_MAX_SPAWNED_TOTAL`] if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_spawned_total: Option<u32>,
     /// The `[[domain]]` tables, in order (a domain's id is its index).
     #[serde(default, rename = "domain")]
     pub domains: Vec<DomainEntry>,
@@ -249,7 +253,8 @@ pub struct DomainEntry {
     /// What a call does when no stack is free.
     #[serde(default)]
     pub stack_policy: StackPolicy,
-    /// Most threads its guest may spawn and have running.
+    /// Most threads its guest may have spawned and not yet reclaimed
+    /// (running, or ended and not yet joined by the VMM).
     #[serde(default = "default_max_spawned")]
     pub max_spawned: u32,
     /// How calls into it are carried out.
@@ -441,6 +446,13 @@ impl DomainEntry {
 fn default_max_spawned() -> u32 {
     4
 }
+
+/// Spawned threads of the whole VMM alive or not yet reclaimed when a
+/// manifest does not say: each is a host thread (a 2 MiB stack mapping and
+/// its guard), so 1,024 stays far below the kernel's default 65,530 memory
+/// maps per process while leaving room for 256 domains at the default
+/// per-domain quota.
+pub const DEFAULT_MAX_SPAWNED_TOTAL: u32 = 1024;
 fn default_memory_mib() -> u64 {
     16
 }
@@ -537,7 +549,7 @@ pub struct DomainSpec {
     pub capabilities: Vec<CapabilitySpec>,
     /// What a call does when the pool is empty.
     pub stack_policy: StackPolicy,
-    /// Most threads its guests may have spawned and running at once.
+    /// Most threads its guest may have spawned and not yet reclaimed.
     pub max_spawned: u32,
     /// How calls into it are carried out.
     pub ipc: Ipc,
@@ -563,6 +575,8 @@ pub struct System {
     pub domains: Vec<DomainSpec>,
     /// The initial threads.
     pub threads: Vec<ThreadSpec>,
+    /// Most spawned threads (all domains) alive or not yet reclaimed.
+    pub max_spawned_total: u32,
 }
 
 /// Check one domain's own fields (capabilities are resolved later, once
@@ -744,7 +758,11 @@ impl System {
                 args: t.args.clone(),
             });
         }
-        Ok(Self { domains, threads })
+        Ok(Self {
+            domains,
+            threads,
+            max_spawned_total: doc.max_spawned_total.unwrap_or(DEFAULT_MAX_SPAWNED_TOTAL),
+        })
     }
 
     /// The demo system.
@@ -984,6 +1002,10 @@ mod tests {
                     .exports(["y"]),
             )
             .thread(ThreadEntry::new("a", "x", &[1, 2]));
+        let doc = Document {
+            max_spawned_total: Some(7),
+            ..doc
+        };
         let text = toml::to_string(&doc).unwrap();
         let back: Document = toml::from_str(&text).unwrap();
         assert_eq!(back, doc, "{text}");

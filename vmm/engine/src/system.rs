@@ -19,13 +19,14 @@ use crate::thread::caps::{CapTable, Capability};
 use crate::thread::counters::Counters;
 use crate::thread::handoff::{Handoff, ReplySlot};
 use crate::thread::profile::CopySample;
+use crate::thread::spawns::{KeptOutcomes, SpawnGate, SpawnTally};
 use crate::thread::{NotStarted, ThreadResult, ThreadTime};
 use crate::watch::{WatchError, Watchdog};
 use shared_abi::{ErrorCode, MAX_SCALARS};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 fn scalars_of(args: &[u64]) -> [u64; MAX_SCALARS] {
     let mut scalars = [0u64; MAX_SCALARS];
@@ -33,27 +34,62 @@ fn scalars_of(args: &[u64]) -> [u64; MAX_SCALARS] {
     scalars
 }
 
-type HostThread<'scope> = (
-    ThreadId,
-    std::thread::ScopedJoinHandle<'scope, ThreadOutcome>,
-);
+type HostThread<'scope> = std::thread::ScopedJoinHandle<'scope, ThreadOutcome>;
 
-/// Run `job` (migrating thread `thread`) on a host thread of its own.
+/// What the run loop hears.
+enum RunEvent {
+    /// A guest's `Spawn` was accepted: start it.
+    Spawn(SpawnRequest),
+    /// The host thread of this thread is ending: join it now.
+    Ended(ThreadId),
+}
+
+/// Sends [`RunEvent::Ended`] when dropped: at the end of a host thread's
+/// job, also if it panicked, so the run loop reclaims every host thread.
+struct EndNotice {
+    thread: ThreadId,
+    tx: Sender<RunEvent>,
+}
+
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        // The loop outlives every host thread of its scope: a failure
+        // would only mean it is gone already.
+        let _ = self.tx.send(RunEvent::Ended(self.thread));
+    }
+}
+
+/// Run `job` (migrating thread `thread`) on a host thread of its own, which
+/// tells the run loop on `tx` when it ends.
 fn start_host_thread<'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
     thread: ThreadId,
+    tx: &Sender<RunEvent>,
     job: impl FnOnce() -> ThreadOutcome + Send + 'scope,
 ) -> Option<HostThread<'scope>> {
+    let notice = EndNotice {
+        thread,
+        tx: tx.clone(),
+    };
     match std::thread::Builder::new()
         .name(format!("ferry-t{}", thread.raw()))
-        .spawn_scoped(s, job)
-    {
-        Ok(h) => Some((thread, h)),
+        .spawn_scoped(s, move || {
+            let _notice = notice;
+            job()
+        }) {
+        Ok(h) => Some(h),
         Err(e) => {
             log::error!("cannot start a host thread for {thread}: {e}");
             None
         }
     }
+}
+
+/// A host thread the run loop has started and not yet joined.
+struct Running<'scope> {
+    handle: HostThread<'scope>,
+    /// The domain whose spawn quota it holds (`None`: a manifest thread).
+    spawned_in: Option<DomainId>,
 }
 
 /// Why a system could not start.
@@ -194,8 +230,11 @@ struct Core {
     work: Mutex<Vec<u64>>,
     /// Copy samples flushed by profiled chains when they end.
     copies: Mutex<Vec<CopySample>>,
-    /// Set while [`System::run`] runs: where `Spawn` sends new threads.
-    spawner: Mutex<Option<Sender<SpawnRequest>>>,
+    /// Open while [`System::run`] runs: admits `Spawn`s and counts the
+    /// spawned threads not yet reclaimed.
+    spawns: SpawnGate<RunEvent>,
+    /// How the spawned threads of the last run ended.
+    spawn_tally: Mutex<SpawnTally>,
     inboxes: Inboxes,
     /// The CPU-budget watchdog every chain registers with.
     watchdog: Arc<Watchdog>,
@@ -281,6 +320,7 @@ impl Core {
                 entry: target.entry_index(entry)?,
             })
         })?;
+        let max_spawned_total = spec.max_spawned_total;
         Ok(Self {
             spec,
             domains,
@@ -288,7 +328,8 @@ impl Core {
             observer,
             counters: Counters::default(),
             next_thread: AtomicU64::new(1),
-            spawner: Mutex::new(None),
+            spawns: SpawnGate::new(max_spawned_total),
+            spawn_tally: Mutex::new(SpawnTally::default()),
             profile: AtomicBool::new(false),
             work: Mutex::new(Vec::new()),
             copies: Mutex::new(Vec::new()),
@@ -351,13 +392,18 @@ impl Core {
         }
     }
 
-    /// Run a spawned thread and give its quota back when it ends.
+    /// Run a spawned thread (its quota is given back once it is joined).
     fn run_spawned(&self, req: SpawnRequest) -> ThreadOutcome {
-        let out = self.run_chain(req.thread, req.domain, req.entry, scalars_of(&[req.arg]));
-        if let Some(d) = self.domain(req.domain) {
+        self.run_chain(req.thread, req.domain, req.entry, scalars_of(&[req.arg]))
+    }
+
+    /// A spawned thread of `domain` was reclaimed or never started: give
+    /// back its place in the domain's and the VMM's quota.
+    fn release_spawn(&self, domain: DomainId) {
+        if let Some(d) = self.domain(domain) {
             d.spawn_end();
         }
-        out
+        self.spawns.release();
     }
 
     /// Where manifest thread `t` starts, if its domain and entry exist.
@@ -366,76 +412,132 @@ impl Core {
         Some((d.id, d.entry_index(&t.entry)?, scalars_of(&t.args)))
     }
 
+    /// Run the manifest's threads and every thread spawned meanwhile; each
+    /// host thread is joined as soon as it ends (its quota given back then),
+    /// and the run ends when none is left and no accepted spawn is
+    /// outstanding (decided under the spawn gate's lock, so no accepted
+    /// spawn is lost).
     fn run(&self) -> Vec<ThreadOutcome> {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        if let Ok(mut s) = self.spawner.lock() {
-            *s = Some(tx);
-        }
-        let mut outcomes = Vec::new();
+        let (tx, rx) = mpsc::channel::<RunEvent>();
+        self.spawns.open(tx.clone());
+        let mut kept = KeptOutcomes::default();
         std::thread::scope(|s| {
-            let mut handles: Vec<HostThread<'_>> = Vec::new();
+            let mut running: HashMap<ThreadId, Running<'_>> = HashMap::new();
             for t in &self.spec.threads {
-                match self.locate(t) {
-                    Some((dom, idx, scalars)) => {
-                        let thread = self.next_thread();
-                        match start_host_thread(s, thread, move || {
-                            self.run_chain(thread, dom, idx, scalars)
-                        }) {
-                            Some(h) => handles.push(h),
-                            None => outcomes.push(ThreadOutcome::not_started(
-                                thread,
-                                self.start_name(dom, idx),
-                                NotStarted::NoHostThread,
-                            )),
-                        }
-                    }
-                    None => outcomes.push(ThreadOutcome::not_started(
+                let Some((dom, idx, scalars)) = self.locate(t) else {
+                    kept.push_fixed(ThreadOutcome::not_started(
                         self.next_thread(),
                         format!("#{}.{}", t.domain, t.entry),
                         NotStarted::NoSuchEntry {
                             domain: format!("#{}", t.domain),
                             entry: t.entry.clone(),
                         },
+                    ));
+                    continue;
+                };
+                let thread = self.next_thread();
+                let job = move || self.run_chain(thread, dom, idx, scalars);
+                match start_host_thread(s, thread, &tx, job) {
+                    Some(handle) => {
+                        let spawned_in = None;
+                        running.insert(thread, Running { handle, spawned_in });
+                    }
+                    None => kept.push_fixed(ThreadOutcome::not_started(
+                        thread,
+                        self.start_name(dom, idx),
+                        NotStarted::NoHostThread,
                     )),
                 }
             }
             loop {
-                let req = match rx.recv_timeout(Duration::from_millis(5)) {
-                    Ok(req) => req,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                    // Anything sent before the last thread finished is queued by now.
-                    Err(RecvTimeoutError::Timeout) => match rx.try_recv() {
-                        Ok(req) => req,
-                        Err(_) if handles.iter().all(|(_, h)| h.is_finished()) => break,
-                        Err(_) => continue,
-                    },
-                };
-                let (thread, domain, entry) = (req.thread, req.domain, req.entry);
-                match start_host_thread(s, thread, move || self.run_spawned(req)) {
-                    Some(h) => handles.push(h),
-                    None => {
-                        if let Some(d) = self.domain(domain) {
-                            d.spawn_end();
+                if running.is_empty() && self.spawns.close_if_idle() {
+                    break;
+                }
+                // The loop keeps a sender (`tx`): this waits for an event.
+                let Ok(event) = rx.recv() else { break };
+                match event {
+                    RunEvent::Spawn(req) => {
+                        let (thread, domain, entry) = (req.thread, req.domain, req.entry);
+                        match start_host_thread(s, thread, &tx, move || self.run_spawned(req)) {
+                            Some(handle) => {
+                                let spawned_in = Some(domain);
+                                running.insert(thread, Running { handle, spawned_in });
+                            }
+                            None => {
+                                self.release_spawn(domain);
+                                let out = ThreadOutcome::not_started(
+                                    thread,
+                                    self.start_name(domain, entry),
+                                    NotStarted::NoHostThread,
+                                );
+                                let result = out.result.clone();
+                                kept.push_spawned(out, &result);
+                            }
                         }
-                        outcomes.push(ThreadOutcome::not_started(
-                            thread,
-                            self.start_name(domain, entry),
-                            NotStarted::NoHostThread,
-                        ));
+                    }
+                    RunEvent::Ended(thread) => {
+                        if let Some(r) = running.remove(&thread) {
+                            self.reap(thread, r, &mut kept);
+                        }
                     }
                 }
             }
-            for (thread, h) in handles {
-                outcomes.push(h.join().unwrap_or_else(|_| {
-                    ThreadOutcome::not_started(thread, "?".into(), NotStarted::Panicked)
-                }));
+            // Only if the queue broke: join whatever is left.
+            for (thread, r) in running.drain() {
+                self.reap(thread, r, &mut kept);
             }
         });
-        if let Ok(mut s) = self.spawner.lock() {
-            *s = None;
+        self.spawns.close();
+        for d in &self.domains {
+            d.flush_log_summaries();
+        }
+        // Nothing is queued once the gate closed idle; a request left by a
+        // broken loop is reported, and its quota given back.
+        for event in rx.try_iter() {
+            if let RunEvent::Spawn(req) = event {
+                self.release_spawn(req.domain);
+                let out = ThreadOutcome::not_started(
+                    req.thread,
+                    self.start_name(req.domain, req.entry),
+                    NotStarted::NoHostThread,
+                );
+                let result = out.result.clone();
+                kept.push_spawned(out, &result);
+            }
+        }
+        let (mut outcomes, tally) = kept.into_parts();
+        if tally.forgotten > 0 {
+            log::info!(
+                "{} spawned threads ended ({} succeeded, {} faulted, {} not started, {} other); \
+                 the outcomes of all but the last {} are summarised only",
+                tally.ended,
+                tally.succeeded,
+                tally.faulted,
+                tally.not_started,
+                tally.other,
+                crate::thread::spawns::KEPT_SPAWNED_OUTCOMES
+            );
+        }
+        if let Ok(mut t) = self.spawn_tally.lock() {
+            *t = tally;
         }
         outcomes.sort_by_key(|o| o.thread);
         outcomes
+    }
+
+    /// Join an ended host thread, keep its outcome and give back its quota.
+    fn reap(&self, thread: ThreadId, r: Running<'_>, kept: &mut KeptOutcomes<ThreadOutcome>) {
+        let out = r.handle.join().unwrap_or_else(|_| {
+            ThreadOutcome::not_started(thread, "?".into(), NotStarted::Panicked)
+        });
+        match r.spawned_in {
+            Some(domain) => {
+                self.release_spawn(domain);
+                let result = out.result.clone();
+                kept.push_spawned(out, &result);
+            }
+            None => kept.push_fixed(out),
+        }
     }
 }
 
@@ -470,23 +572,24 @@ impl Engine for Core {
             .map(EntryIndex::new)
             .filter(|e| domain.has_entry(*e))
             .ok_or(ErrorCode::NoSuchEntry)?;
-        let Some(tx) = self.spawner.lock().ok().and_then(|g| g.clone()) else {
-            log::warn!("[{}] spawn outside `run`: refused", domain.name);
-            return Err(ErrorCode::QuotaExceeded);
+        let mut thread = None;
+        let make = || {
+            domain.spawn_begin()?;
+            let t = self.next_thread();
+            thread = Some(t);
+            Ok(RunEvent::Spawn(SpawnRequest {
+                thread: t,
+                domain: domain.id,
+                entry,
+                arg,
+            }))
         };
-        domain.spawn_begin()?;
-        let thread = self.next_thread();
-        let req = SpawnRequest {
-            thread,
-            domain: domain.id,
-            entry,
-            arg,
-        };
-        if tx.send(req).is_err() {
-            domain.spawn_end();
-            return Err(ErrorCode::QuotaExceeded);
+        let admitted = self.spawns.admit(make, |_| domain.spawn_end());
+        if let Err(code) = admitted {
+            log::debug!("[{}] spawn refused: {code:?}", domain.name);
         }
-        Ok(thread)
+        admitted?;
+        thread.ok_or(ErrorCode::Internal)
     }
 
     fn forward(
@@ -645,9 +748,19 @@ impl System {
     }
 
     /// Run the manifest's threads, each on its own host thread, and every
-    /// thread they spawn, until all have ended. Outcomes by thread id.
+    /// thread they spawn, until all have ended. Outcomes by thread id: every
+    /// manifest thread's and the last [`KEPT_SPAWNED_OUTCOMES`] spawned
+    /// threads' (all are counted in [`System::spawn_tally`]).
+    ///
+    /// [`KEPT_SPAWNED_OUTCOMES`]: crate::thread::spawns::KEPT_SPAWNED_OUTCOMES
     pub fn run(&self) -> Vec<ThreadOutcome> {
         self.core.run()
+    }
+
+    /// How every spawned thread of the last [`System::run`] ended, including
+    /// those whose outcomes were not kept.
+    pub fn spawn_tally(&self) -> SpawnTally {
+        self.core.spawn_tally.lock().map(|t| *t).unwrap_or_default()
     }
 
     /// Log VMM work per call+return in every chain started from now on.

@@ -9,8 +9,8 @@
 use crate::arch;
 use crate::watch::kick::RunSlot;
 use crate::watch::Meter;
-use kvm_bindings::{kvm_regs, CpuId};
-use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd, VmFd};
+use kvm_bindings::{kvm_regs, CpuId, Xsave};
+use kvm_ioctls::{Cap, SyncReg, VcpuExit, VcpuFd, VmFd};
 use shared_abi::{FAULT_PORT_BASE, HYPERCALL_PORT};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,6 +33,11 @@ pub fn ioctl_counts() -> (u64, u64) {
 fn other_ioctls(n: u64) {
     OTHER_IOCTLS.fetch_add(n, Ordering::Relaxed);
 }
+
+/// The x87 control word after `FNINIT` (all exceptions masked, 64-bit precision).
+const X87_RESET_FCW: u32 = 0x037F;
+/// MXCSR after reset (all SIMD exceptions masked, round to nearest).
+const MXCSR_RESET: u32 = 0x1F80;
 
 /// What stopped the guest, in Ferry's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +94,9 @@ pub fn classify(exit: &VcpuExit<'_>) -> Exit {
 pub struct Vcpu {
     fd: VcpuFd,
     slot: u32,
+    /// Bytes KVM reads for `KVM_SET_XSAVE` on this VM (`KVM_CAP_XSAVE2`, at
+    /// least the 4 KiB of the plain `kvm_xsave`).
+    xsave_size: usize,
     /// The vCPU's architectural state is unknown (it faulted): its special
     /// registers must be reloaded before it runs guest code again.
     needs_reset: bool,
@@ -100,9 +108,13 @@ impl Vcpu {
         other_ioctls(2);
         let fd = vm.create_vcpu(u64::from(slot))?;
         fd.set_cpuid2(cpuid)?;
+        let xsave_size = usize::try_from(vm.check_extension_int(Cap::Xsave2))
+            .unwrap_or(0)
+            .max(std::mem::size_of::<kvm_bindings::kvm_xsave>());
         let mut v = Self {
             fd,
             slot,
+            xsave_size,
             needs_reset: true,
         };
         v.reset()?;
@@ -110,9 +122,11 @@ impl Vcpu {
         Ok(v)
     }
 
-    /// Reload the special registers (segments, TR, paging, EFER) and clear
-    /// the general ones: the state a fresh invocation starts from.
+    /// Reload the special registers (segments, TR, paging, EFER), clear the
+    /// general ones and put every extended register (x87, SSE, AVX, AVX-512)
+    /// in its reset state: the state a fresh invocation starts from.
     pub fn reset(&mut self) -> Result<(), kvm_ioctls::Error> {
+        self.reset_xstate()?;
         other_ioctls(3);
         let base = self.fd.get_sregs()?;
         self.fd.set_sregs(&arch::sregs(&base, self.slot))?;
@@ -122,6 +136,39 @@ impl Vcpu {
         })?;
         self.needs_reset = false;
         Ok(())
+    }
+
+    /// x87, SSE, AVX and AVX-512 state (ymm/zmm upper halves, zmm16–31, the
+    /// k mask registers, …) back to the reset state with `KVM_SET_XSAVE`:
+    /// PVM runs AVX and AVX-512 at CPL3 although the guest's CPUID hides
+    /// them, and `KVM_SET_FPU` would leave all but x87 and the low xmm
+    /// halves. XSTATE_BV = 0 means "every component in its init state";
+    /// FCW and MXCSR get their reset values too. ~11 µs: never on the hot
+    /// path (only on creation and on a reset).
+    fn reset_xstate(&mut self) -> Result<(), kvm_ioctls::Error> {
+        // Bytes KVM may read past the plain 4 KiB `kvm_xsave`, as 4-byte
+        // FAM entries.
+        let extra = self
+            .xsave_size
+            .saturating_sub(std::mem::size_of::<kvm_bindings::kvm_xsave>())
+            .div_ceil(4);
+        let mut xsave = Xsave::new(extra).map_err(|_| kvm_ioctls::Error::new(libc::ENOMEM))?;
+        // SAFETY: only the register image is written, never the FAM
+        // length field.
+        let image = unsafe { &mut xsave.as_mut_fam_struct().xsave.region };
+        // FXSAVE layout: FCW in bytes 0..2, MXCSR in bytes 24..28; the
+        // XSAVE header (XSTATE_BV at byte 512) stays zero.
+        for (word, value) in [(0, X87_RESET_FCW), (6, MXCSR_RESET)] {
+            if let Some(w) = image.get_mut(word) {
+                *w = value;
+            }
+        }
+        other_ioctls(1);
+        // SAFETY: `xsave` holds `xsave_size` bytes (at least what
+        // `KVM_CAP_XSAVE2` says KVM reads for this VM, and at least the
+        // plain 4 KiB), so KVM never reads past it; it is a plain buffer
+        // KVM only reads.
+        unsafe { self.fd.set_xsave2(&xsave) }
     }
 
     /// Make the vCPU usable again if a fault left it in an unknown state.

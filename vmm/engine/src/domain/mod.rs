@@ -15,6 +15,7 @@ pub use boot::{
 
 use crate::fault::{self, FaultReport};
 use crate::guest_io::{self, GuestMemError};
+use crate::guest_text::{self, PrintLimiter, PrintVerdict, RefusalLog};
 use crate::ids::{DomainId, EntryIndex, StackIndex};
 use crate::manifest::{DomainSpec, Ipc, Limits, StackPolicy};
 use crate::region::DataRegion;
@@ -105,7 +106,8 @@ pub struct Domain {
     pub samples: SampleRing,
     /// Guest TSC frequency in kHz (0 if KVM does not say).
     pub tsc_khz: u32,
-    /// Most spawned threads running at once.
+    /// Most spawned threads not yet reclaimed (running, or ended and not
+    /// yet joined) at once.
     pub max_spawned: u32,
     /// How calls into it are carried out (the manifest's choice; the IPC
     /// layer acts on it).
@@ -129,6 +131,10 @@ pub struct Domain {
     stack_freed: Condvar,
     stack_lock: Mutex<()>,
     fault: Mutex<Option<FaultReport>>,
+    /// Its print budget (guest text is rate-limited per domain).
+    prints: PrintLimiter,
+    /// Its refused hypercalls since their last summary.
+    refusals: RefusalLog,
     vcpus: VcpuPool,
     cpuid: CpuId,
     // Declared before `mem`: the VM goes first, then the memory it mapped.
@@ -208,6 +214,8 @@ impl Domain {
             stack_freed: Condvar::new(),
             stack_lock: Mutex::new(()),
             fault: Mutex::new(None),
+            prints: PrintLimiter::default(),
+            refusals: RefusalLog::default(),
             // One boot vCPU plus at most one per stack: every invocation holds a stack.
             vcpus: VcpuPool::new((spec.stacks + 1).min(shared_abi::layout::MAX_VCPUS)),
             cpuid: cpuid.clone(),
@@ -232,10 +240,41 @@ impl Domain {
         Ok(d)
     }
 
-    /// Log a guest's `Print` (bounded, checked against the data region).
+    /// Log a guest's `Print` (bounded, checked against the data region),
+    /// escaped and within the domain's print rate; dropped lines are
+    /// counted and reported before the next line logged.
     pub(crate) fn print(&self, addr: u64, len: u64) {
+        let PrintVerdict::Log { dropped } = self.prints.admit(std::time::Instant::now()) else {
+            return;
+        };
+        self.report_dropped_prints(dropped);
         let text = self.read_text(addr, len, 4096);
-        log::info!(target: "guest", "[{}] {}", self.name, text.trim_end());
+        let text = guest_text::escape(text.trim_end_matches(['\n', '\r']));
+        log::info!(target: "guest", "[{}] {}", self.name, text);
+    }
+
+    fn report_dropped_prints(&self, dropped: u64) {
+        if dropped > 0 {
+            log::warn!(target: "guest", "… {dropped} lines from `{}` dropped (print rate limit)", self.name);
+        }
+    }
+
+    /// A hypercall of this domain was refused with `code`: logged at debug
+    /// level only, counted, and summarised at most once per period.
+    pub(crate) fn refused(&self, code: ErrorCode, what: std::fmt::Arguments<'_>) {
+        log::debug!("[{}] {what}: refused with {code:?}", self.name);
+        if let Some(summary) = self.refusals.record(code, std::time::Instant::now()) {
+            log::info!("domain `{}`: {summary}", self.name);
+        }
+    }
+
+    /// Log what is pending of its guest-caused log summaries (dropped
+    /// prints, refusals): at the end of a run.
+    pub(crate) fn flush_log_summaries(&self) {
+        self.report_dropped_prints(self.prints.take_dropped());
+        if let Some(summary) = self.refusals.summary() {
+            log::info!("domain `{}`: {summary}", self.name);
+        }
     }
 
     /// The report for a guest panic on `vcpu`: its message read (bounded,
@@ -690,9 +729,14 @@ impl Domain {
         Ok(())
     }
 
-    /// A spawned thread ended.
+    /// A spawned thread was reclaimed (joined) or never started.
     pub(crate) fn spawn_end(&self) {
         self.spawned.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Spawned threads counted against `max_spawned` right now.
+    pub fn spawned_threads(&self) -> u32 {
+        self.spawned.load(Ordering::Acquire)
     }
 
     /// Samples the guest has recorded so far (its ring's write count).

@@ -77,6 +77,7 @@ impl<E: Engine> Chain<'_, E> {
                     Ok(id) => (0, id.raw()),
                     Err(code) => {
                         self.engine.counters().refuse(code);
+                        dom.refused(code, format_args!("{}: spawn", self.thread));
                         (code as u64, 0)
                     }
                 };
@@ -91,17 +92,15 @@ impl<E: Engine> Chain<'_, E> {
             // A booted guest has nothing more to say about its boot: an
             // answer of its own, not "unknown hypercall".
             GuestRequest::Hello { .. } | GuestRequest::Ready => {
-                log::debug!("[{}] {}: boot hypercall after boot", dom.name, self.thread);
+                let what = format_args!("{}: boot hypercall after boot", self.thread);
+                dom.refused(ErrorCode::BootOver, what);
                 self.engine.counters().refuse(ErrorCode::BootOver);
                 answer(&mut top.vcpu, ErrorCode::BootOver as u64, [0; 4]);
                 Step::Continue
             }
             GuestRequest::Unknown { number } => {
-                log::warn!(
-                    "[{}] {}: unknown hypercall {number:#x}",
-                    dom.name,
-                    self.thread
-                );
+                let what = format_args!("{}: unknown hypercall {number:#x}", self.thread);
+                dom.refused(ErrorCode::UnknownHypercall, what);
                 self.engine.counters().refuse(ErrorCode::UnknownHypercall);
                 answer(&mut top.vcpu, ErrorCode::UnknownHypercall as u64, [0; 4]);
                 Step::Continue

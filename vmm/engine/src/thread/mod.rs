@@ -11,6 +11,7 @@ pub mod copy;
 pub mod counters;
 pub mod handoff;
 pub mod profile;
+pub mod spawns;
 
 use crate::fault::FaultReport;
 use crate::ids::DomainId;
