@@ -124,6 +124,17 @@ pub const TESTGUEST_ENTRIES: &[&str] = &[
     "spawner",
     "spawned_child",
     "exit_now",
+    // chain
+    "probe",
+    "deep",
+    "spawn_raw",
+    "call_n",
+    "scribble_then_fault",
+    "drive_untouched",
+    "drive_exit",
+    "mirror",
+    "scribbler",
+    "drive_mirror",
 ];
 
 /// A spin timeout for guests, in TSC cycles (several seconds here): long

@@ -40,7 +40,7 @@ impl<'e, E: Engine> Chain<'e, E> {
                 time: chain.time,
             },
             ThreadResult::Faulted(report) => Reply::Fault(report),
-            ThreadResult::Exited { code } => Reply::Exited(code),
+            ThreadResult::Exited { .. } => Reply::Exited,
             ThreadResult::NotStarted(_) | ThreadResult::Lost(_) => {
                 Reply::Refused(ErrorCode::Internal)
             }
