@@ -258,7 +258,7 @@ fn word(b: &[u8]) -> u64 {
 /// observer must hold exactly what the VMM copied: the caller's values on
 /// the way in, and on the way out the very values the caller received.
 fn referee(name: &'static str, ipc: Ipc) {
-    const N: u64 = 20;
+    const N: u64 = 200;
     let doc = Document::default()
         .domain(testguest("a", &["b.mirror"]))
         .domain(testguest("b", &[]).stacks(3, STACK_KIB).ipc(ipc));
