@@ -69,13 +69,14 @@ impl<'e, E: Engine> Chain<'e, E> {
         let Some(caller) = self.frames.last().map(|f| f.domain) else {
             return self.ret_bottom(frame, status, results);
         };
-        self.engine.counters().ret();
         if caller.health() != Health::Running {
-            // No OUT object goes into a quarantined caller: unwind past it.
+            // No OUT object goes into a quarantined caller: unwind past it
+            // (not counted as a return, as in message mode).
             let report = self.down_report(caller);
             Self::release(frame);
             return self.unwind(callee, report);
         }
+        self.engine.counters().ret();
         let observed = frame.observed.take();
         let mut outputs = observed.as_ref().map(|_| Kept::new());
         let t_out = clock::now();
