@@ -82,8 +82,10 @@ pub fn rdtsc() -> u64 {
     ((hi as u64) << 32) | lo as u64
 }
 
-/// End the calling thread, from any depth, with `code` (the `Exit`
-/// hypercall). Never returns: if the VMM ever resumed us, we ask again.
+/// The `Exit` hypercall with `code`. From the thread's bottom frame it ends
+/// the thread; from any other frame it ends only this frame, and the caller
+/// resumes with `ErrorCode::CalleeExited` (ABI 4). Never returns: if the
+/// VMM ever resumed us, we ask again.
 pub fn exit(code: u64) -> ! {
     loop {
         hypercall_scalar(Hypercall::Exit, [code, 0, 0, 0, 0, 0]);

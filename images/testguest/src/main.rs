@@ -33,7 +33,7 @@
 //! | 24 | `regs_check(scalar0 = depth)` | see [`regs_check`] |
 //! | 25 | `spawner(scalar0 = n)` | `SPAWN_RELEASE` = 0; `spawn_named("spawned_child", i)` for i in 0..n; `SPAWN_RELEASE` = 1; `Ok([successes, first failure's raw status or 0])` |
 //! | 26 | `spawned_child(scalar0 = arg)` | spins until `SPAWN_RELEASE == 1`: `Ok([arg, 0])`; 1 after ~30e9 cycles |
-//! | 27 | `exit_now(scalar0 = code)` | `ferry_guest::exit(code)`: ends the whole thread, from any depth |
+//! | 27 | `exit_now(scalar0 = code)` | `ferry_guest::exit(code)`: ends the thread from its bottom frame; from any other frame ends only this frame (the caller gets `CalleeExited`) |
 //! | 28 | `call_limited(scalar0 = budget µs, scalar1 = wait µs)` | calls slot 0 with those `Limits`, no objects: `Ok([0 or the Ferry error code / 0x8000 \| app status, callee's r0])` (never an error itself) |
 //! | 29 | `forward_note` | calls slot 0 like `forward` and keeps the raw status word in static `NOTED` (0 on success), then `Ok([NOTED, 0])` |
 //! | 30 | `noted` | `Ok([NOTED, generation])` |
@@ -45,6 +45,16 @@
 //! | 36 | `print_forged` | prints one line holding a forged VMM log line, ESC, CR and bidi controls: `Ok([0, 0])` |
 //! | 37 | `print_flood(scalar0 = n)` | prints n lines: `Ok([n, 0])` |
 //! | 38 | `unknown_flood(scalar0 = n)` | makes hypercall 0x7777 n times: `Ok([answers that were UnknownHypercall, 0])` |
+//! | 39 | `probe(scalar0 = slot, scalar1 = pick, scalar2..=5 = the callee's scalars 0..=3)` | see [`probe`] |
+//! | 40 | `deep(scalar0 = n)` | n = 0: `Ok([0, depth])`; else calls slot 0 with n - 1 and passes its results on; if that call fails, `Ok([raw status, depth])` |
+//! | 41 | `spawn_raw(scalar0 = entry index, all 64 bits)` | the `Spawn` hypercall with `RDI` = scalar0: `Ok([raw status, RDI])` |
+//! | 42 | `call_n(scalar0 = n)` | calls slot 0 (no scalars, no objects) n times: `Ok([successes, first failure's raw status or 0])` |
+//! | 43 | `scribble_then_fault` | writes 0xEE into every OUT/INOUT object, then `ud2` |
+//! | 44 | `drive_untouched` | see [`drive_untouched`] |
+//! | 45 | `drive_exit(scalar0 = n, scalar1 = expected raw status)` | see [`drive_exit`] |
+//! | 46 | `mirror(INOUT u64, scalar0 = stop)` | see [`mirror`] |
+//! | 47 | `scribbler(scalar0 = timeout cycles)` | see [`scribbler`] |
+//! | 48 | `drive_mirror(scalar0 = n)` | see [`drive_mirror`] |
 //!
 //! The `drive_*` entries run as a test's initial thread (in domain
 //! "driver") and check what they observe themselves; each failure prints a
@@ -610,8 +620,10 @@ fn regs_check(c: &mut Call) -> Result<[u64; 2], u32> {
     // output. The block reads `want` and `req` and writes `got`, all live
     // locals; the Call hypercall (only when depth > 0) has no objects, so
     // the VMM writes no guest memory, and it changes only RAX, RDI, RSI,
-    // RDX and R10 of this vCPU (declared). MXCSR and the x87 control word
-    // are set back to their defaults (0x1F80, 0x037F) before the block ends.
+    // RDX, R10 and (ABI 4: the callee's generation) R8 of this vCPU
+    // (declared; `got` is addressed through R11, which no answer changes).
+    // MXCSR and the x87 control word are set back to their defaults
+    // (0x1F80, 0x037F) before the block ends.
     unsafe {
         asm!(
             "push rbx",
@@ -632,16 +644,16 @@ fn regs_check(c: &mut Call) -> Result<[u64; 2], u32> {
             "mov eax, 4",
             "out 0xE0, eax",
             "2:",
-            "mov [r8], rbx",
-            "mov [r8 + 8], rbp",
-            "mov [r8 + 16], r12",
-            "mov [r8 + 24], r13",
-            "mov [r8 + 32], r14",
-            "mov [r8 + 40], r15",
-            "movdqu [r8 + 48], xmm6",
-            "movdqu [r8 + 64], xmm7",
-            "stmxcsr [r8 + 80]",
-            "fnstcw [r8 + 84]",
+            "mov [r11], rbx",
+            "mov [r11 + 8], rbp",
+            "mov [r11 + 16], r12",
+            "mov [r11 + 24], r13",
+            "mov [r11 + 32], r14",
+            "mov [r11 + 40], r15",
+            "movdqu [r11 + 48], xmm6",
+            "movdqu [r11 + 64], xmm7",
+            "stmxcsr [r11 + 80]",
+            "fnstcw [r11 + 84]",
             "pop rbp",
             "pop rbx",
             "push 0x1F80",
@@ -650,13 +662,14 @@ fn regs_check(c: &mut Call) -> Result<[u64; 2], u32> {
             "fldcw [rsp]",
             "add rsp, 8",
             in("rcx") &want as *const RegState,
-            in("r8") &mut got as *mut RegState,
+            in("r11") &mut got as *mut RegState,
             in("r9") (depth > 0) as u64,
             inout("rdi") &req as *const CallRequest as u64 => r0,
             out("rax") status,
             out("rsi") _,
             out("rdx") _,
             out("r10") _,
+            out("r8") _,
             out("r12") _,
             out("r13") _,
             out("r14") _,
@@ -1178,6 +1191,229 @@ fn unknown_flood(c: &mut Call) -> Result<[u64; 2], u32> {
     Ok([unknown, 0])
 }
 
+// ---------------------------------------------------------------------------
+// chain: `Exit` below the bottom frame, private fault reports, generations,
+// the observer's own copy, and the gaps in the suite.
+
+/// Calls capability `scalar0` with the callee scalars `scalar2..=5` and no
+/// objects, and returns what the `Call` answer's registers said, picked by
+/// scalar1: 0 `Ok([raw status, generation (R8)])`; 1 `Ok([RDI, RSI])` of a
+/// `Fault` (vector, RIP), else `[0, 0]`; 2 `Ok([RDX, R10])` of a `Fault`
+/// (error code, CR2), else `[0, 0]`; 3 `Ok([vector, RIP | error code |
+/// CR2])` of a `Fault` (0 in r1 when the report carries no register), else
+/// `Ok([raw status, u64::MAX])`. Another pick: status 100.
+fn probe(c: &mut Call) -> Result<[u64; 2], u32> {
+    let slot = u32::try_from(c.scalar(0)).unwrap_or(u32::MAX);
+    let scalars = [c.scalar(2), c.scalar(3), c.scalar(4), c.scalar(5)];
+    let answer = call_with(slot, &scalars, &mut [], Limits::default());
+    let fault = match answer.result {
+        Err(CallError::Fault {
+            vector,
+            rip,
+            error_code,
+            cr2,
+        }) => Some([vector, rip, error_code, cr2]),
+        _ => None,
+    };
+    let status = match answer.result {
+        Ok(_) => 0,
+        Err(e) => e.code(),
+    };
+    match (c.scalar(1), fault) {
+        (0, _) => Ok([status, answer.generation]),
+        (1, Some([v, rip, _, _])) => Ok([v, rip]),
+        (2, Some([_, _, err, cr2])) => Ok([err, cr2]),
+        (1 | 2, None) => Ok([0, 0]),
+        (3, Some([v, rip, err, cr2])) => Ok([v, rip | err | cr2]),
+        (3, None) => Ok([status, u64::MAX]),
+        _ => Err(100),
+    }
+}
+
+fn deep(c: &mut Call) -> Result<[u64; 2], u32> {
+    let n = c.scalar(0);
+    if n == 0 {
+        return Ok([0, c.depth() as u64]);
+    }
+    match call(0, &[n - 1], &mut []) {
+        Ok(r) => Ok(r),
+        Err(e) => Ok([e.code(), c.depth() as u64]),
+    }
+}
+
+fn spawn_raw(c: &mut Call) -> Result<[u64; 2], u32> {
+    // SAFETY: `Spawn` takes no pointer; the VMM only reads the two numbers.
+    let (status, regs) = unsafe { hypercall_raw(9, [c.scalar(0), 0, 0, 0, 0, 0]) };
+    Ok([status, regs[0]])
+}
+
+fn call_n(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (mut ok, mut first_err) = (0u64, 0u64);
+    for _ in 0..c.scalar(0) {
+        match call(0, &[], &mut []) {
+            Ok(_) => ok += 1,
+            Err(e) if first_err == 0 => first_err = e.code(),
+            Err(_) => {}
+        }
+    }
+    Ok([ok, first_err])
+}
+
+fn scribble_then_fault(c: &mut Call) -> Result<[u64; 2], u32> {
+    for i in 0..c.nargs() {
+        if let Some(a) = c.arg_mut(i) {
+            a.fill(0xEE);
+        }
+    }
+    // SAFETY: raises #UD; the VMM ends this invocation and never resumes it.
+    unsafe { ferry_fault_ud2() }
+}
+
+/// Calls slot 0 (an entry that writes its objects and faults) with an IN
+/// `[u8; 32]`, an OUT `[u8; 64]` of 0x11 on the stack and an INOUT heap
+/// `Vec` of 300 bytes (byte i = i), then counts the bytes of the OUT and
+/// INOUT buffers that differ from before the call: `Ok([raw status,
+/// changed bytes])`. Status 1 if the call succeeded.
+fn drive_untouched(_: &mut Call) -> Result<[u64; 2], u32> {
+    let input = [0x22u8; 32];
+    let mut out = [0x11u8; 64];
+    let mut heap: Vec<u8> = (0..300).map(|i| i as u8).collect();
+    let r = call(
+        0,
+        &[],
+        &mut [
+            Arg::input(&input),
+            Arg::output(&mut out),
+            Arg::inout(&mut heap[..]),
+        ],
+    );
+    let status = match r {
+        Ok(r) => return Err(failed("drive_untouched", 1, &r)),
+        Err(e) => e.code(),
+    };
+    let changed = out.iter().filter(|&&b| b != 0x11).count()
+        + heap
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b != i as u8)
+            .count();
+    Ok([status, changed as u64])
+}
+
+/// Held by `drive_exit` across each call: a frame abandoned while holding
+/// it would leave it held.
+static EXIT_LOCK: AtomicU64 = AtomicU64::new(0);
+
+/// n times: allocates 64 KiB on the heap, takes [`EXIT_LOCK`], calls slot 0
+/// with scalar0 = 5 (an `exit_now`, directly or through `forward`), frees
+/// the memory and releases the lock. A callee's `Exit` must end only the
+/// callee's frame: this frame resumes every time, so the heap (16 MiB at
+/// most) never runs out. `Ok([calls answered with raw status scalar1,
+/// first other raw status or 0])`; status 2 if the lock was found held.
+fn drive_exit(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (n, want) = (c.scalar(0), c.scalar(1));
+    let (mut matched, mut other) = (0u64, 0u64);
+    for i in 0..n {
+        let held = vec![i as u8; 64 * 1024];
+        if EXIT_LOCK.swap(1, Ordering::SeqCst) != 0 {
+            return Err(2);
+        }
+        let status = match call(0, &[5], &mut []) {
+            Ok(_) => 0,
+            Err(e) => e.code(),
+        };
+        if status == want {
+            matched += 1;
+        } else if other == 0 {
+            other = status;
+        }
+        black_box(&held);
+        drop(held);
+        EXIT_LOCK.store(0, Ordering::SeqCst);
+    }
+    Ok([matched, other])
+}
+
+/// Where [`scribbler`] writes (0: nowhere), published by [`mirror`].
+static SCRIBBLE_AT: AtomicU64 = AtomicU64::new(0);
+/// Set by [`mirror`] with scalar0 ≠ 0: the scribbler stops.
+static SCRIBBLE_STOP: AtomicU64 = AtomicU64::new(0);
+/// What [`scribbler`]'s values carry in their top 16 bits.
+const SCRIBBLE_TAG: u64 = 0xBAD0 << 48;
+
+/// A callee that lets another of its domain's threads rewrite its INOUT
+/// `u64` object, as a hostile guest with two vCPUs would. scalar0 = 0:
+/// publishes the object's address in [`SCRIBBLE_AT`] and waits until the
+/// [`scribbler`] has written it, then returns `Ok([0, 0])` (status 1 after
+/// ~10 s). scalar0 ≠ 0: stops the scribbler, `Ok([0, 0])`. Status 2 if the
+/// object is not an 8-byte INOUT.
+fn mirror(c: &mut Call) -> Result<[u64; 2], u32> {
+    if c.scalar(0) != 0 {
+        SCRIBBLE_AT.store(0, Ordering::SeqCst);
+        SCRIBBLE_STOP.store(1, Ordering::SeqCst);
+        return Ok([0, 0]);
+    }
+    let obj = c.arg_mut(0).ok_or(NO_OBJECT)?;
+    if obj.len() != 8 {
+        return Err(NO_OBJECT);
+    }
+    let at = obj.as_mut_ptr() as u64;
+    SCRIBBLE_AT.store(at, Ordering::SeqCst);
+    let scribbled = spin_until(SPAWN_WAIT_CYCLES, || {
+        // SAFETY: `at` is this frame's own 8-byte object; a volatile read,
+        // since the scribbler writes it from another vCPU.
+        let v = unsafe { core::ptr::read_volatile(at as *const u64) };
+        v & (0xFFFF << 48) == SCRIBBLE_TAG
+    });
+    if scribbled {
+        Ok([0, 0])
+    } else {
+        Err(1)
+    }
+}
+
+/// Runs as a thread of its own in the callee domain: until
+/// [`SCRIBBLE_STOP`], writes `SCRIBBLE_TAG | count` (count + 1 each time)
+/// to the address in [`SCRIBBLE_AT`], when there is one. `Ok([writes,
+/// 0])`; status 1 after scalar0 cycles.
+fn scribbler(c: &mut Call) -> Result<[u64; 2], u32> {
+    let mut count = 0u64;
+    let stopped = spin_until(c.scalar(0), || {
+        let at = SCRIBBLE_AT.load(Ordering::SeqCst);
+        if at != 0 {
+            // SAFETY: deliberately hostile: `at` is an object slot on a
+            // stack of this domain that `mirror` published; the write stays
+            // inside this domain's own memory.
+            unsafe { core::ptr::write_volatile(at as *mut u64, SCRIBBLE_TAG | count) };
+            count += 1;
+        }
+        SCRIBBLE_STOP.load(Ordering::SeqCst) != 0
+    });
+    if stopped {
+        Ok([count, 0])
+    } else {
+        Err(1)
+    }
+}
+
+/// Calls slot 0 (`mirror`) n times with an INOUT `u64` holding i (1..=n),
+/// then once with scalar0 = 1 to stop the scribbler. `Ok([wrapping sum of
+/// the values received back, n])`; status i if call i failed.
+fn drive_mirror(c: &mut Call) -> Result<[u64; 2], u32> {
+    let n = c.scalar(0);
+    let mut sum = 0u64;
+    for i in 1..=n {
+        let mut v = i;
+        call(0, &[0], &mut [Arg::inout(&mut v)])
+            .map_err(|e| failed("drive_mirror", i as u32, &e))?;
+        sum = sum.wrapping_add(v);
+    }
+    let mut last = 0u64;
+    call(0, &[1], &mut [Arg::inout(&mut last)])
+        .map_err(|e| failed("drive_mirror", n as u32 + 1, &e))?;
+    Ok([sum, n])
+}
+
 ferry_guest::entries! {
     "null" => null,
     "echo" => echo,
@@ -1220,4 +1456,15 @@ ferry_guest::entries! {
     "print_forged" => print_forged,
     "print_flood" => print_flood,
     "unknown_flood" => unknown_flood,
+    // chain
+    "probe" => probe,
+    "deep" => deep,
+    "spawn_raw" => spawn_raw,
+    "call_n" => call_n,
+    "scribble_then_fault" => scribble_then_fault,
+    "drive_untouched" => drive_untouched,
+    "drive_exit" => drive_exit,
+    "mirror" => mirror,
+    "scribbler" => scribbler,
+    "drive_mirror" => drive_mirror,
 }

@@ -142,6 +142,17 @@ pub const TESTGUEST_ENTRIES: &[&str] = &[
     "print_forged",
     "print_flood",
     "unknown_flood",
+    // chain
+    "probe",
+    "deep",
+    "spawn_raw",
+    "call_n",
+    "scribble_then_fault",
+    "drive_untouched",
+    "drive_exit",
+    "mirror",
+    "scribbler",
+    "drive_mirror",
 ];
 
 /// A spin timeout for guests, in TSC cycles (several seconds here): long

@@ -12,10 +12,13 @@ mod budgets;
 mod callbacks;
 mod calls;
 mod defects;
+mod exits;
 mod faults;
+mod gaps;
 mod manifest;
 mod message;
 mod pools;
+mod privacy;
 mod restart;
 mod threads;
 // hygiene

@@ -1,5 +1,6 @@
 //! Many threads: two inside one domain at once (each on its own vCPU and
-//! stack), `spawn` within and over the quota, `exit` from depth.
+//! stack), `spawn` within and over the quota, `exit` from depth (only the
+//! bottom frame ends the thread).
 
 use crate::common::{boot, ok, testguest, SPIN_TIMEOUT, STACK_KIB};
 use ferry_engine::manifest::{Document, ThreadEntry};
@@ -59,13 +60,25 @@ fn spawn_over_the_quota_is_refused() {
     );
 }
 
+/// ABI 4: `Exit` below the bottom frame ends only that frame; the caller
+/// (here `forward`, which returns the raw status as its own) resumes with
+/// `CalleeExited`. From the bottom frame `Exit` still ends the thread.
 #[test]
-fn exit_from_depth_ends_the_thread_and_frees_every_stack() {
+fn exit_from_depth_ends_only_the_callee_frame_and_frees_every_stack() {
     let doc = Document::default()
         .domain(testguest("d0", &["b.exit_now"]))
         .domain(testguest("b", &[]));
     let (_dog, sys) = boot("exit_from_depth", doc);
     let out = sys.run_thread("d0", "forward", &[77]);
+    assert_eq!(
+        out.result,
+        ThreadResult::Returned {
+            status: ErrorCode::CalleeExited as u64,
+            results: [0, 0]
+        }
+    );
+    crate::common::assert_all_returned(&sys);
+    let out = sys.run_thread("b", "exit_now", &[77]);
     assert_eq!(out.result, ThreadResult::Exited { code: 77 });
     crate::common::assert_all_returned(&sys);
 }

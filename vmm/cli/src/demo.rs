@@ -2,7 +2,9 @@
 //! migrating calls into `kv` (which logs each put into `logger`) and
 //! `hasher`. The VMM — not the client — judges the results: it keeps its own
 //! model of the store from the bytes it copied, recomputes every digest from
-//! the bytes it copied into `hasher`, and counts the log lines.
+//! the bytes it copied into `hasher`, and counts the log lines. The engine
+//! hands the referee those bytes as it copied them (kept at the copy), so a
+//! guest rewriting an object from a second vCPU cannot fool it.
 
 use ferry_engine::ids::{DomainId, Slot};
 use ferry_engine::manifest::System as Manifest;

@@ -236,3 +236,72 @@ fn run_timeout_names_the_thread_still_running_and_fails() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Write `toml` to a fresh manifest file, run `ferry run` on it, remove it.
+fn ferry_run(name: &str, toml: &str) -> Output {
+    let path = std::env::temp_dir().join(format!("ferry-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, toml).unwrap();
+    let o = ferry(&["run", path.to_str().unwrap()], &[]);
+    let _ = std::fs::remove_file(&path);
+    o
+}
+
+/// Two `testguest` domains: `a.forward` calls `b.echo` with its scalars.
+const RUN_DOMAINS: &str = r#"
+[[domain]]
+name = "a"
+image = "testguest"
+exports = ["forward", "fail_app"]
+capabilities = ["b.echo"]
+
+[[domain]]
+name = "b"
+image = "testguest"
+exports = ["echo"]
+"#;
+
+#[test]
+fn run_reports_each_thread_and_exits_zero_when_all_succeed() {
+    require_kvm();
+    let toml = format!(
+        "{RUN_DOMAINS}\n[[thread]]\ndomain = \"a\"\nentry = \"forward\"\nargs = [5, 6]\n\n\
+         [[thread]]\ndomain = \"b\"\nentry = \"echo\"\nargs = [7, 8]\n"
+    );
+    let o = ferry_run("run-ok", &toml);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "ferry run failed:\n{out}\n{err}");
+    // One line per thread: where it started, what it returned, its counts
+    // (a call and its return: 1 call, 3 KVM_RUNs; a lone entry: 0 and 1).
+    let line = |start: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("from {start}:")))
+            .unwrap_or_else(|| panic!("no line for {start}:\n{out}"))
+            .to_owned()
+    };
+    let a = line("a.forward");
+    assert!(a.contains("returned [5, 6]; 1 calls, 3 KVM_RUNs"), "{a}");
+    let b = line("b.echo");
+    assert!(b.contains("returned [7, 8]; 0 calls, 1 KVM_RUNs"), "{b}");
+    assert!(
+        out.contains("b.echo"),
+        "the latency table names the callee:\n{out}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn run_exits_non_zero_when_a_thread_fails() {
+    require_kvm();
+    let toml =
+        format!("{RUN_DOMAINS}\n[[thread]]\ndomain = \"a\"\nentry = \"fail_app\"\nargs = [3]\n");
+    let o = ferry_run("run-fail", &toml);
+    let (out, err) = text(&o);
+    assert!(
+        !o.status.success(),
+        "a failing thread must fail the run:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("from a.fail_app: returned status 0x3"),
+        "{out}"
+    );
+}

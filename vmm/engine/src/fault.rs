@@ -57,6 +57,7 @@ pub fn vector_name(v: u64) -> &'static str {
         pseudo_vector::UNBACKED_ACCESS => "access to unbacked memory",
         pseudo_vector::VCPU_ERROR => "vCPU error",
         pseudo_vector::BUDGET => "CPU budget exceeded",
+        pseudo_vector::DOMAIN_DOWN => "domain went down (another thread's call)",
         _ => "exception",
     }
 }

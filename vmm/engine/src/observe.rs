@@ -2,6 +2,11 @@
 //! model of the kv store, its SHA-256 check, its log-line count) judges what
 //! really crossed between domains. Off unless installed: with no observer
 //! the hot path copies nothing extra and allocates nothing.
+//!
+//! What an observer gets are the bytes the VMM copied, kept at the moment
+//! it copied them (the copy goes through a host buffer that is kept,
+//! `thread::copy`): never a later read of guest memory, which a second vCPU
+//! of either guest could rewrite in between.
 
 use crate::ids::{DomainId, Slot, ThreadId};
 use shared_abi::{ArgMode, ErrorCode, MAX_SCALARS};
@@ -11,13 +16,17 @@ use shared_abi::{ArgMode, ErrorCode, MAX_SCALARS};
 pub struct ObservedObject {
     /// Its mode.
     pub mode: ArgMode,
-    /// The bytes the VMM copied into the callee (IN/INOUT; empty for OUT).
+    /// The bytes the VMM copied into the callee, as it copied them
+    /// (IN/INOUT; empty for OUT).
     pub input: Vec<u8>,
-    /// The bytes the VMM copied back (OUT/INOUT on success; else empty).
+    /// The bytes the VMM copied back into the caller, as it copied them
+    /// (OUT/INOUT on success; else empty).
     pub output: Vec<u8>,
 }
 
-/// A call that reached its callee and returned.
+/// A call that reached its callee and returned, its answer settled for its
+/// caller. A call whose caller's domain went down before the answer is not
+/// reported: nothing was copied back and the caller never saw an answer.
 #[derive(Debug)]
 pub struct CallEvent<'a> {
     /// The migrating thread.
@@ -49,6 +58,7 @@ pub struct CallEvent<'a> {
 pub trait CallObserver: Send + Sync {
     /// A call completed (successfully or with an application error).
     fn completed(&self, event: &CallEvent<'_>);
-    /// A call was refused by Ferry or its callee faulted.
+    /// A call was refused by Ferry, its callee faulted, or its callee made
+    /// `Exit` from a frame above the thread's bottom (`CalleeExited`).
     fn refused(&self, caller: DomainId, slot: Slot, code: ErrorCode);
 }

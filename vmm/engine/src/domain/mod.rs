@@ -14,7 +14,7 @@ pub use boot::{
 };
 
 use crate::fault::{self, FaultReport};
-use crate::guest_io::{self, GuestMemError};
+use crate::guest_io;
 use crate::guest_text::{self, PrintLimiter, PrintVerdict, RefusalLog};
 use crate::ids::{DomainId, EntryIndex, StackIndex};
 use crate::manifest::{DomainSpec, Ipc, Limits, StackPolicy};
@@ -764,13 +764,5 @@ impl Domain {
     /// The latency samples the guest recorded (the newest `capacity` ones).
     pub fn read_samples(&self) -> Vec<Sample> {
         self.samples_since(0)
-    }
-
-    /// Read a range the VMM chose itself (a callee stack it wrote; used by
-    /// observers). Guest-named ranges go through [`DataRegion::check`].
-    pub(crate) fn read_bytes(&self, addr: u64, len: u64) -> Result<Vec<u8>, GuestMemError> {
-        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        guest_io::read(&self.mem, addr, &mut buf)?;
-        Ok(buf)
     }
 }

@@ -17,7 +17,7 @@
 //! (`ferry run --timeout` bounds whole runs). A message-mode server's first
 //! frame gets the callee's default budget.
 
-use super::{answer, Chain, Engine, Frame, Step};
+use super::{answer_call, Chain, Engine, Frame, Step};
 use crate::domain::{Domain, Health};
 use crate::fault::FaultReport;
 use crate::thread::ThreadResult;
@@ -144,7 +144,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             obs.refused(o.caller, o.slot, ErrorCode::Timeout);
         }
         Self::release(frame);
-        Some(self.resume_timed_out(Some(report)))
+        Some(self.resume_timed_out(dom, Some(report)))
     }
 
     /// The whole run was cancelled (its time limit passed): every frame
@@ -170,8 +170,13 @@ impl<'e, E: Engine> Chain<'e, E> {
     /// A frame under a budget that ran out is gone (stopped, or returned
     /// within its grace). Frames in domains no longer running are popped;
     /// the first frame in a running domain gets `Timeout`, plus its one
-    /// grace period if its own budget ran out too.
-    pub(super) fn resume_timed_out(&mut self, report: Option<FaultReport>) -> Step {
+    /// grace period if its own budget ran out too (and `callee`'s
+    /// generation, as every answer to a call does).
+    pub(super) fn resume_timed_out(
+        &mut self,
+        callee: &Domain,
+        report: Option<FaultReport>,
+    ) -> Step {
         loop {
             let level = self.frames.len().saturating_sub(1);
             let Some(top) = self.frames.last_mut() else {
@@ -181,7 +186,12 @@ impl<'e, E: Engine> Chain<'e, E> {
                 };
             };
             if top.domain.health() == Health::Running {
-                answer(&mut top.vcpu, ErrorCode::Timeout as u64, [0; 4]);
+                answer_call(
+                    &mut top.vcpu,
+                    ErrorCode::Timeout as u64,
+                    [0; 4],
+                    Some(callee),
+                );
                 if top.timed_out && !top.graced {
                     top.graced = true;
                     if let Some(m) = &self.meter {

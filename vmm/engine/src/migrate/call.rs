@@ -2,14 +2,14 @@
 //! a frame of the callee on this host thread (migration) or hand the call
 //! to a server of a message-mode callee and sleep until it answers.
 
-use super::{answer, Asked, Chain, Engine, Frame, Observed, Pending, Step};
+use super::{answer_call, Asked, Chain, Engine, Frame, Observed, Pending, Step};
 use crate::clock;
-use crate::domain::Domain;
+use crate::domain::{Domain, Health};
 use crate::guest_io;
 use crate::ids::{EntryIndex, Slot};
 use crate::manifest::Ipc;
 use crate::thread::arglist::{self, ArgPlan};
-use crate::thread::copy;
+use crate::thread::copy::{self, Kept};
 use crate::thread::handoff::{Handoff, Reply, ReplySlot};
 use crate::thread::MAX_DEPTH;
 use shared_abi::{ArgDesc, ErrorCode, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
@@ -23,9 +23,11 @@ pub(super) struct Caller<'e> {
 }
 
 impl<'e, E: Engine> Chain<'e, E> {
-    /// Refuse the call the top frame is making.
+    /// Refuse the call the top frame is making (R8 = `callee`'s generation,
+    /// 0 when the callee is not known yet).
     pub(super) fn refuse(
         &mut self,
+        callee: Option<&Domain>,
         slot: Slot,
         code: ErrorCode,
         why: &dyn std::fmt::Display,
@@ -43,7 +45,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         if let Some(obs) = engine.observer() {
             obs.refused(top.domain.id, slot, code);
         }
-        answer(&mut top.vcpu, code as u64, [0; 4]);
+        answer_call(&mut top.vcpu, code as u64, [0; 4], callee);
         Step::Continue
     }
 
@@ -56,22 +58,27 @@ impl<'e, E: Engine> Chain<'e, E> {
             region.check(a, l).is_ok()
         }) {
             Ok(r) => r,
-            Err(e) => return self.refuse(Slot::new(u32::MAX), ErrorCode::BadPointer, &e),
+            Err(e) => return self.refuse(None, Slot::new(u32::MAX), ErrorCode::BadPointer, &e),
         };
         let slot = Slot::new(req.slot);
         let Some(cap) = self.engine.capability(caller.id, slot) else {
-            return self.refuse(slot, ErrorCode::BadSlot, &"no such capability");
+            return self.refuse(None, slot, ErrorCode::BadSlot, &"no such capability");
         };
         let Some(callee) = self.engine.domain(cap.domain) else {
             debug_assert!(false, "capability to a missing domain survived boot");
-            return self.refuse(slot, ErrorCode::BadSlot, &"capability to a missing domain");
+            return self.refuse(
+                None,
+                slot,
+                ErrorCode::BadSlot,
+                &"capability to a missing domain",
+            );
         };
         if self.depth() >= MAX_DEPTH {
-            return self.refuse(slot, ErrorCode::TooDeep, &MAX_DEPTH);
+            return self.refuse(Some(callee), slot, ErrorCode::TooDeep, &MAX_DEPTH);
         }
         let plan = match arglist::validate(&req, &caller.region, callee.arg_budget()) {
             Ok(p) => p,
-            Err(e) => return self.refuse(slot, e.code(), &e),
+            Err(e) => return self.refuse(Some(callee), slot, e.code(), &e),
         };
         if callee.ipc == Ipc::Message {
             return self.forward(caller, callee, slot, cap.entry, plan, req.scalars);
@@ -89,7 +96,7 @@ impl<'e, E: Engine> Chain<'e, E> {
                 self.pending = Pending::Call;
                 Step::Continue
             }
-            Err(code) => self.refuse(slot, code, &callee.name),
+            Err(code) => self.refuse(Some(callee), slot, code, &callee.name),
         }
     }
 
@@ -153,9 +160,13 @@ impl<'e, E: Engine> Chain<'e, E> {
         scalars: [u64; MAX_SCALARS],
     ) -> Result<(), ErrorCode> {
         let (callee, top, plan) = (frame.domain, frame.top, &frame.plan);
+        // With an observer, the input bytes are kept as copied (the
+        // observer judges those, not a later read another vCPU could race).
+        let mut inputs = (caller.is_some() && self.engine.observer().is_some()).then(Kept::new);
         if let Some(c) = &caller {
             let t = clock::now();
-            if let Err(e) = copy::copy_in(c.domain.mem(), callee.mem(), plan, top) {
+            if let Err(e) = copy::copy_in(c.domain.mem(), callee.mem(), plan, top, inputs.as_mut())
+            {
                 log::error!("copy into `{}` failed after validation: {e}", callee.name);
                 return Err(ErrorCode::BadPointer);
             }
@@ -203,20 +214,7 @@ impl<'e, E: Engine> Chain<'e, E> {
                 ..Default::default()
             };
         });
-        if let (Some(c), Some(_)) = (&caller, self.engine.observer()) {
-            let inputs = plan
-                .objects()
-                .iter()
-                .map(|p| {
-                    if p.mode.copies_in() {
-                        callee
-                            .read_bytes(top - p.offset_from_top, p.len())
-                            .unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    }
-                })
-                .collect();
+        if let (Some(c), Some(inputs)) = (&caller, inputs) {
             frame.observed = Some(Box::new(Observed {
                 caller: c.domain.id,
                 slot: c.slot,
@@ -239,8 +237,11 @@ impl<'e, E: Engine> Chain<'e, E> {
         plan: ArgPlan,
         scalars: [u64; MAX_SCALARS],
     ) -> Step {
-        if let Some(code) = callee.health().refusal() {
-            return self.refuse(slot, code, &callee.name);
+        // A callee being reset is not refused here: its server waits for
+        // the reset within the wait limit, as a migrating call does.
+        let health = callee.health();
+        if let Some(code) = health.refusal().filter(|_| health != Health::Resetting) {
+            return self.refuse(Some(callee), slot, code, &callee.name);
         }
         let reply = Arc::clone(
             self.reply
@@ -257,7 +258,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         };
         let held = self.held_in(callee.id);
         if let Err(code) = self.engine.forward(callee.id, call, held, &reply) {
-            return self.refuse(slot, code, &callee.name);
+            return self.refuse(Some(callee), slot, code, &callee.name);
         }
         let reply = reply.wait();
         if reply.entered() {
@@ -272,14 +273,11 @@ impl<'e, E: Engine> Chain<'e, E> {
             } => {
                 self.engine.counters().ret();
                 self.time.absorb_served(&time);
-                if let Some(top) = self.frames.last_mut() {
-                    answer(&mut top.vcpu, status, [results[0], results[1], 0, 0]);
-                }
-                Step::Continue
+                self.resume_caller(callee, status, [results[0], results[1], 0, 0])
             }
-            Reply::Refused(code) => self.refuse(slot, code, &callee.name),
-            Reply::Fault(report) => self.unwind(report),
-            Reply::Exited(code) => self.exit(code),
+            Reply::Refused(code) => self.refuse(Some(callee), slot, code, &callee.name),
+            Reply::Fault(report) => self.unwind(callee, report),
+            Reply::Exited => self.resume_caller(callee, ErrorCode::CalleeExited as u64, [0; 4]),
         }
     }
 }

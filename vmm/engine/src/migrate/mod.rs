@@ -2,8 +2,8 @@
 //! change it, `call` (A → B on a fresh stack of B) and `ret` (B → A, copying
 //! results back). Split by concern: [`dispatch`] decodes an exit into a
 //! move, [`call`] builds frames, [`ret`] settles answers, [`unwind`] pops
-//! frames after faults and `Exit`, [`serve`] runs a handed-off call for a
-//! message-mode server.
+//! frames after faults and `Exit` (only a thread's bottom frame ends the
+//! thread), [`serve`] runs a handed-off call for a message-mode server.
 //!
 //! ```text
 //!  A's vCPU: out(Call, &req) ─▶ read req ─▶ slot → (B, entry) ─▶ validate arglist
@@ -32,6 +32,7 @@ pub use context::Engine;
 use crate::domain::Domain;
 use crate::ids::{DomainId, EntryIndex, Slot, StackIndex, ThreadId};
 use crate::thread::arglist::ArgPlan;
+use crate::thread::copy::Kept;
 use crate::thread::handoff::ReplySlot;
 use crate::thread::profile::WorkLog;
 use crate::thread::{Ancestors, NotStarted, ThreadResult, ThreadTime, MAX_DEPTH};
@@ -52,12 +53,14 @@ enum Pending {
     Return(u64),
 }
 
-/// What the observer saw of a call, captured only when one is installed.
+/// What the observer saw of a call, captured only when one is installed:
+/// the input bytes are those the VMM copied, kept at the moment it copied
+/// them (never read again from guest memory another vCPU can write).
 struct Observed {
     caller: DomainId,
     slot: Slot,
     scalars: [u64; MAX_SCALARS],
-    inputs: Vec<Vec<u8>>,
+    inputs: Kept,
 }
 
 /// One activation of the thread in one domain.
@@ -125,6 +128,8 @@ pub struct Chain<'e, E: Engine> {
     _registration: Option<Registration>,
 }
 
+/// Answer a hypercall other than `Call`: RAX and RDI, RSI, RDX, R10
+/// (every other register, R8 included, is preserved).
 fn answer(vcpu: &mut Vcpu, status: u64, values: [u64; 4]) {
     vcpu.set_regs(|r| {
         r.rax = status;
@@ -132,6 +137,22 @@ fn answer(vcpu: &mut Vcpu, status: u64, values: [u64; 4]) {
         r.rsi = values[1];
         r.rdx = values[2];
         r.r10 = values[3];
+    });
+}
+
+/// Answer a `Call`: as [`answer`], plus R8 = the callee's generation as of
+/// now, so a caller notices that its callee restarted (and lost its state)
+/// since an earlier answer; 0 when the VMM could not tell which callee was
+/// meant (`BadPointer` on the request, `BadSlot`).
+fn answer_call(vcpu: &mut Vcpu, status: u64, values: [u64; 4], callee: Option<&Domain>) {
+    let generation = callee.map_or(0, Domain::generation);
+    vcpu.set_regs(|r| {
+        r.rax = status;
+        r.rdi = values[0];
+        r.rsi = values[1];
+        r.rdx = values[2];
+        r.r10 = values[3];
+        r.r8 = generation;
     });
 }
 

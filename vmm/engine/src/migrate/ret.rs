@@ -2,23 +2,37 @@
 //! objects back on success, or turn an application error into a status
 //! word), give the frame's stack and vCPU back, resume the caller.
 
-use super::{answer, Chain, Engine, Frame, Pending, Step};
+use super::{Chain, Engine, Frame, Observed, Pending, Step};
 use crate::clock;
 use crate::domain::{Domain, Health};
 use crate::observe::{CallEvent, ObservedObject};
-use crate::thread::copy;
+use crate::thread::copy::{self, Kept};
 use crate::thread::profile::CopySample;
 use crate::thread::ThreadResult;
 use shared_abi::{ErrorCode, APP_ERROR_BASE};
 
 /// What a caller gets for its callee's `Return`: on success the OUT and
-/// INOUT objects are copied back and the results pass; on an application
-/// error nothing is copied and the status becomes `APP_ERROR_BASE + n`.
-fn settle(caller: &Domain, frame: &Frame<'_>, status: u64, results: [u64; 2]) -> (u64, [u64; 2]) {
+/// INOUT objects are copied back (kept in `keep` as copied, for the
+/// observer) and the results pass; on an application error nothing is
+/// copied and the status becomes `APP_ERROR_BASE + n`. The caller's domain
+/// must be running: nothing is ever copied into a quarantined caller.
+fn settle(
+    caller: &Domain,
+    frame: &Frame<'_>,
+    status: u64,
+    results: [u64; 2],
+    keep: Option<&mut Kept>,
+) -> (u64, [u64; 2]) {
     if status != 0 {
         return (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 2]);
     }
-    match copy::copy_out(frame.domain.mem(), caller.mem(), &frame.plan, frame.top) {
+    match copy::copy_out(
+        frame.domain.mem(),
+        caller.mem(),
+        &frame.plan,
+        frame.top,
+        keep,
+    ) {
         Ok(()) => (0, results),
         Err(e) => {
             log::error!(
@@ -30,7 +44,7 @@ fn settle(caller: &Domain, frame: &Frame<'_>, status: u64, results: [u64; 2]) ->
     }
 }
 
-impl<E: Engine> Chain<'_, E> {
+impl<'e, E: Engine> Chain<'e, E> {
     /// Give a popped frame's stack and vCPU back to its domain, and count it
     /// out (the last frame out of a quarantined domain resets it).
     pub(super) fn release(frame: Frame<'_>) {
@@ -41,28 +55,37 @@ impl<E: Engine> Chain<'_, E> {
     }
 
     pub(super) fn ret(&mut self, status: u64, results: [u64; 2]) -> Step {
-        let Some(frame) = self.frames.pop() else {
+        let Some(mut frame) = self.frames.pop() else {
             return self.lost("return on an empty chain");
         };
         let callee = frame.domain;
         if callee.health() != Health::Running {
-            // The domain faulted while this frame ran in it: its answer is
+            // The domain went down while this frame ran in it: its answer is
             // not trusted. Unwind as if this frame had faulted.
-            let report = callee.fault_or_stopped();
+            let report = self.down_report(callee);
             Self::release(frame);
-            return self.unwind(report);
+            return self.unwind(callee, report);
         }
         let Some(caller) = self.frames.last().map(|f| f.domain) else {
             return self.ret_bottom(frame, status, results);
         };
+        if caller.health() != Health::Running {
+            // No OUT object goes into a quarantined caller: unwind past it
+            // (not counted as a return, as in message mode).
+            let report = self.down_report(caller);
+            Self::release(frame);
+            return self.unwind(callee, report);
+        }
         if frame.timed_out {
             // Returned within its grace: its caller's call timed out all the same.
             Self::release(frame);
-            return self.resume_timed_out(None);
+            return self.resume_timed_out(callee, None);
         }
         self.engine.counters().ret();
+        let observed = frame.observed.take();
+        let mut outputs = observed.as_ref().map(|_| Kept::new());
         let t_out = clock::now();
-        let (word, results) = settle(caller, &frame, status, results);
+        let (word, results) = settle(caller, &frame, status, results, outputs.as_mut());
         let out_cycles = clock::now().wrapping_sub(t_out);
         if let Some(w) = self.work.as_mut() {
             w.copy(CopySample::of(
@@ -72,28 +95,35 @@ impl<E: Engine> Chain<'_, E> {
                 out_cycles,
             ));
         }
-        self.observe_return(&frame, word, results);
+        self.observe_return(&frame, observed, outputs, word, results);
         let enter_cycles = frame.enter_cycles;
         Self::release(frame);
-        if caller.health() != Health::Running {
-            return self.unwind(caller.fault_or_stopped());
+        let depth = self.frames.len();
+        let step = self.resume_caller(callee, word, [results[0], results[1], 0, 0]);
+        if self.frames.len() == depth {
+            // Answered where it was called (not unwound): a return path.
+            self.pending = Pending::Return(enter_cycles);
         }
-        if let Some(caller_frame) = self.frames.last_mut() {
-            answer(&mut caller_frame.vcpu, word, [results[0], results[1], 0, 0]);
-        }
-        self.pending = Pending::Return(enter_cycles);
-        Step::Continue
+        step
     }
 
     /// The bottom frame returned: the thread's first entry (its raw status
     /// is the thread's result), or a served call whose objects go back to a
     /// caller on another host thread (the result carries the caller's
-    /// status word, as `settle` made it).
-    fn ret_bottom(&mut self, frame: Frame<'_>, status: u64, results: [u64; 2]) -> Step {
+    /// status word, as `settle` made it; a caller whose domain went down
+    /// meanwhile gets nothing copied and unwinds).
+    fn ret_bottom(&mut self, mut frame: Frame<'_>, status: u64, results: [u64; 2]) -> Step {
         let (status, results) = match self.served_caller {
+            Some(caller) if caller.health() != Health::Running => {
+                let report = self.down_report(caller);
+                Self::release(frame);
+                return Step::Done(ThreadResult::Faulted(report));
+            }
             Some(caller) => {
-                let (word, results) = settle(caller, &frame, status, results);
-                self.observe_return(&frame, word, results);
+                let observed = frame.observed.take();
+                let mut outputs = observed.as_ref().map(|_| Kept::new());
+                let (word, results) = settle(caller, &frame, status, results, outputs.as_mut());
+                self.observe_return(&frame, observed, outputs, word, results);
                 (word, results)
             }
             None => (status, if status == 0 { results } else { [0; 2] }),
@@ -102,36 +132,50 @@ impl<E: Engine> Chain<'_, E> {
         Step::Done(ThreadResult::Returned { status, results })
     }
 
-    fn observe_return(&self, frame: &Frame<'_>, status: u64, results: [u64; 2]) {
-        let (Some(obs), Some(o)) = (self.engine.observer(), &frame.observed) else {
+    /// Tell the observer about a completed call, from the bytes the VMM
+    /// copied (kept at the copy), never from guest memory read again.
+    fn observe_return(
+        &self,
+        frame: &Frame<'_>,
+        observed: Option<Box<Observed>>,
+        outputs: Option<Kept>,
+        status: u64,
+        results: [u64; 2],
+    ) {
+        let (Some(obs), Some(o)) = (self.engine.observer(), observed) else {
             return;
         };
-        let callee = frame.domain;
+        let Observed {
+            caller,
+            slot,
+            scalars,
+            inputs,
+        } = *o;
+        let mut outputs = outputs.unwrap_or_default().into_iter();
         let objects: Vec<ObservedObject> = frame
             .plan
             .objects()
             .iter()
-            .zip(&o.inputs)
+            .zip(inputs)
             .map(|(p, input)| ObservedObject {
                 mode: p.mode,
-                input: input.clone(),
-                output: if status == 0 && p.mode.copies_out() {
-                    callee
-                        .read_bytes(frame.top - p.offset_from_top, p.len())
-                        .unwrap_or_default()
+                input,
+                output: if status == 0 {
+                    outputs.next().unwrap_or_default()
                 } else {
                     Vec::new()
                 },
             })
             .collect();
+        let callee = frame.domain;
         obs.completed(&CallEvent {
             thread: self.thread,
-            caller: o.caller,
-            slot: o.slot,
+            caller,
+            slot,
             callee: callee.id,
             callee_name: &callee.name,
             entry: callee.entry_name(frame.entry),
-            scalars: o.scalars,
+            scalars,
             objects: &objects,
             status,
             results,

@@ -47,7 +47,7 @@ impl<'e, E: Engine> Chain<'e, E> {
                 Reply::Refused(ErrorCode::Timeout)
             }
             ThreadResult::Faulted(report) => Reply::Fault(report),
-            ThreadResult::Exited { code } => Reply::Exited(code),
+            ThreadResult::Exited { .. } => Reply::Exited,
             ThreadResult::NotStarted(_) | ThreadResult::Lost(_) => {
                 Reply::Refused(ErrorCode::Internal)
             }

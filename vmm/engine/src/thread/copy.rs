@@ -2,6 +2,12 @@
 //! the other through `vm-memory` volatile slices, no bounce buffer. Ranges
 //! come from a validated [`ArgPlan`]; a failure here means a VMM bug or a
 //! plan used with the wrong memory, and is reported, never unwrapped.
+//!
+//! When someone outside the guests must judge what crossed (the call
+//! observer), a copy goes through a host buffer instead and the buffer is
+//! kept ([`Kept`]): the bytes written are exactly the bytes kept, whatever
+//! another vCPU of either guest writes meanwhile. Without a keeper nothing
+//! changes: no buffer, no allocation.
 
 use super::arglist::ArgPlan;
 use crate::guest_io::GuestMemError;
@@ -30,6 +36,54 @@ fn copy(
     Ok(())
 }
 
+/// The bytes a copy moved, one entry per object of the plan in descriptor
+/// order (empty for an object the copy did not move in that direction).
+pub type Kept = Vec<Vec<u8>>;
+
+/// Copy through a host buffer: read the source once, write those very
+/// bytes, keep them.
+fn copy_kept(
+    src: &GuestMemoryMmap,
+    from: u64,
+    dst: &GuestMemoryMmap,
+    to: u64,
+    len: u64,
+) -> Result<Vec<u8>, GuestMemError> {
+    let n = usize::try_from(len).map_err(|_| GuestMemError {
+        addr: from,
+        len: usize::MAX,
+    })?;
+    let s = src
+        .get_slice(GuestAddress(from), n)
+        .map_err(|_| GuestMemError { addr: from, len: n })?;
+    let d = dst
+        .get_slice(GuestAddress(to), n)
+        .map_err(|_| GuestMemError { addr: to, len: n })?;
+    let mut buf = vec![0u8; n];
+    if s.copy_to(&mut buf[..]) != n {
+        return Err(GuestMemError { addr: from, len: n });
+    }
+    d.copy_from(&buf[..]);
+    Ok(buf)
+}
+
+/// Copy one object, through a kept buffer when `keep` (else the bytes are
+/// not kept and the returned buffer is empty, unallocated).
+fn copy_maybe_kept(
+    src: &GuestMemoryMmap,
+    from: u64,
+    dst: &GuestMemoryMmap,
+    to: u64,
+    len: u64,
+    keep: bool,
+) -> Result<Vec<u8>, GuestMemError> {
+    if keep {
+        copy_kept(src, from, dst, to, len)
+    } else {
+        copy(src, from, dst, to, len).map(|()| Vec::new())
+    }
+}
+
 fn zero(dst: &GuestMemoryMmap, to: u64, len: u64) -> Result<(), GuestMemError> {
     let n = usize::try_from(len).map_err(|_| GuestMemError {
         addr: to,
@@ -51,44 +105,58 @@ fn zero(dst: &GuestMemoryMmap, to: u64, len: u64) -> Result<(), GuestMemError> {
 }
 
 /// Lay the objects of `plan` on the callee stack whose top is `top`: IN and
-/// INOUT objects copied from the caller, OUT objects zero-filled.
+/// INOUT objects copied from the caller, OUT objects zero-filled. With
+/// `keep`, every IN/INOUT object's bytes are kept there as copied.
 pub fn copy_in(
     caller: &GuestMemoryMmap,
     callee: &GuestMemoryMmap,
     plan: &ArgPlan,
     top: u64,
+    mut keep: Option<&mut Kept>,
 ) -> Result<(), GuestMemError> {
-    for p in plan.objects().iter().filter(|p| !p.is_empty()) {
+    for p in plan.objects() {
         let to = top - p.offset_from_top;
-        if p.mode.copies_in() {
-            copy(caller, p.caller.addr(), callee, to, p.len())?;
+        let bytes = if p.is_empty() {
+            Vec::new()
+        } else if p.mode.copies_in() {
+            copy_maybe_kept(caller, p.caller.addr(), callee, to, p.len(), keep.is_some())?
         } else {
             zero(callee, to, p.len())?;
+            Vec::new()
+        };
+        if let Some(k) = keep.as_deref_mut() {
+            k.push(bytes);
         }
     }
     Ok(())
 }
 
 /// Copy the OUT and INOUT objects of `plan` back from the callee stack whose
-/// top is `top` into the caller's ranges.
+/// top is `top` into the caller's ranges. With `keep`, every OUT/INOUT
+/// object's bytes are kept there as copied.
 pub fn copy_out(
     callee: &GuestMemoryMmap,
     caller: &GuestMemoryMmap,
     plan: &ArgPlan,
     top: u64,
+    mut keep: Option<&mut Kept>,
 ) -> Result<(), GuestMemError> {
-    for p in plan
-        .objects()
-        .iter()
-        .filter(|p| !p.is_empty() && p.mode.copies_out())
-    {
-        copy(
-            callee,
-            top - p.offset_from_top,
-            caller,
-            p.caller.addr(),
-            p.len(),
-        )?;
+    for p in plan.objects() {
+        let bytes = if p.is_empty() || !p.mode.copies_out() {
+            Vec::new()
+        } else {
+            copy_maybe_kept(
+                callee,
+                top - p.offset_from_top,
+                caller,
+                p.caller.addr(),
+                p.len(),
+                keep.is_some(),
+            )?
+        };
+        if let Some(k) = keep.as_deref_mut() {
+            k.push(bytes);
+        }
     }
     Ok(())
 }
@@ -134,7 +202,7 @@ mod tests {
         };
         let plan = validate(&req, &DataRegion::from_pieces(vec![(0, 0x1000)]), 0x1000).unwrap();
         let top = 0x9000;
-        copy_in(&a, &b, &plan, top).unwrap();
+        copy_in(&a, &b, &plan, top, None).unwrap();
         let at = |i: usize| GuestAddress(top - plan.objects()[i].offset_from_top);
         assert_eq!(b.read_obj::<[u8; 8]>(at(0)).unwrap(), [1; 8]);
         assert_eq!(
@@ -147,7 +215,7 @@ mod tests {
         for i in 0..3 {
             b.write_slice(&[9; 8], at(i)).unwrap();
         }
-        copy_out(&b, &a, &plan, top).unwrap();
+        copy_out(&b, &a, &plan, top, None).unwrap();
         assert_eq!(
             a.read_obj::<[u8; 8]>(GuestAddress(0x100)).unwrap(),
             [1; 8],
@@ -155,5 +223,41 @@ mod tests {
         );
         assert_eq!(a.read_obj::<[u8; 8]>(GuestAddress(0x200)).unwrap(), [9; 8]);
         assert_eq!(a.read_obj::<[u8; 8]>(GuestAddress(0x300)).unwrap(), [9; 8]);
+    }
+
+    #[test]
+    fn kept_copies_hold_exactly_the_bytes_moved() {
+        let a = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        let b = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        a.write_slice(&[1; 8], GuestAddress(0x100)).unwrap();
+        a.write_slice(&[3; 5], GuestAddress(0x300)).unwrap();
+        let mut req = CallRequest {
+            nargs: 4,
+            ..Default::default()
+        };
+        let desc = |addr, len, mode: ArgMode| ArgDesc {
+            addr,
+            len,
+            mode: mode as u32,
+            reserved: 0,
+        };
+        req.args[0] = desc(0x100, 8, ArgMode::In);
+        req.args[1] = desc(0x200, 8, ArgMode::Out);
+        req.args[2] = desc(0x300, 5, ArgMode::InOut);
+        req.args[3] = desc(0x400, 0, ArgMode::InOut);
+        let plan = validate(&req, &DataRegion::from_pieces(vec![(0, 0x1000)]), 0x1000).unwrap();
+        let top = 0x9000;
+        let mut inputs = Kept::new();
+        copy_in(&a, &b, &plan, top, Some(&mut inputs)).unwrap();
+        assert_eq!(inputs, [vec![1; 8], vec![], vec![3; 5], vec![]]);
+        let at = |i: usize| GuestAddress(top - plan.objects()[i].offset_from_top);
+        assert_eq!(b.read_obj::<[u8; 8]>(at(1)).unwrap(), [0; 8]);
+        b.write_slice(&[7; 8], at(1)).unwrap();
+        b.write_slice(&[8; 5], at(2)).unwrap();
+        let mut outputs = Kept::new();
+        copy_out(&b, &a, &plan, top, Some(&mut outputs)).unwrap();
+        assert_eq!(outputs, [vec![], vec![7; 8], vec![8; 5], vec![]]);
+        assert_eq!(a.read_obj::<[u8; 8]>(GuestAddress(0x200)).unwrap(), [7; 8]);
+        assert_eq!(a.read_obj::<[u8; 5]>(GuestAddress(0x300)).unwrap(), [8; 5]);
     }
 }

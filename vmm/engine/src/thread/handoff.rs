@@ -43,10 +43,15 @@ pub enum Reply {
     },
     /// Ferry refused it before the callee ran.
     Refused(ErrorCode),
-    /// The callee (or a domain it called) faulted.
+    /// The callee (or a domain it called) faulted, or a domain the served
+    /// chain was in went down; the report is the thread's own to see
+    /// (`DOMAIN_DOWN` and no registers when another thread's call brought
+    /// the domain down).
     Fault(FaultReport),
-    /// The thread made the `Exit` hypercall while being served.
-    Exited(u64),
+    /// The served bottom frame made `Exit`, which only a thread's bottom
+    /// frame may: that frame is gone, the callee keeps serving, and the
+    /// caller resumes with `CalleeExited`.
+    Exited,
 }
 
 impl Reply {
