@@ -17,7 +17,7 @@ use crate::observe::CallObserver;
 use crate::stats::LatencySummary;
 use crate::thread::caps::{CapTable, Capability};
 use crate::thread::counters::Counters;
-use crate::thread::handoff::{Handoff, ReplySlot};
+use crate::thread::handoff::Handoff;
 use crate::thread::profile::CopySample;
 use crate::thread::spawns::{KeptOutcomes, SpawnGate, SpawnTally};
 use crate::thread::{NotStarted, ThreadResult, ThreadTime};
@@ -592,14 +592,8 @@ impl Engine for Core {
         thread.ok_or(ErrorCode::Internal)
     }
 
-    fn forward(
-        &self,
-        callee: DomainId,
-        call: Handoff,
-        held: u32,
-        reply: &Arc<ReplySlot>,
-    ) -> Result<(), ErrorCode> {
-        self.inboxes.send(callee, call, held, reply)
+    fn forward(&self, callee: DomainId, call: Handoff, held: u32) -> Result<(), ErrorCode> {
+        self.inboxes.send(callee, call, held)
     }
 }
 
