@@ -78,12 +78,7 @@ impl Inboxes {
     /// suspended frames): if every server is busy and it holds them all,
     /// waiting would deadlock, so it gets `NoStack` — as under `fail`.
     /// No server at all (none could start) is `Internal`.
-    pub fn send(
-        &self,
-        domain: DomainId,
-        call: Handoff,
-        held: u32,
-    ) -> Result<(), ErrorCode> {
+    pub fn send(&self, domain: DomainId, call: Handoff, held: u32) -> Result<(), ErrorCode> {
         let inbox = self.get(domain).ok_or(ErrorCode::Internal)?;
         let servers = inbox.servers.load(Ordering::Acquire);
         if servers == 0 {

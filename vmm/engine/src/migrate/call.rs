@@ -12,8 +12,8 @@ use crate::thread::arglist::{self, ArgPlan};
 use crate::thread::copy::{self, Kept};
 use crate::thread::handoff::{Handoff, Reply, ReplySlot};
 use crate::thread::MAX_DEPTH;
-use shared_abi::{ArgDesc, ErrorCode, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
 use crate::watch::meter::UNLIMITED;
+use shared_abi::{ArgDesc, ErrorCode, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
 use std::sync::Arc;
 use std::time::Instant;
 

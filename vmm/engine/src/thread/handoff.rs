@@ -209,7 +209,10 @@ impl Ticket {
             match g.state {
                 State::Replied(s) if s == t => {
                     g.state = State::Idle;
-                    return g.reply.take().unwrap_or(Reply::Refused(ErrorCode::Internal));
+                    return g
+                        .reply
+                        .take()
+                        .unwrap_or(Reply::Refused(ErrorCode::Internal));
                 }
                 State::Waiting(s) if s == t => {
                     let left = match deadline {
@@ -262,7 +265,13 @@ mod tests {
         let slot = Arc::new(ReplySlot::default());
         let t = slot.arm();
         assert!(t.claim() && t.put(returned(7)));
-        assert!(matches!(t.wait(None), Reply::Returned { results: [7, 0], .. }));
+        assert!(matches!(
+            t.wait(None),
+            Reply::Returned {
+                results: [7, 0],
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -278,7 +287,13 @@ mod tests {
         let next = slot.arm();
         assert!(!late.put(returned(1)));
         assert!(next.put(returned(2)));
-        assert!(matches!(next.wait(None), Reply::Returned { results: [2, 0], .. }));
+        assert!(matches!(
+            next.wait(None),
+            Reply::Returned {
+                results: [2, 0],
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -293,7 +308,16 @@ mod tests {
         });
         // The deadline has passed, but the server holds the caller's memory.
         let r = t.wait(Some(Instant::now()));
-        assert!(matches!(r, Reply::Returned { results: [3, 0], .. }), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Reply::Returned {
+                    results: [3, 0],
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
         h.join().unwrap();
     }
 

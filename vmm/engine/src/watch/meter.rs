@@ -308,7 +308,10 @@ mod tests {
         let left = m.remaining();
         assert!(left <= 20_000_000 && left > 0, "{left}");
         m.push(2, 3, 90_000_000, 3);
-        assert!(m.remaining() <= 20_000_000, "capped by the seen level below");
+        assert!(
+            m.remaining() <= 20_000_000,
+            "capped by the seen level below"
+        );
         m.publish_deadline(1, 2, now);
         assert_eq!(m.remaining(), 0, "the caller's budget is used up");
     }
