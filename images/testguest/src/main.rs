@@ -55,6 +55,8 @@
 //! | 46 | `mirror(INOUT u64, scalar0 = stop)` | see [`mirror`] |
 //! | 47 | `scribbler(scalar0 = timeout cycles)` | see [`scribbler`] |
 //! | 48 | `drive_mirror(scalar0 = n)` | see [`drive_mirror`] |
+//! | 49 | `hold_inout(INOUT u64, scalar0 = timeout cycles, scalar1 = value)` | spins until `HOLD_RELEASE != 0`, then writes `value` into its object: `Ok([value, 0])`; 1 on timeout, 2 if the object is not an 8-byte INOUT |
+//! | 50 | `late_reply(scalar0 = wait µs, scalar1 = timeout cycles)` | see [`late_reply`] (a message-mode caller that stops waiting) |
 //!
 //! The `drive_*` entries run as a test's initial thread (in domain
 //! "driver") and check what they observe themselves; each failure prints a
@@ -1414,6 +1416,81 @@ fn drive_mirror(c: &mut Call) -> Result<[u64; 2], u32> {
     Ok([sum, n])
 }
 
+// ---------------------------------------------------------------------------
+// Replies: a message-mode caller that stops waiting (issue 8).
+
+/// `hold_inout(INOUT u64, scalar0 = timeout cycles, scalar1 = value)`:
+/// spins until `HOLD_RELEASE != 0`, then writes `value` into its object:
+/// `Ok([value, 0])`; 1 on timeout, 2 if the object is not an 8-byte INOUT.
+fn hold_inout(c: &mut Call) -> Result<[u64; 2], u32> {
+    if !spin_until(c.scalar(0), || HOLD_RELEASE.load(Ordering::SeqCst) != 0) {
+        return Err(1);
+    }
+    let value = c.scalar(1);
+    let obj = c.arg_mut(0).ok_or(NO_OBJECT)?;
+    if obj.len() != 8 {
+        return Err(NO_OBJECT);
+    }
+    obj.copy_from_slice(&value.to_le_bytes());
+    Ok([value, 0])
+}
+
+/// The INOUT value `late_reply` sends with its first (abandoned) call.
+const LATE_FIRST: u64 = 0x1111;
+/// The INOUT value `late_reply` sends with its second call.
+const LATE_SECOND: u64 = 0x2222;
+
+/// Reads `v` as memory the VMM may have written behind the compiler's back.
+fn volatile(v: &u64) -> u64 {
+    // SAFETY: `v` is a valid, aligned, initialised u64 borrowed for the read.
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+/// `late_reply(scalar0 = wait µs, scalar1 = timeout cycles)`, slot 0 =
+/// a message-mode `hold_inout`: calls it with an INOUT u64 = `LATE_FIRST`,
+/// value 1 and `Limits { wait_us }`, which must answer `Timeout` (else 1)
+/// with the object untouched (else 2); spins until this domain's
+/// `HOLD_RELEASE != 0` (the host sets it once the held server has finished;
+/// 3 on timeout); checks the object is still untouched (4: the late reply
+/// was copied in); then calls again with an INOUT = `LATE_SECOND` and
+/// value 2, which must answer its own result 2 with the object 2 (else 5:
+/// e.g. the stale reply taken for this one). `Ok([first object, second
+/// object])`.
+fn late_reply(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (wait_us, timeout) = (c.scalar(0), c.scalar(1));
+    let mut x = LATE_FIRST;
+    let limits = Limits {
+        budget_us: 0,
+        wait_us,
+    };
+    let a = call_with(0, &[timeout, 1], &mut [Arg::inout(&mut x)], limits);
+    if !matches!(a.result, Err(CallError::Ferry(ErrorCode::Timeout))) {
+        println!("testguest late_reply: first call answered {:?}", a.result);
+        return Err(1);
+    }
+    if volatile(&x) != LATE_FIRST {
+        return Err(2);
+    }
+    if !spin_until(timeout, || HOLD_RELEASE.load(Ordering::SeqCst) != 0) {
+        return Err(3);
+    }
+    if volatile(&x) != LATE_FIRST {
+        println!("testguest late_reply: the late reply was copied in");
+        return Err(4);
+    }
+    let mut y = LATE_SECOND;
+    match call(0, &[timeout, 2], &mut [Arg::inout(&mut y)]) {
+        Ok(r) if r[0] == 2 && volatile(&y) == 2 => Ok([volatile(&x), volatile(&y)]),
+        other => {
+            println!(
+                "testguest late_reply: second call answered {other:?}, object {:#x}",
+                volatile(&y)
+            );
+            Err(5)
+        }
+    }
+}
+
 ferry_guest::entries! {
     "null" => null,
     "echo" => echo,
@@ -1467,4 +1544,7 @@ ferry_guest::entries! {
     "mirror" => mirror,
     "scribbler" => scribbler,
     "drive_mirror" => drive_mirror,
+    // replies
+    "hold_inout" => hold_inout,
+    "late_reply" => late_reply,
 }

@@ -153,6 +153,9 @@ pub const TESTGUEST_ENTRIES: &[&str] = &[
     "mirror",
     "scribbler",
     "drive_mirror",
+    // replies
+    "hold_inout",
+    "late_reply",
 ];
 
 /// A spin timeout for guests, in TSC cycles (several seconds here): long

@@ -19,6 +19,7 @@ mod manifest;
 mod message;
 mod pools;
 mod privacy;
+mod replies;
 mod restart;
 mod threads;
 // hygiene

@@ -17,7 +17,7 @@ use crate::observe::CallObserver;
 use crate::stats::LatencySummary;
 use crate::thread::caps::{CapTable, Capability};
 use crate::thread::counters::Counters;
-use crate::thread::handoff::{Handoff, ReplySlot};
+use crate::thread::handoff::Handoff;
 use crate::thread::profile::CopySample;
 use crate::thread::spawns::{KeptOutcomes, SpawnGate, SpawnTally};
 use crate::thread::{NotStarted, ThreadResult, ThreadTime};
@@ -307,12 +307,20 @@ impl Core {
         // Ids count up from 0 in manifest order (the manifest caps the count
         // far below u32::MAX), so no conversion can fail.
         let ids = (0u32..).map(DomainId::new);
+        // The first boots run on this thread, listed with the watchdog (as
+        // the VMM's own, tag 0) so each is bounded by its `restart_ms`.
+        let registration = watchdog
+            .register(0)
+            .inspect_err(|e| log::warn!("first boots run without a time limit: {e}"))
+            .ok();
+        let meter = registration.as_ref().map(|r| r.meter().as_ref());
         for (id, (d, (image_name, bytes))) in ids.zip(spec.domains.iter().zip(&images)) {
-            domains.push(Domain::boot(&kvm, &cpuid, id, d, image_name, bytes)?);
+            domains.push(Domain::boot(&kvm, &cpuid, id, d, image_name, bytes, meter)?);
             if d.ipc == Ipc::Message {
                 inboxes.open(id, &d.name, d.stack_policy);
             }
         }
+        drop(registration);
         let caps = resolve_caps(&spec, |domain, entry| {
             let target = domains.get(domain)?;
             Some(Capability {
@@ -592,14 +600,8 @@ impl Engine for Core {
         thread.ok_or(ErrorCode::Internal)
     }
 
-    fn forward(
-        &self,
-        callee: DomainId,
-        call: Handoff,
-        held: u32,
-        reply: &Arc<ReplySlot>,
-    ) -> Result<(), ErrorCode> {
-        self.inboxes.send(callee, call, held, reply)
+    fn forward(&self, callee: DomainId, call: Handoff, held: u32) -> Result<(), ErrorCode> {
+        self.inboxes.send(callee, call, held)
     }
 }
 

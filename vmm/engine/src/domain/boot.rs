@@ -157,8 +157,14 @@ pub enum BootProtocol {
     Unexpected(GuestRequest),
     #[error("no `Ready` after {MAX_BOOT_EXITS} hypercalls")]
     TooManyExits,
-    #[error("no `Ready` within the restart's time limit")]
-    Overran,
+    /// The guest's boot used up its time limit (the domain's `restart_ms`,
+    /// CPU time of the booting host thread) without `Ready`: at the first
+    /// boot the system refuses to start; at a restart the domain is dead.
+    #[error("no `Ready` within its boot time limit (`restart_ms` = {limit_ms} ms of CPU time)")]
+    Overran {
+        /// The limit that ran out, in ms.
+        limit_ms: u128,
+    },
 }
 
 /// What a guest said in its hello, checked against its memory.
@@ -235,8 +241,9 @@ pub(super) fn layout_for(
 
 impl Domain {
     /// Run the guest's `_start` on `vcpu` until `Ready`; returns its hello.
-    /// With a `meter` (a restart), the boot can be kicked when the meter's
-    /// budget runs out, and then fails.
+    /// With a `meter` (the first boot, under `System::boot`'s registration;
+    /// a restart, on the restarter), the boot is kicked when the meter's
+    /// budget (the domain's `restart_ms`) runs out, and then fails.
     pub(super) fn run_boot(
         &self,
         vcpu: &mut Vcpu,
@@ -296,7 +303,9 @@ impl Domain {
                 }
             };
             if meter.is_some_and(Meter::expired) {
-                return Err(BootFailure::Protocol(BootProtocol::Overran));
+                return Err(BootFailure::Protocol(BootProtocol::Overran {
+                    limit_ms: self.limits.restart.as_millis(),
+                }));
             }
             match exit {
                 Exit::Hypercall => {}

@@ -144,7 +144,9 @@ pub struct Domain {
 
 impl Domain {
     /// Create the VM, load the image, boot the guest to `Ready` and check its
-    /// hello against `spec`.
+    /// hello against `spec`. With `meter` (the booting thread's, listed with
+    /// the watchdog) the guest's boot may use at most `restart_ms` of CPU
+    /// time, like a restart: a guest whose init loops cannot hang the boot.
     pub(crate) fn boot(
         kvm: &Kvm,
         cpuid: &CpuId,
@@ -152,6 +154,7 @@ impl Domain {
         spec: &DomainSpec,
         image_name: &str,
         image: &[u8],
+        meter: Option<&Meter>,
     ) -> Result<Self, BootError> {
         let name = spec.name.clone();
         let fail = |kind: BootFailure| BootError::new(&name, kind);
@@ -224,7 +227,21 @@ impl Domain {
         };
         let mut vcpu = d.new_vcpu().map_err(kvm_err("create vCPU"))?;
         d.tsc_khz = vcpu.tsc_khz().unwrap_or(0);
-        let hello = d.run_boot(&mut vcpu, entry_point, 0, None)?;
+        if let Some(m) = meter {
+            let _ = m.take_expiry();
+            m.push(
+                0,
+                m.fresh_id(),
+                crate::watch::meter::budget_word(Some(d.limits.restart)),
+                id.raw(),
+            );
+        }
+        let hello = d.run_boot(&mut vcpu, entry_point, 0, meter);
+        if let Some(m) = meter {
+            m.pop_to(0);
+            let _ = m.take_expiry();
+        }
+        let hello = hello?;
         if let Some(missing) = spec.exports.iter().find(|x| !hello.entries.contains(x)) {
             log::debug!("domain `{name}`: export `{missing}` is not in the image");
             return Err(fail(BootFailure::EntryMismatch {

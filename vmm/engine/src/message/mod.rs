@@ -9,7 +9,7 @@
 
 use crate::ids::DomainId;
 use crate::manifest::StackPolicy;
-use crate::thread::handoff::{Handoff, Reply, ReplySlot};
+use crate::thread::handoff::{Handoff, Reply};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use shared_abi::ErrorCode;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,7 +25,7 @@ const INBOX_DEPTH: usize = 64;
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
 enum Msg {
-    Call(Box<(Handoff, Arc<ReplySlot>)>),
+    Call(Box<Handoff>),
     Stop,
 }
 
@@ -72,18 +72,13 @@ impl Inboxes {
         self.by_domain.iter().find(|i| i.domain == domain)
     }
 
-    /// Hand `call` to a server of `domain`, whose reply will go to `reply`.
+    /// Hand `call` to a server of `domain`, whose reply goes to the
+    /// caller's ticket (`call.reply`).
     /// `held` counts the servers this thread already occupies there (its
     /// suspended frames): if every server is busy and it holds them all,
     /// waiting would deadlock, so it gets `NoStack` — as under `fail`.
     /// No server at all (none could start) is `Internal`.
-    pub fn send(
-        &self,
-        domain: DomainId,
-        call: Handoff,
-        held: u32,
-        reply: &Arc<ReplySlot>,
-    ) -> Result<(), ErrorCode> {
+    pub fn send(&self, domain: DomainId, call: Handoff, held: u32) -> Result<(), ErrorCode> {
         let inbox = self.get(domain).ok_or(ErrorCode::Internal)?;
         let servers = inbox.servers.load(Ordering::Acquire);
         if servers == 0 {
@@ -93,10 +88,16 @@ impl Inboxes {
         if busy && (inbox.policy == StackPolicy::Fail || held >= servers) {
             return Err(ErrorCode::NoStack);
         }
-        inbox
-            .tx
-            .send(Msg::Call(Box::new((call, Arc::clone(reply)))))
-            .map_err(|_| ErrorCode::DomainDead)
+        // A full inbox makes the caller wait, within its wait limit.
+        let deadline = call.deadline;
+        let msg = Msg::Call(Box::new(call));
+        match deadline {
+            None => inbox.tx.send(msg).map_err(|_| ErrorCode::DomainDead),
+            Some(d) => inbox.tx.send_deadline(msg, d).map_err(|e| match e {
+                SendTimeoutError::Timeout(_) => ErrorCode::Timeout,
+                SendTimeoutError::Disconnected(_) => ErrorCode::DomainDead,
+            }),
+        }
     }
 }
 
@@ -179,12 +180,19 @@ fn serve(inbox: &Inbox, mut handle: Handler) {
         match inbox.rx.recv() {
             Ok(Msg::Call(job)) => {
                 inbox.idle.fetch_sub(1, Ordering::AcqRel);
-                let (call, reply) = *job;
-                let answer = handle(&call);
+                let answer = handle(&job);
                 // Idle again before the caller wakes: its next call must not
                 // find this server busy.
                 inbox.idle.fetch_add(1, Ordering::AcqRel);
-                reply.put(answer);
+                if !job.reply.put(answer) {
+                    // The caller's wait limit passed: it has moved on, and
+                    // the handler copied nothing into it (it counted this).
+                    log::debug!(
+                        "[{}] {}: late reply dropped (its caller stopped waiting)",
+                        inbox.name,
+                        job.thread
+                    );
+                }
             }
             Ok(Msg::Stop) | Err(_) => return,
         }

@@ -15,7 +15,8 @@
 //! A thread's first frame (a manifest thread, a spawned one, `run_thread`)
 //! has no budget: a client may legitimately run for as long as it likes
 //! (`ferry run --timeout` bounds whole runs). A message-mode server's first
-//! frame gets the callee's default budget.
+//! frame gets what the hand-off carries: the caller's ask cut to the
+//! callee's default and capped by the caller's remaining budget.
 
 use super::{answer_call, Chain, Engine, Frame, Step};
 use crate::domain::{Domain, Health};
@@ -23,7 +24,7 @@ use crate::fault::FaultReport;
 use crate::thread::ThreadResult;
 use crate::watch::meter::{budget_word, GRACE, UNLIMITED};
 use shared_abi::{pseudo_vector, ErrorCode};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// CPU time a frame whose budget ran out gets to clean up and return.
 pub const GRACE_PERIOD: Duration = Duration::from_millis(10);
@@ -64,9 +65,20 @@ impl Asked {
         }
     }
 
-    /// A message-mode server's first frame: the callee's defaults.
-    pub(super) fn served(domain: &Domain) -> Self {
-        Self::call(domain, 0, 0)
+    /// A message-mode server's first frame: the budget the hand-off
+    /// carries (the caller's ask cut to `domain`'s default, capped by the
+    /// caller's remaining budget), and the waits end when the caller stops
+    /// waiting (`deadline`), or by `domain`'s wait limit.
+    pub(super) fn served(domain: &Domain, budget: u64, deadline: Option<Instant>) -> Self {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let wait = match (left, domain.limits.wait) {
+            (Some(l), Some(w)) => Some(l.min(w)),
+            (l, w) => l.or(w),
+        };
+        Self {
+            budget: budget.min(budget_word(domain.limits.budget)),
+            wait,
+        }
     }
 }
 

@@ -12,8 +12,10 @@ use crate::thread::arglist::{self, ArgPlan};
 use crate::thread::copy::{self, Kept};
 use crate::thread::handoff::{Handoff, Reply, ReplySlot};
 use crate::thread::MAX_DEPTH;
+use crate::watch::meter::UNLIMITED;
 use shared_abi::{ArgDesc, ErrorCode, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The caller of a new frame: the domain whose objects it receives, and the
 /// slot it used (for the observer).
@@ -81,7 +83,8 @@ impl<'e, E: Engine> Chain<'e, E> {
             Err(e) => return self.refuse(Some(callee), slot, e.code(), &e),
         };
         if callee.ipc == Ipc::Message {
-            return self.forward(caller, callee, slot, cap.entry, plan, req.scalars);
+            let asked = Asked::call(callee, budget_us, wait_us);
+            return self.forward(caller, callee, slot, cap.entry, plan, req.scalars, asked);
         }
         let from = Caller {
             domain: caller,
@@ -164,9 +167,18 @@ impl<'e, E: Engine> Chain<'e, E> {
         // observer judges those, not a later read another vCPU could race).
         let mut inputs = (caller.is_some() && self.engine.observer().is_some()).then(Kept::new);
         if let Some(c) = &caller {
+            // A served chain's first frame reads a caller waiting on another
+            // host thread: only while it still waits (claimed meanwhile).
+            let ticket = self.ticket.as_ref().filter(|_| self.frames.is_empty());
+            if ticket.is_some_and(|t| !t.claim()) {
+                return Err(ErrorCode::Timeout);
+            }
             let t = clock::now();
-            if let Err(e) = copy::copy_in(c.domain.mem(), callee.mem(), plan, top, inputs.as_mut())
-            {
+            let copied = copy::copy_in(c.domain.mem(), callee.mem(), plan, top, inputs.as_mut());
+            if let Some(t) = ticket {
+                t.unclaim();
+            }
+            if let Err(e) = copied {
                 log::error!("copy into `{}` failed after validation: {e}", callee.name);
                 return Err(ErrorCode::BadPointer);
             }
@@ -226,8 +238,14 @@ impl<'e, E: Engine> Chain<'e, E> {
     }
 
     /// Hand a validated call to a server of a message-mode `callee` and
-    /// sleep until it replies. Counted like a migrated call: only once the
-    /// callee was entered.
+    /// sleep until it replies, at most the call's wait limit (`asked.wait`,
+    /// counted from before the request is queued): then `Timeout`, and the
+    /// server's late reply is dropped with nothing copied. Counted like a
+    /// migrated call: only once the callee is known to have been entered.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the validated call, passed on as it was decoded"
+    )]
     fn forward(
         &mut self,
         caller: &'e Domain,
@@ -236,6 +254,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         entry: EntryIndex,
         plan: ArgPlan,
         scalars: [u64; MAX_SCALARS],
+        asked: Asked,
     ) -> Step {
         // A callee being reset is not refused here: its server waits for
         // the reset within the wait limit, as a migrating call does.
@@ -243,10 +262,15 @@ impl<'e, E: Engine> Chain<'e, E> {
         if let Some(code) = health.refusal().filter(|_| health != Health::Resetting) {
             return self.refuse(Some(callee), slot, code, &callee.name);
         }
-        let reply = Arc::clone(
-            self.reply
-                .get_or_insert_with(|| Arc::new(ReplySlot::default())),
-        );
+        // This hand-off sleeps anyway: reading the clocks here (the wall
+        // clock for the deadline, the CPU clock for the remaining budget)
+        // costs nothing a migrating call pays.
+        let deadline = asked.wait.and_then(|w| Instant::now().checked_add(w));
+        let remaining = self.meter.as_ref().map_or(UNLIMITED, |m| m.remaining());
+        let ticket = self
+            .reply
+            .get_or_insert_with(|| Arc::new(ReplySlot::default()))
+            .arm();
         let call = Handoff {
             thread: self.thread,
             caller: caller.id,
@@ -255,12 +279,15 @@ impl<'e, E: Engine> Chain<'e, E> {
             plan,
             scalars,
             ancestors: self.ancestors.extended(self.domains()),
+            budget: asked.budget.min(remaining),
+            deadline,
+            reply: ticket.clone(),
         };
         let held = self.held_in(callee.id);
-        if let Err(code) = self.engine.forward(callee.id, call, held, &reply) {
+        if let Err(code) = self.engine.forward(callee.id, call, held) {
             return self.refuse(Some(callee), slot, code, &callee.name);
         }
-        let reply = reply.wait();
+        let reply = ticket.wait(deadline);
         if reply.entered() {
             self.engine.counters().call();
             self.time.calls += 1;
@@ -278,6 +305,12 @@ impl<'e, E: Engine> Chain<'e, E> {
             Reply::Refused(code) => self.refuse(Some(callee), slot, code, &callee.name),
             Reply::Fault(report) => self.unwind(callee, report),
             Reply::Exited => self.resume_caller(callee, ErrorCode::CalleeExited as u64, [0; 4]),
+            Reply::TimedOut => self.refuse(
+                Some(callee),
+                slot,
+                ErrorCode::Timeout,
+                &"no reply within the call's wait limit",
+            ),
         }
     }
 }

@@ -8,10 +8,9 @@ use crate::ids::{DomainId, Slot, ThreadId};
 use crate::observe::CallObserver;
 use crate::thread::caps::Capability;
 use crate::thread::counters::Counters;
-use crate::thread::handoff::{Handoff, ReplySlot};
+use crate::thread::handoff::Handoff;
 use crate::watch::Watchdog;
 use shared_abi::ErrorCode;
-use std::sync::Arc;
 
 /// The running system, as a migrating thread sees it.
 pub trait Engine: Sync {
@@ -38,13 +37,7 @@ pub trait Engine: Sync {
     fn spawn(&self, domain: &Domain, entry: u64, arg: u64) -> Result<ThreadId, ErrorCode>;
 
     /// Hand a validated call to a server of message-mode domain `callee`;
-    /// the answer arrives in `reply`. `held` counts the servers of `callee`
-    /// this thread already occupies.
-    fn forward(
-        &self,
-        callee: DomainId,
-        call: Handoff,
-        held: u32,
-        reply: &Arc<ReplySlot>,
-    ) -> Result<(), ErrorCode>;
+    /// the answer arrives through `call.reply`. `held` counts the servers
+    /// of `callee` this thread already occupies.
+    fn forward(&self, callee: DomainId, call: Handoff, held: u32) -> Result<(), ErrorCode>;
 }

@@ -33,7 +33,7 @@ use crate::domain::Domain;
 use crate::ids::{DomainId, EntryIndex, Slot, StackIndex, ThreadId};
 use crate::thread::arglist::ArgPlan;
 use crate::thread::copy::Kept;
-use crate::thread::handoff::ReplySlot;
+use crate::thread::handoff::{ReplySlot, Ticket};
 use crate::thread::profile::WorkLog;
 use crate::thread::{Ancestors, NotStarted, ThreadResult, ThreadTime, MAX_DEPTH};
 use crate::vcpu::Vcpu;
@@ -120,6 +120,9 @@ pub struct Chain<'e, E: Engine> {
     /// A served chain's bottom frame answers this caller domain, whose
     /// thread waits on another host thread.
     served_caller: Option<&'e Domain>,
+    /// A served chain's claim on its caller's reply slot: taken before
+    /// every copy into or out of the caller, which may have stopped waiting.
+    ticket: Option<Ticket>,
     /// Where this chain's message-mode calls get their replies.
     reply: Option<Arc<ReplySlot>>,
     /// This host thread's budget record, while the watchdog lists it.
@@ -181,6 +184,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             work,
             ancestors,
             served_caller,
+            ticket: None,
             reply: None,
             meter: registration.as_ref().map(|r| Arc::clone(r.meter())),
             _registration: registration,

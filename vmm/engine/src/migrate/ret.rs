@@ -111,13 +111,28 @@ impl<'e, E: Engine> Chain<'e, E> {
     /// is the thread's result), or a served call whose objects go back to a
     /// caller on another host thread (the result carries the caller's
     /// status word, as `settle` made it; a caller whose domain went down
-    /// meanwhile gets nothing copied and unwinds).
+    /// meanwhile gets nothing copied and unwinds, and a caller that stopped
+    /// waiting gets nothing copied either: the server must claim the
+    /// caller's reply slot before it copies).
     fn ret_bottom(&mut self, mut frame: Frame<'_>, status: u64, results: [u64; 2]) -> Step {
         let (status, results) = match self.served_caller {
             Some(caller) if caller.health() != Health::Running => {
                 let report = self.down_report(caller);
                 Self::release(frame);
                 return Step::Done(ThreadResult::Faulted(report));
+            }
+            Some(_) if self.ticket.as_ref().is_some_and(|t| !t.claim()) => {
+                // The caller stopped waiting (its wait limit passed): it has
+                // moved on and its buffers may hold something else now.
+                // Nothing is copied; the reply is dropped (`serve` counts it).
+                if let (Some(obs), Some(o)) = (self.engine.observer(), &frame.observed) {
+                    obs.refused(o.caller, o.slot, ErrorCode::Timeout);
+                }
+                Self::release(frame);
+                return Step::Done(ThreadResult::Returned {
+                    status: ErrorCode::Timeout as u64,
+                    results: [0; 2],
+                });
             }
             Some(caller) => {
                 let observed = frame.observed.take();

@@ -18,11 +18,12 @@ impl<'e, E: Engine> Chain<'e, E> {
             return Reply::Refused(ErrorCode::Internal);
         };
         let mut chain = Chain::new(engine, call.thread, call.ancestors.clone(), Some(caller));
+        chain.ticket = Some(call.reply.clone());
         let from = Caller {
             domain: caller,
             slot: call.slot,
         };
-        let asked = Asked::served(domain);
+        let asked = Asked::served(domain, call.budget, call.deadline);
         match chain.enter(
             domain,
             Some(from),
@@ -32,9 +33,14 @@ impl<'e, E: Engine> Chain<'e, E> {
             asked,
         ) {
             Ok(frame) => chain.push(frame, asked),
-            Err(code) => return Reply::Refused(code),
+            Err(code) => {
+                if !call.reply.claim() {
+                    engine.counters().late_reply();
+                }
+                return Reply::Refused(code);
+            }
         }
-        match chain.run_to_end() {
+        let reply = match chain.run_to_end() {
             // A served chain's result already carries the caller's status word.
             ThreadResult::Returned { status, results } => Reply::Returned {
                 status,
@@ -51,6 +57,18 @@ impl<'e, E: Engine> Chain<'e, E> {
             ThreadResult::NotStarted(_) | ThreadResult::Lost(_) => {
                 Reply::Refused(ErrorCode::Internal)
             }
+        };
+        // Claimed before the reply goes: the caller, if it still waits,
+        // now waits for this reply whatever its limit; if it stopped
+        // waiting, nothing was copied into it and the reply is dropped.
+        if !call.reply.claim() {
+            engine.counters().late_reply();
+            log::debug!(
+                "[{}] {}: the caller stopped waiting; reply dropped, nothing copied",
+                domain.name,
+                call.thread
+            );
         }
+        reply
     }
 }

@@ -14,6 +14,7 @@ pub struct Counters {
     calls: AtomicU64,
     returns: AtomicU64,
     faults: AtomicU64,
+    late_replies: AtomicU64,
     refused: [AtomicU64; CODES],
 }
 
@@ -31,6 +32,17 @@ impl Counters {
     /// A frame faulted.
     pub fn fault(&self) {
         self.faults.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message-mode server finished a call whose caller had stopped
+    /// waiting (its wait limit passed): nothing was copied, the reply dropped.
+    pub fn late_reply(&self) {
+        self.late_replies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Replies dropped because their caller had stopped waiting.
+    pub fn late_replies(&self) -> u64 {
+        self.late_replies.load(Ordering::Relaxed)
     }
 
     /// A call or hypercall was refused with `code`.

@@ -10,7 +10,7 @@
 //! level below (a nested call inherits at most its caller's remaining
 //! budget), unless the budget is a [`GRACE`] one.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Levels a meter can describe: the deepest chain one host thread can hold
@@ -55,6 +55,10 @@ pub struct Meter {
     ids: [AtomicU64; LEVELS],
     budgets: [AtomicU64; LEVELS],
     domains: [AtomicU32; LEVELS],
+    /// Per level, written by the watchdog: the frame id it gave a deadline
+    /// (0 while being rewritten) and that deadline on the thread's CPU clock.
+    seen_ids: [AtomicU64; LEVELS],
+    deadlines: [AtomicU64; LEVELS],
     expired_top: AtomicU64,
     expired_owner: AtomicU64,
     /// Publications made (tests prove the hot path publishes).
@@ -87,6 +91,8 @@ impl Meter {
             ids: std::array::from_fn(|_| AtomicU64::new(0)),
             budgets: std::array::from_fn(|_| AtomicU64::new(UNLIMITED)),
             domains: std::array::from_fn(|_| AtomicU32::new(0)),
+            seen_ids: std::array::from_fn(|_| AtomicU64::new(0)),
+            deadlines: std::array::from_fn(|_| AtomicU64::new(UNLIMITED)),
             expired_top: AtomicU64::new(0),
             expired_owner: AtomicU64::new(0),
             publications: AtomicU64::new(0),
@@ -140,6 +146,60 @@ impl Meter {
         let id = self.ids.get(level)?.load(Ordering::Acquire);
         let budget = self.budgets.get(level)?.load(Ordering::Relaxed);
         (self.ids.get(level)?.load(Ordering::Acquire) == id).then_some((id, budget))
+    }
+
+    /// The watchdog's side: frame `id` at `level` has `deadline` (CPU ns,
+    /// or [`UNLIMITED`]). A seqlock-style write: the id is cleared first, so
+    /// a reader never pairs an id with another frame's deadline.
+    pub(super) fn publish_deadline(&self, level: usize, id: u64, deadline: u64) {
+        let (Some(i), Some(d)) = (self.seen_ids.get(level), self.deadlines.get(level)) else {
+            return;
+        };
+        i.store(0, Ordering::Relaxed);
+        fence(Ordering::Release);
+        d.store(deadline, Ordering::Relaxed);
+        i.store(id, Ordering::Release);
+    }
+
+    /// The deadline the watchdog gave frame `id` at `level`, if it has.
+    fn seen_deadline(&self, level: usize, id: u64) -> Option<u64> {
+        let (i, d) = (self.seen_ids.get(level)?, self.deadlines.get(level)?);
+        let before = i.load(Ordering::Acquire);
+        let deadline = d.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let after = i.load(Ordering::Relaxed);
+        (before == id && after == id && id != 0).then_some(deadline)
+    }
+
+    /// What remains of the top frame's CPU budget, as a budget word
+    /// ([`UNLIMITED`] when no level limits it): the deadline the watchdog
+    /// gave the nearest level it has seen, less the CPU time used so far,
+    /// capped by the budgets of the younger levels it has not seen yet.
+    /// Reads the thread's CPU clock (a system call): for a message-mode
+    /// hand-off, which sleeps anyway — never a migrating call's hot path.
+    pub fn remaining(&self) -> u64 {
+        let mut left = UNLIMITED;
+        for level in (0..self.depth().min(LEVELS)).rev() {
+            let Some((id, budget)) = self.level(level) else {
+                return left;
+            };
+            if let Some(deadline) = self.seen_deadline(level, id) {
+                if deadline != UNLIMITED {
+                    if let Some(now) = self.cpu_now() {
+                        left = left.min(deadline.saturating_sub(now));
+                    }
+                }
+                return left;
+            }
+            if budget != UNLIMITED {
+                left = left.min(budget & !GRACE);
+                if budget & GRACE != 0 {
+                    // A grace is not capped by the level below.
+                    return left;
+                }
+            }
+        }
+        left
     }
 
     /// The domain ids of the live levels, bottom first (for reports).
@@ -234,5 +294,25 @@ mod tests {
         assert_eq!(m.take_expiry(), Some(Expiry { top: 8, owner: 8 }));
         assert!(!m.expired());
         assert!(m.cpu_now().is_some());
+    }
+
+    #[test]
+    fn remaining_uses_seen_deadlines_and_unseen_budgets() {
+        let m = Meter::for_current_thread().unwrap();
+        m.push(0, 1, UNLIMITED, 1);
+        assert_eq!(m.remaining(), UNLIMITED, "a root frame has no budget");
+        m.push(1, 2, 50_000_000, 2);
+        assert_eq!(m.remaining(), 50_000_000, "unseen: its own budget");
+        let now = m.cpu_now().unwrap();
+        m.publish_deadline(1, 2, now + 20_000_000);
+        let left = m.remaining();
+        assert!(left <= 20_000_000 && left > 0, "{left}");
+        m.push(2, 3, 90_000_000, 3);
+        assert!(
+            m.remaining() <= 20_000_000,
+            "capped by the seen level below"
+        );
+        m.publish_deadline(1, 2, now);
+        assert_eq!(m.remaining(), 0, "the caller's budget is used up");
     }
 }

@@ -294,6 +294,7 @@ fn check(e: &mut Entry) {
             }
         };
         e.seen.levels.push((id, deadline));
+        m.publish_deadline(level, id, deadline);
     }
     let Some(&(top, deadline)) = e.seen.levels.last() else {
         return;
