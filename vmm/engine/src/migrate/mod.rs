@@ -149,14 +149,8 @@ fn answer(vcpu: &mut Vcpu, status: u64, values: [u64; 4]) {
 /// meant (`BadPointer` on the request, `BadSlot`).
 fn answer_call(vcpu: &mut Vcpu, status: u64, values: [u64; 4], callee: Option<&Domain>) {
     let generation = callee.map_or(0, Domain::generation);
-    vcpu.set_regs(|r| {
-        r.rax = status;
-        r.rdi = values[0];
-        r.rsi = values[1];
-        r.rdx = values[2];
-        r.r10 = values[3];
-        r.r8 = generation;
-    });
+    answer(vcpu, status, values);
+    vcpu.set_regs(|r| r.r8 = generation);
 }
 
 impl<'e, E: Engine> Chain<'e, E> {

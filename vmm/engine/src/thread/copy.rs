@@ -11,17 +11,19 @@
 
 use super::arglist::ArgPlan;
 use crate::guest_io::GuestMemError;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
 
 static ZEROS: [u8; 4096] = [0; 4096];
 
-fn copy(
-    src: &GuestMemoryMmap,
+/// The source and destination slices of one `len`-byte move, checked
+/// against both memories.
+fn slices<'m>(
+    src: &'m GuestMemoryMmap,
     from: u64,
-    dst: &GuestMemoryMmap,
+    dst: &'m GuestMemoryMmap,
     to: u64,
     len: u64,
-) -> Result<(), GuestMemError> {
+) -> Result<(VolatileSlice<'m, ()>, VolatileSlice<'m, ()>), GuestMemError> {
     let n = usize::try_from(len).map_err(|_| GuestMemError {
         addr: from,
         len: usize::MAX,
@@ -32,6 +34,17 @@ fn copy(
     let d = dst
         .get_slice(GuestAddress(to), n)
         .map_err(|_| GuestMemError { addr: to, len: n })?;
+    Ok((s, d))
+}
+
+fn copy(
+    src: &GuestMemoryMmap,
+    from: u64,
+    dst: &GuestMemoryMmap,
+    to: u64,
+    len: u64,
+) -> Result<(), GuestMemError> {
+    let (s, d) = slices(src, from, dst, to, len)?;
     s.copy_to_volatile_slice(d);
     Ok(())
 }
@@ -49,19 +62,13 @@ fn copy_kept(
     to: u64,
     len: u64,
 ) -> Result<Vec<u8>, GuestMemError> {
-    let n = usize::try_from(len).map_err(|_| GuestMemError {
-        addr: from,
-        len: usize::MAX,
-    })?;
-    let s = src
-        .get_slice(GuestAddress(from), n)
-        .map_err(|_| GuestMemError { addr: from, len: n })?;
-    let d = dst
-        .get_slice(GuestAddress(to), n)
-        .map_err(|_| GuestMemError { addr: to, len: n })?;
-    let mut buf = vec![0u8; n];
-    if s.copy_to(&mut buf[..]) != n {
-        return Err(GuestMemError { addr: from, len: n });
+    let (s, d) = slices(src, from, dst, to, len)?;
+    let mut buf = vec![0u8; s.len()];
+    if s.copy_to(&mut buf[..]) != buf.len() {
+        return Err(GuestMemError {
+            addr: from,
+            len: buf.len(),
+        });
     }
     d.copy_from(&buf[..]);
     Ok(buf)
