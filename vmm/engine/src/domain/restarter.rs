@@ -6,12 +6,11 @@
 //! overruns it is kicked out of `KVM_RUN` and the domain is dead.
 
 use crate::ids::DomainId;
-use crate::watch::{Meter, Watchdog};
+use crate::watch::{join_within, Meter, Watchdog};
 use crossbeam_channel::{Receiver, Sender};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most time dropping a restarter waits for a reset in progress (each is
 /// bounded by its domain's `restart_ms` and the watchdog's kick).
@@ -51,7 +50,6 @@ pub type ResetFn = Box<dyn Fn(DomainId, Option<&Meter>) + Send>;
 pub struct Restarter {
     jobs: Sender<Job>,
     thread: Option<JoinHandle<()>>,
-    running: Arc<AtomicBool>,
 }
 
 /// The restarter could not start.
@@ -64,19 +62,14 @@ impl Restarter {
     /// every job.
     pub fn start(dog: &Arc<Watchdog>, reset: ResetFn) -> Result<Self, RestarterError> {
         let (tx, rx): (Sender<Job>, Receiver<Job>) = crossbeam_channel::unbounded();
-        let running = Arc::new(AtomicBool::new(true));
-        let (dog, run) = (Arc::clone(dog), Arc::clone(&running));
+        let dog = Arc::clone(dog);
         let thread = std::thread::Builder::new()
             .name("ferry-restarter".into())
-            .spawn(move || {
-                serve(&dog, &rx, &reset);
-                run.store(false, Ordering::Release);
-            })
+            .spawn(move || serve(&dog, &rx, &reset))
             .map_err(RestarterError)?;
         Ok(Self {
             jobs: tx,
             thread: Some(thread),
-            running,
         })
     }
 
@@ -89,17 +82,8 @@ impl Restarter {
     /// most [`STOP_WAIT`].
     pub fn stop(&mut self) {
         let _ = self.jobs.send(Job::Stop);
-        let Some(handle) = self.thread.take() else {
-            return;
-        };
-        let start = Instant::now();
-        while self.running.load(Ordering::Acquire) && start.elapsed() < STOP_WAIT {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if self.running.load(Ordering::Acquire) {
-            log::warn!("the restarter thread did not stop in time; left detached");
-        } else {
-            let _ = handle.join();
+        if let Some(handle) = self.thread.take() {
+            join_within(handle, STOP_WAIT, "the restarter thread");
         }
     }
 }

@@ -19,7 +19,7 @@ pub mod meter;
 pub use meter::{Meter, MeterError};
 
 use meter::{GRACE, UNLIMITED};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -76,7 +76,6 @@ struct Shared {
 pub struct Watchdog {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    running: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -126,19 +125,14 @@ impl Watchdog {
             registry: Mutex::new(Registry::default()),
             wake: Condvar::new(),
         });
-        let running = Arc::new(AtomicBool::new(true));
-        let (s, run) = (Arc::clone(&shared), Arc::clone(&running));
+        let s = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("ferry-watchdog".into())
-            .spawn(move || {
-                watch(&s);
-                run.store(false, Ordering::Release);
-            })
+            .spawn(move || watch(&s))
             .map_err(WatchError::Thread)?;
         Ok(Self {
             shared,
             thread: Mutex::new(Some(handle)),
-            running,
         })
     }
 
@@ -206,16 +200,24 @@ impl Watchdog {
         }
         self.shared.wake.notify_all();
         let handle = self.thread.lock().ok().and_then(|mut h| h.take());
-        let Some(handle) = handle else { return };
-        let start = Instant::now();
-        while self.running.load(Ordering::Acquire) && start.elapsed() < STOP_WAIT {
-            std::thread::sleep(Duration::from_millis(1));
+        if let Some(handle) = handle {
+            join_within(handle, STOP_WAIT, "the watchdog thread");
         }
-        if self.running.load(Ordering::Acquire) {
-            log::warn!("the watchdog thread did not stop in time; left detached");
-        } else {
-            let _ = handle.join();
-        }
+    }
+}
+
+/// Join a VMM thread that was asked to stop, waiting at most `wait`; one
+/// still busy then is left detached (and said so) rather than hang the
+/// caller, typically a `Drop`.
+pub fn join_within(handle: std::thread::JoinHandle<()>, wait: Duration, what: &str) {
+    let start = Instant::now();
+    while !handle.is_finished() && start.elapsed() < wait {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if !handle.is_finished() {
+        log::warn!("{what} did not stop in time; left detached");
+    } else if handle.join().is_err() {
+        log::error!("{what} panicked");
     }
 }
 
