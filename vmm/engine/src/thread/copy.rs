@@ -15,6 +15,20 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice
 
 static ZEROS: [u8; 4096] = [0; 4096];
 
+/// The `len` bytes of `mem` at `addr`, checked against that memory.
+fn slice(
+    mem: &GuestMemoryMmap,
+    addr: u64,
+    len: u64,
+) -> Result<VolatileSlice<'_, ()>, GuestMemError> {
+    let n = usize::try_from(len).map_err(|_| GuestMemError {
+        addr,
+        len: usize::MAX,
+    })?;
+    mem.get_slice(GuestAddress(addr), n)
+        .map_err(|_| GuestMemError { addr, len: n })
+}
+
 /// The source and destination slices of one `len`-byte move, checked
 /// against both memories.
 fn slices<'m>(
@@ -24,17 +38,7 @@ fn slices<'m>(
     to: u64,
     len: u64,
 ) -> Result<(VolatileSlice<'m, ()>, VolatileSlice<'m, ()>), GuestMemError> {
-    let n = usize::try_from(len).map_err(|_| GuestMemError {
-        addr: from,
-        len: usize::MAX,
-    })?;
-    let s = src
-        .get_slice(GuestAddress(from), n)
-        .map_err(|_| GuestMemError { addr: from, len: n })?;
-    let d = dst
-        .get_slice(GuestAddress(to), n)
-        .map_err(|_| GuestMemError { addr: to, len: n })?;
-    Ok((s, d))
+    Ok((slice(src, from, len)?, slice(dst, to, len)?))
 }
 
 fn copy(
@@ -92,13 +96,8 @@ fn copy_maybe_kept(
 }
 
 fn zero(dst: &GuestMemoryMmap, to: u64, len: u64) -> Result<(), GuestMemError> {
-    let n = usize::try_from(len).map_err(|_| GuestMemError {
-        addr: to,
-        len: usize::MAX,
-    })?;
-    let d = dst
-        .get_slice(GuestAddress(to), n)
-        .map_err(|_| GuestMemError { addr: to, len: n })?;
+    let d = slice(dst, to, len)?;
+    let n = d.len();
     let mut off = 0;
     while off < n {
         let chunk = (n - off).min(ZEROS.len());
