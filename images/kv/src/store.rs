@@ -1,4 +1,4 @@
-//! The store shared by `kv` and `kv-corrupt` (both bins `mod store;` this).
+//! The store shared by `kv`, `kv-corrupt` and `kv-crashable` (each bin `mod store;` this).
 //!
 //! Entries (index order, see each bin's `entries!`):
 //! - `put(key IN, value IN) -> r0 = 0`: stores the pair after logging

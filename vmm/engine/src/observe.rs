@@ -39,6 +39,10 @@ pub struct CallEvent<'a> {
     pub callee: DomainId,
     /// Callee domain name.
     pub callee_name: &'a str,
+    /// The callee's generation while it served the call (a domain cannot
+    /// restart while a frame is inside it): a referee modelling the
+    /// callee's state knows which incarnation answered.
+    pub callee_generation: u64,
     /// The entry's name.
     pub entry: &'a str,
     /// The scalars.

@@ -151,6 +151,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             })
             .collect();
         self.engine.counters().fault();
+        self.engine.counters().budget_expiry();
         dom.quarantine(&report);
         if let (Some(obs), Some(o)) = (self.engine.observer(), &frame.observed) {
             obs.refused(o.caller, o.slot, ErrorCode::Timeout);

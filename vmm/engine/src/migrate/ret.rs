@@ -189,6 +189,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             slot,
             callee: callee.id,
             callee_name: &callee.name,
+            callee_generation: callee.generation(),
             entry: callee.entry_name(frame.entry),
             scalars,
             objects: &objects,

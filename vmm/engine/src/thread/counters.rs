@@ -15,6 +15,7 @@ pub struct Counters {
     returns: AtomicU64,
     faults: AtomicU64,
     late_replies: AtomicU64,
+    budget_expiries: AtomicU64,
     refused: [AtomicU64; CODES],
 }
 
@@ -38,6 +39,17 @@ impl Counters {
     /// waiting (its wait limit passed): nothing was copied, the reply dropped.
     pub fn late_reply(&self) {
         self.late_replies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A frame was stopped because its CPU budget ran out (its caller got
+    /// `Timeout`; wait-limit expiries are counted as `Timeout` refusals).
+    pub fn budget_expiry(&self) {
+        self.budget_expiries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frames stopped because their CPU budget ran out.
+    pub fn budget_expiries(&self) -> u64 {
+        self.budget_expiries.load(Ordering::Relaxed)
     }
 
     /// Replies dropped because their caller had stopped waiting.

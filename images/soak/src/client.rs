@@ -1,0 +1,103 @@
+//! `soak-client`: the soak's workload — random kv puts, gets and deletes,
+//! some straight to kv and some through `soak-relay`, which faults on
+//! request. The client judges nothing: the VMM keeps the model of kv (from
+//! the bytes it copied) and checks every answer kv gives.
+//!
+//! Entry `work(scalar0 = seed, scalar1 = operations, scalar2 = thread index
+//! t, scalar3 = relay faults one in N operations (0 never), scalar4 = kv
+//! crashes one in N operations (0 never)) -> Ok([operations answered
+//! successfully, operations answered with an error])`.
+//!
+//! Keys are `s<t>-<i>` for i in 0..32, so threads with distinct indices
+//! never touch each other's keys and each key's operations are ordered.
+//! Values are 1..=200 random bytes.
+//!
+//! Capability slots (manifest order): 0 `relay.put`, 1 `relay.get`,
+//! 2 `relay.delete`, 3 `kv.put`, 4 `kv.get`, 5 `kv.delete`, 6 `kv.crash`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::vec::Vec;
+use ferry_guest::{call, Arg, Call};
+
+/// Keys per thread.
+const KEYS: u64 = 32;
+/// Largest value in bytes (and the get buffer).
+const MAX_VALUE: usize = 200;
+/// Relay modes (see `soak-relay`).
+const RELAY_FORWARD: u64 = 0;
+const RELAY_FAULT_BEFORE: u64 = 1;
+const RELAY_FAULT_AFTER: u64 = 2;
+/// Slot of `kv.crash`.
+const SLOT_CRASH: u32 = 6;
+
+/// xorshift64*: small, seedable, good enough to pick operations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// True one time in `n` (never for 0).
+    fn one_in(&mut self, n: u64) -> bool {
+        n != 0 && self.next() % n == 0
+    }
+}
+
+fn work(c: &mut Call) -> Result<[u64; 2], u32> {
+    let mut rng = Rng(c.scalar(0) | 1);
+    let (ops, t) = (c.scalar(1), c.scalar(2));
+    let (relay_faults, kv_crashes) = (c.scalar(3), c.scalar(4));
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut buf = [0u8; MAX_VALUE];
+    for _ in 0..ops {
+        if rng.one_in(kv_crashes) {
+            // kv faults and restarts empty; the VMM's model follows its
+            // generation.
+            let _ = call(SLOT_CRASH, &[], &mut []);
+        }
+        let key = format!("s{t}-{}", rng.next() % KEYS).into_bytes();
+        let via_relay = rng.next() % 2 == 0;
+        let mode = match (via_relay, rng.one_in(relay_faults)) {
+            (true, true) if rng.next() % 2 == 0 => RELAY_FAULT_BEFORE,
+            (true, true) => RELAY_FAULT_AFTER,
+            _ => RELAY_FORWARD,
+        };
+        let base = if via_relay { 0 } else { 3 };
+        let answer = match rng.next() % 20 {
+            0..=7 => {
+                let len = 1 + (rng.next() % MAX_VALUE as u64) as usize;
+                let value: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                call(
+                    base,
+                    &[mode],
+                    &mut [Arg::input(&key[..]), Arg::input(&value[..])],
+                )
+            }
+            8..=16 => call(
+                base + 1,
+                &[mode],
+                &mut [Arg::input(&key[..]), Arg::output(&mut buf)],
+            ),
+            _ => call(base + 2, &[mode], &mut [Arg::input(&key[..])]),
+        };
+        match answer {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    Ok([ok, failed])
+}
+
+ferry_guest::entries! {
+    "work" => work,
+}
