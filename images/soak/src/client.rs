@@ -5,8 +5,11 @@
 //!
 //! Entry `work(scalar0 = seed, scalar1 = operations, scalar2 = thread index
 //! t, scalar3 = relay faults one in N operations (0 never), scalar4 = kv
-//! crashes one in N operations (0 never)) -> Ok([operations answered
-//! successfully, operations answered with an error])`.
+//! crashes one in N operations (0 never)) -> Ok([r0, r1])` with
+//! `r0 = answered successfully | answered with an error << 32` and
+//! `r1 = relay faults asked before forwarding | after forwarding << 21 |
+//! kv crashes asked << 42` (21 bits each: keep batches under 2 million
+//! operations).
 //!
 //! Keys are `s<t>-<i>` for i in 0..32, so threads with distinct indices
 //! never touch each other's keys and each key's operations are ordered.
@@ -58,12 +61,14 @@ fn work(c: &mut Call) -> Result<[u64; 2], u32> {
     let (ops, t) = (c.scalar(1), c.scalar(2));
     let (relay_faults, kv_crashes) = (c.scalar(3), c.scalar(4));
     let (mut ok, mut failed) = (0u64, 0u64);
+    let (mut before, mut after, mut crashes) = (0u64, 0u64, 0u64);
     let mut buf = [0u8; MAX_VALUE];
     for _ in 0..ops {
         if rng.one_in(kv_crashes) {
             // kv faults and restarts empty; the VMM's model follows its
             // generation.
             let _ = call(SLOT_CRASH, &[], &mut []);
+            crashes += 1;
         }
         let key = format!("s{t}-{}", rng.next() % KEYS).into_bytes();
         let via_relay = rng.next() % 2 == 0;
@@ -72,6 +77,8 @@ fn work(c: &mut Call) -> Result<[u64; 2], u32> {
             (true, true) => RELAY_FAULT_AFTER,
             _ => RELAY_FORWARD,
         };
+        before += u64::from(mode == RELAY_FAULT_BEFORE);
+        after += u64::from(mode == RELAY_FAULT_AFTER);
         let base = if via_relay { 0 } else { 3 };
         let answer = match rng.next() % 20 {
             0..=7 => {
@@ -95,7 +102,11 @@ fn work(c: &mut Call) -> Result<[u64; 2], u32> {
             Err(_) => failed += 1,
         }
     }
-    Ok([ok, failed])
+    const FIELD: u64 = (1 << 21) - 1;
+    Ok([
+        (ok & 0xFFFF_FFFF) | failed << 32,
+        (before & FIELD) | (after & FIELD) << 21 | (crashes & FIELD) << 42,
+    ])
 }
 
 ferry_guest::entries! {

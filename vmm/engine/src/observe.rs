@@ -24,9 +24,10 @@ pub struct ObservedObject {
     pub output: Vec<u8>,
 }
 
-/// A call that reached its callee and returned, its answer settled for its
-/// caller. A call whose caller's domain went down before the answer is not
-/// reported: nothing was copied back and the caller never saw an answer.
+/// A call that reached its callee and returned. Reported to
+/// [`CallObserver::completed`] once its answer is settled for its caller, or
+/// to [`CallObserver::undelivered`] when the caller never got it (no OUT
+/// bytes then: nothing was copied back).
 #[derive(Debug)]
 pub struct CallEvent<'a> {
     /// The migrating thread.
@@ -65,4 +66,12 @@ pub trait CallObserver: Send + Sync {
     /// A call was refused by Ferry, its callee faulted, or its callee made
     /// `Exit` from a frame above the thread's bottom (`CalleeExited`).
     fn refused(&self, caller: DomainId, slot: Slot, code: ErrorCode);
+    /// The callee returned, but its answer never reached the caller: the
+    /// caller's domain went down meanwhile, the caller's budget ran out, or
+    /// it stopped waiting. Whatever the callee did happened all the same,
+    /// so a referee modelling the callee's state must apply it; `status` is
+    /// the word the caller would have got, and no object has OUT bytes.
+    fn undelivered(&self, event: &CallEvent<'_>) {
+        let _ = event;
+    }
 }

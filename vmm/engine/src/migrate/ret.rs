@@ -72,12 +72,14 @@ impl<'e, E: Engine> Chain<'e, E> {
         if caller.health() != Health::Running {
             // No OUT object goes into a quarantined caller: unwind past it
             // (not counted as a return, as in message mode).
+            self.observe_undelivered(&mut frame, status, results);
             let report = self.down_report(caller);
             Self::release(frame);
             return self.unwind(callee, report);
         }
         if frame.timed_out {
             // Returned within its grace: its caller's call timed out all the same.
+            self.observe_undelivered(&mut frame, status, results);
             Self::release(frame);
             return self.resume_timed_out(callee, None);
         }
@@ -117,6 +119,7 @@ impl<'e, E: Engine> Chain<'e, E> {
     fn ret_bottom(&mut self, mut frame: Frame<'_>, status: u64, results: [u64; 2]) -> Step {
         let (status, results) = match self.served_caller {
             Some(caller) if caller.health() != Health::Running => {
+                self.observe_undelivered(&mut frame, status, results);
                 let report = self.down_report(caller);
                 Self::release(frame);
                 return Step::Done(ThreadResult::Faulted(report));
@@ -128,6 +131,7 @@ impl<'e, E: Engine> Chain<'e, E> {
                 if let (Some(obs), Some(o)) = (self.engine.observer(), &frame.observed) {
                     obs.refused(o.caller, o.slot, ErrorCode::Timeout);
                 }
+                self.observe_undelivered(&mut frame, status, results);
                 Self::release(frame);
                 return Step::Done(ThreadResult::Returned {
                     status: ErrorCode::Timeout as u64,
@@ -147,6 +151,18 @@ impl<'e, E: Engine> Chain<'e, E> {
         Step::Done(ThreadResult::Returned { status, results })
     }
 
+    /// Tell the observer about a callee's answer its caller will never get
+    /// (the callee's effects happened; nothing is copied back).
+    fn observe_undelivered(&self, frame: &mut Frame<'_>, status: u64, results: [u64; 2]) {
+        let observed = frame.observed.take();
+        let (word, results) = if status == 0 {
+            (0, results)
+        } else {
+            (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 2])
+        };
+        self.report(frame, observed, None, word, results, false);
+    }
+
     /// Tell the observer about a completed call, from the bytes the VMM
     /// copied (kept at the copy), never from guest memory read again.
     fn observe_return(
@@ -156,6 +172,19 @@ impl<'e, E: Engine> Chain<'e, E> {
         outputs: Option<Kept>,
         status: u64,
         results: [u64; 2],
+    ) {
+        self.report(frame, observed, outputs, status, results, true);
+    }
+
+    /// One observed call to `completed` (`delivered`) or `undelivered`.
+    fn report(
+        &self,
+        frame: &Frame<'_>,
+        observed: Option<Box<Observed>>,
+        outputs: Option<Kept>,
+        status: u64,
+        results: [u64; 2],
+        delivered: bool,
     ) {
         let (Some(obs), Some(o)) = (self.engine.observer(), observed) else {
             return;
@@ -183,7 +212,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             })
             .collect();
         let callee = frame.domain;
-        obs.completed(&CallEvent {
+        let event = CallEvent {
             thread: self.thread,
             caller,
             slot,
@@ -196,6 +225,11 @@ impl<'e, E: Engine> Chain<'e, E> {
             status,
             results,
             host_thread: std::thread::current().id(),
-        });
+        };
+        if delivered {
+            obs.completed(&event);
+        } else {
+            obs.undelivered(&event);
+        }
     }
 }
