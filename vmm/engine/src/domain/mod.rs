@@ -359,6 +359,18 @@ impl Domain {
         self.vcpus.live()
     }
 
+    /// The most vCPUs it will ever have (created lazily, one per concurrent
+    /// frame): what bounds its file descriptors and `kvm_run` maps.
+    pub fn vcpu_capacity(&self) -> usize {
+        self.vcpus.capacity()
+    }
+
+    /// vCPUs parked in the pool right now: equal to [`Domain::vcpu_count`]
+    /// whenever no frame is inside the domain (a soak's leak check).
+    pub fn idle_vcpus(&self) -> usize {
+        self.vcpus.idle_count()
+    }
+
     /// The top of stack `stack` (frames grow down from here).
     pub(crate) fn stack_top(&self, stack: StackIndex) -> u64 {
         self.layout.stack_top(stack.raw())

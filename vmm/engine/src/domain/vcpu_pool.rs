@@ -37,6 +37,11 @@ impl VcpuPool {
         }
     }
 
+    /// The most vCPUs this pool will ever create.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
     /// An idle vCPU, or a new one made by `create(slot)` while there is room.
     pub fn take(
         &self,
