@@ -22,9 +22,7 @@
 //! | 5 | `storm(seed, count, max depth, kind mask)` | see [`storm`] |
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use ferry_guest::{
-    boot_info, call_with, exit, generation, rdtsc, Answer, Arg, Call, CallError, Limits,
-};
+use ferry_guest::{call_with, exit, generation, rdtsc, Answer, Arg, Call, CallError, Limits};
 
 // ---------------------------------------------------------------------------
 // Numbers shared with the host.
@@ -118,18 +116,26 @@ pub const OBS_WORDS: usize = 16;
 type Obs = [u64; OBS_WORDS];
 
 /// Expectation table: `EXPECT_MAGIC`, then per kind `EXPECT_ROW` words:
-/// valid, status, four register rules (op, a, b), generation rule, restarts.
-pub const EXPECT_MAGIC: u64 = 0x4658_5045_4354_0001;
+/// valid, status, four register rules (op, a, b, c), generation rule,
+/// restarts.
+pub const EXPECT_MAGIC: u64 = 0x4658_5045_4354_0002;
 /// Words per kind in the expectation table.
-pub const EXPECT_ROW: usize = 16;
+pub const EXPECT_ROW: usize = 20;
+/// Words per register rule.
+const RULE: usize = 4;
 const EXPECT_WORDS: usize = 1 + kind::COUNT * EXPECT_ROW;
 
 /// Register rule ops.
 mod op {
+    /// `x == a`.
     pub const EXACT: u64 = 0;
+    /// `x & a == b`.
     pub const MASKED: u64 = 1;
-    pub const IN_IMAGE: u64 = 2;
-    pub const GUARD_PAGE: u64 = 3;
+    /// `a <= x < b`.
+    pub const IN_RANGE: u64 = 2;
+    /// `x` in one of `c` pages at `a + i * b`.
+    pub const STRIDED_PAGE: u64 = 3;
+    /// `x` equals the answer's generation.
     pub const IS_GENERATION: u64 = 4;
 }
 
@@ -480,20 +486,17 @@ impl Rng {
     }
 }
 
-/// Does register value `x` satisfy rule `(op, a, b)`?
-fn rule_holds(rule: [u64; 3], x: u64, answer_generation: u64) -> bool {
-    let [o, a, b] = rule;
-    let info = boot_info();
+/// Does register value `x` satisfy rule `(op, a, b, c)`?
+fn rule_holds(rule: [u64; RULE], x: u64, answer_generation: u64) -> bool {
+    let [o, a, b, c] = rule;
     match o {
         op::EXACT => x == a,
         op::MASKED => x & a == b,
-        op::IN_IMAGE => (ferry_guest::shared_abi::layout::IMAGE_BASE..info.heap_base).contains(&x),
-        op::GUARD_PAGE => {
-            let stride = info.stack_size + 0x1000;
-            let g = x & !0xfff;
-            g >= ferry_guest::shared_abi::layout::IMAGE_BASE
-                && g < info.heap_base
-                && (info.heap_base - g).checked_rem(stride) == Some(0)
+        op::IN_RANGE => (a..b).contains(&x),
+        op::STRIDED_PAGE => {
+            x >= a
+                && (x - a).checked_div(b).is_some_and(|i| i < c)
+                && (x - a).checked_rem(b).is_some_and(|off| off < 0x1000)
         }
         op::IS_GENERATION => x == answer_generation,
         _ => false,
@@ -517,16 +520,12 @@ fn judge(obs: &Obs, gen_top: u64) -> bool {
         return false;
     }
     for i in 0..4 {
-        let rule = [
-            EXPECT.get(row + 2 + 3 * i),
-            EXPECT.get(row + 3 + 3 * i),
-            EXPECT.get(row + 4 + 3 * i),
-        ];
+        let rule: [u64; RULE] = core::array::from_fn(|j| EXPECT.get(row + 2 + RULE * i + j));
         if !rule_holds(rule, rec[1 + i], rec[5]) {
             return false;
         }
     }
-    match EXPECT.get(row + 14) {
+    match EXPECT.get(row + 18) {
         0 => rec[5] == gen_before,
         _ => rec[5] == gen_before || rec[5] == gen_before + 1,
     }
@@ -596,7 +595,7 @@ pub fn storm(c: &mut Call) -> Result<[u64; 2], u32> {
             }
             TALLY.add(T_MISMATCHES, 1);
         }
-        if EXPECT.get(1 + k as usize * EXPECT_ROW + 15) != 0 {
+        if EXPECT.get(1 + k as usize * EXPECT_ROW + 19) != 0 {
             gens[d] += 1;
             TALLY.set(T_LAST + d, k);
         }
