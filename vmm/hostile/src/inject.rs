@@ -161,7 +161,10 @@ mod tests {
 
     #[test]
     fn the_soak_kinds_are_all_but_the_test_only_ones() {
-        let soak: Vec<_> = FaultKind::ALL.into_iter().filter(|k| !k.test_only()).collect();
+        let soak: Vec<_> = FaultKind::ALL
+            .into_iter()
+            .filter(|k| !k.test_only())
+            .collect();
         assert_eq!(soak, FaultKind::SOAK);
         assert_eq!(FaultKind::mask(&FaultKind::SOAK), 0x3FF);
     }

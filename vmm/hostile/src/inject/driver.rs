@@ -378,9 +378,8 @@ impl<'s> Injector<'s> {
                     start: "bystand".into(),
                     result: "its host thread panicked".into(),
                 })?;
-                let out = out.ok_or_else(|| {
-                    mismatch(Party::Bystander, "never entered the domain".into())
-                })?;
+                let out = out
+                    .ok_or_else(|| mismatch(Party::Bystander, "never entered the domain".into()))?;
                 Ok::<_, InjectError>((out, Some(by)))
             })?
         } else {
@@ -405,8 +404,7 @@ impl<'s> Injector<'s> {
 
         // The domain afterwards, and the VMM's record.
         self.settled(target)?;
-        let (gen_now, resets_now, health) =
-            (target.generation(), target.resets(), target.health());
+        let (gen_now, resets_now, health) = (target.generation(), target.resets(), target.health());
         let want = match e.after {
             After::Unchanged => (gen_before, resets_before, Health::Running),
             After::Restarts => (gen_before + 1, resets_before + 1, Health::Running),
@@ -438,7 +436,12 @@ impl<'s> Injector<'s> {
                     .as_ref()
                     .filter(|f| Some(*f) != fault_before.as_ref())
                     .ok_or_else(|| mismatch(Party::Vmm, "no new record".into()))?;
-                let chain: Vec<String> = self.spec.names().into_iter().take(depth as usize + 1).collect();
+                let chain: Vec<String> = self
+                    .spec
+                    .names()
+                    .into_iter()
+                    .take(depth as usize + 1)
+                    .collect();
                 let regs = obs.record.regs;
                 let full = !v.same_as_caller
                     || (f.rip, f.error_code, f.cr2) == (regs[1], regs[2], regs[3]);
@@ -463,9 +466,7 @@ impl<'s> Injector<'s> {
         let (next, _) = self.run_once(FaultKind::None, depth)?;
         let r = next.record;
         let served = match e.after {
-            After::Dead => {
-                r.status == ErrorCode::DomainDead as u64 && r.regs == [0; 4]
-            }
+            After::Dead => r.status == ErrorCode::DomainDead as u64 && r.regs == [0; 4],
             _ => {
                 r.status == 0
                     && r.regs[..2] == [wire::NONE_MAGIC, gen_now]
@@ -473,10 +474,12 @@ impl<'s> Injector<'s> {
             }
         };
         if !served {
-            return Err(mismatch(Party::NextCall, format!("{r:?} (generation {gen_now})")));
+            return Err(mismatch(
+                Party::NextCall,
+                format!("{r:?} (generation {gen_now})"),
+            ));
         }
-        self.check_idle()
-            .map_err(|d| mismatch(Party::Pools, d))?;
+        self.check_idle().map_err(|d| mismatch(Party::Pools, d))?;
         Ok(Injection {
             kind,
             depth,
@@ -521,6 +524,8 @@ impl<'s> Injector<'s> {
         gen_before: u64,
         e: &Expected,
     ) -> Result<(), (Party, String)> {
+        self.judge_above(depth, obs)
+            .map_err(|d| (Party::Above, format!("{kind}: {d}")))?;
         let r = &obs.record;
         let c = &e.caller;
         let observer = self.domains[depth as usize - 1].id.raw();
@@ -547,9 +552,7 @@ impl<'s> Injector<'s> {
                 ),
             ));
         }
-        self.judge_above(depth, obs).map_err(|d| {
-            (Party::Above, format!("{kind}: {d}"))
-        })
+        Ok(())
     }
 
     /// Parties above the direct caller get the relays' success.
@@ -584,14 +587,16 @@ impl<'s> Injector<'s> {
                 r.status == ErrorCode::Fault as u64
                     && r.regs == [pseudo_vector::DOMAIN_DOWN, 0, 0, 0]
             }
-            Bystander::Unaffected => {
-                r.status == 0 && r.regs == [wire::HELD, gen_before, 0, 0]
-            }
+            Bystander::Unaffected => r.status == 0 && r.regs == [wire::HELD, gen_before, 0, 0],
         } && r.observer_depth == u64::from(depth - 1);
         if !ok {
-            return Err((Party::Bystander, format!("{r:?}; expected {:?}", e.bystander)));
+            return Err((
+                Party::Bystander,
+                format!("{r:?}; expected {:?}", e.bystander),
+            ));
         }
-        self.judge_above(depth, o).map_err(|d| (Party::Bystander, d))
+        self.judge_above(depth, o)
+            .map_err(|d| (Party::Bystander, d))
     }
 
     /// Have the root inject `count` faults of `kinds` (uniformly), at
@@ -610,10 +615,7 @@ impl<'s> Injector<'s> {
         if kinds.is_empty() {
             return Err(InjectError::NoKinds);
         }
-        if let Some(k) = kinds
-            .iter()
-            .find(|k| k.test_only() || self.spec.fragile)
-        {
+        if let Some(k) = kinds.iter().find(|k| k.test_only() || self.spec.fragile) {
             return Err(InjectError::NotForStorms(*k));
         }
         let _busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
@@ -628,7 +630,12 @@ impl<'s> Injector<'s> {
         let out = self.sys.run_thread(
             &root.name,
             wire::entry::STORM,
-            &[seed, count, u64::from(self.spec.links), FaultKind::mask(kinds)],
+            &[
+                seed,
+                count,
+                u64::from(self.spec.links),
+                FaultKind::mask(kinds),
+            ],
         );
         let elapsed = start.elapsed();
         let addr = success(&out)?[0];
@@ -719,7 +726,9 @@ impl<'s> Injector<'s> {
             rep.problems.push(format!(
                 "the guest judged {} answers wrong; the first: {o:?} ({})",
                 rep.guest_mismatches,
-                self.rejudge(&o).err().unwrap_or_else(|| "the host's table accepts it".into())
+                self.rejudge(&o)
+                    .err()
+                    .unwrap_or_else(|| "the host's table accepts it".into())
             ));
         }
         if let Err(p) = self.check_idle() {
