@@ -152,3 +152,73 @@ fn a_storm_injects_every_kind_and_its_tallies_match_the_vmm() {
         rep.vmm_faults
     );
 }
+
+/// The figures of docs/RELIABILITY.md ("Fault injection"): what each kind
+/// answered, the cost of a fault and restart, and storm rates. Ignored by
+/// `cargo test` (it takes about a minute); run it with
+/// `cargo test -p ferry-tests --test inject -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement: run by hand for docs/RELIABILITY.md"]
+fn measure_answers_restart_cost_and_storm_rates() {
+    let one = chain("one", 1);
+    let three = chain("three", 3);
+    let doc = three.add_to(one.add_to(Document::default()));
+    let (_dog, sys) = common::boot_for(
+        "measure_answers_restart_cost_and_storm_rates",
+        doc,
+        std::time::Duration::from_secs(600),
+    );
+    let (inj1, inj3) = (
+        Injector::new(&sys, &one).unwrap(),
+        Injector::new(&sys, &three).unwrap(),
+    );
+    for kind in FaultKind::SOAK {
+        let i = inj3.inject(kind, 3).unwrap_or_else(|e| panic!("{e}"));
+        let r = i.observed.record;
+        println!(
+            "{kind:>18}: status {:>2} regs {:x?} vmm {:x?}",
+            r.status,
+            r.regs,
+            i.report.map(|f| (f.vector, f.rip, f.error_code, f.cr2))
+        );
+    }
+    // One link: every injection hits the same domain, so the next one waits
+    // for the restart: the per-injection difference to `None` is the cost
+    // of a fault plus its restart on the caller's critical path.
+    let n = 2000;
+    let mut base = 0.0;
+    for kinds in [
+        &[FaultKind::None][..],
+        &[FaultKind::Exit],
+        &[FaultKind::InvalidOpcode],
+        &[FaultKind::PageFault],
+        &[FaultKind::Panic],
+        &[FaultKind::Loop],
+    ] {
+        let rep = inj1.storm(1, n, kinds).unwrap();
+        assert!(rep.is_clean(), "{:#?}", rep.problems);
+        let us = rep.elapsed.as_secs_f64() * 1e6 / rep.injected as f64;
+        if kinds == [FaultKind::None] {
+            base = us;
+        }
+        println!(
+            "1 link, {:>14}: {} injections, {:>7.1} µs each ({:+.1} µs vs none), {:.0}/s",
+            kinds[0].name(),
+            rep.injected,
+            us,
+            us - base,
+            rep.rate()
+        );
+    }
+    for (inj, name) in [(&inj1, "1 link"), (&inj3, "3 links")] {
+        let rep = inj.storm(2, 5 * n, &FaultKind::SOAK).unwrap();
+        assert!(rep.is_clean(), "{:#?}", rep.problems);
+        println!(
+            "{name}, soak mix: {} injections ({} restarts) in {:.2} s: {:.0}/s",
+            rep.injected,
+            rep.restarts,
+            rep.elapsed.as_secs_f64(),
+            rep.rate()
+        );
+    }
+}
