@@ -3,7 +3,7 @@
 //! next one's `inject` and `hold`. Names carry a prefix so a soak can put
 //! several chains beside its own domains.
 
-use super::wire::{entry, MAX_DEPTH};
+use super::wire::{entry, MAX_LINKS};
 use ferry_engine::manifest::{Document, DomainEntry};
 
 /// Why a chain cannot be described.
@@ -15,7 +15,7 @@ use ferry_engine::manifest::{Document, DomainEntry};
 pub enum ChainSpecError {
     #[error("chain prefix `{0}` must be non-empty ASCII letters, digits, `-` or `_`")]
     BadPrefix(String),
-    #[error("a chain has 1..={MAX_DEPTH} links, not {0}")]
+    #[error("a chain has 1..={MAX_LINKS} links, not {0}")]
     BadLinks(u32),
     #[error("cannot write the chain's manifest fragment as TOML")]
     Toml(#[source] toml::ser::Error),
@@ -54,7 +54,7 @@ impl ChainSpec {
         if !ok {
             return Err(ChainSpecError::BadPrefix(prefix.to_owned()));
         }
-        if !(1..=MAX_DEPTH as u32).contains(&links) {
+        if !(1..=MAX_LINKS).contains(&links) {
             return Err(ChainSpecError::BadLinks(links));
         }
         Ok(Self {
@@ -178,6 +178,6 @@ mod tests {
         assert!(ChainSpec::new("a.b", 2).is_err());
         assert!(ChainSpec::new("", 2).is_err());
         assert!(ChainSpec::new("a", 0).is_err());
-        assert!(ChainSpec::new("a", MAX_DEPTH as u32 + 1).is_err());
+        assert!(ChainSpec::new("a", MAX_LINKS + 1).is_err());
     }
 }

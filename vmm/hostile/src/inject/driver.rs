@@ -651,7 +651,7 @@ impl<'s> Injector<'s> {
             injected: t[wire::T_DONE],
             guest_mismatches: t[wire::T_MISMATCHES],
             elapsed,
-            vmm_faults: self.sys.counters().faults() - faults_before,
+            vmm_faults: self.sys.counters().faults().saturating_sub(faults_before),
             ..StormReport::default()
         };
         let count_at = |k: FaultKind, d: usize| t[wire::T_COUNTS + k.index() * wire::DEPTHS + d];
@@ -675,7 +675,7 @@ impl<'s> Injector<'s> {
                 .filter(|k| k.expected().restarts())
                 .map(|k| count_at(k, depth))
                 .sum();
-            let (resets, generation) = (d.resets() - resets0, d.generation());
+            let (resets, generation) = (d.resets().saturating_sub(resets0), d.generation());
             rep.restarts += resets;
             if resets != restarting
                 || generation != gen0 + restarting
@@ -708,7 +708,8 @@ impl<'s> Injector<'s> {
         let head = t[wire::T_HEAD];
         let kept = head.min(wire::RING as u64);
         for n in head - kept..head {
-            let at = wire::T_RING + (n as usize % wire::RING) * wire::OBS_WORDS;
+            let slot = usize::try_from(n % wire::RING as u64).unwrap_or(0);
+            let at = wire::T_RING + slot * wire::OBS_WORDS;
             let words: &[u64; wire::OBS_WORDS] = t[at..at + wire::OBS_WORDS]
                 .try_into()
                 .unwrap_or(&[0; wire::OBS_WORDS]);

@@ -16,8 +16,10 @@ pub const LOOP_BUDGET_US: u64 = 5_000;
 pub const WILD: u64 = 0x0000_7fff_dead_0000;
 /// The panic kind's message (the VMM's record carries it).
 pub const PANIC_MESSAGE: &str = "faulter: injected panic";
-/// Deepest depth a storm counts.
-pub const MAX_DEPTH: usize = 8;
+/// Most links a chain may have: the deepest depth a storm counts.
+pub const MAX_LINKS: u32 = 8;
+/// [`MAX_LINKS`] as an index bound.
+pub const MAX_DEPTH: usize = MAX_LINKS as usize;
 /// Rows of per-depth arrays in the tally (index 0 unused).
 pub const DEPTHS: usize = MAX_DEPTH + 1;
 /// Number of fault kinds.
