@@ -12,6 +12,7 @@ use super::wire;
 use super::FaultKind;
 use ferry_engine::domain::{Domain, Health};
 use ferry_engine::fault::FaultReport;
+use ferry_engine::ids::ThreadId;
 use ferry_engine::shared_abi::layout::{IMAGE_BASE, PAGE_SIZE};
 use ferry_engine::shared_abi::{pseudo_vector, ErrorCode};
 use ferry_engine::system::{System, ThreadOutcome};
@@ -385,10 +386,7 @@ impl<'s> Injector<'s> {
         } else {
             (self.run_once(kind, depth), None)
         };
-        let (obs, thread) = {
-            let (obs, t) = out?;
-            (obs, t)
-        };
+        let (obs, thread) = out?;
         self.judge(kind, depth, &obs, gen_before, &e)
             .map_err(|(p, d)| mismatch(p, d))?;
 
@@ -402,92 +400,117 @@ impl<'s> Injector<'s> {
             None => None,
         };
 
-        // The domain afterwards, and the VMM's record.
         self.settled(target)?;
-        let (gen_now, resets_now, health) = (target.generation(), target.resets(), target.health());
-        let want = match e.after {
-            After::Unchanged => (gen_before, resets_before, Health::Running),
-            After::Restarts => (gen_before + 1, resets_before + 1, Health::Running),
-            After::Dead => (gen_before, resets_before, Health::Dead),
-        };
-        if (gen_now, resets_now, health) != want {
-            return Err(mismatch(
-                Party::Domain,
-                format!(
-                    "generation {gen_now}, {resets_now} restarts, {health:?}; expected {want:?}"
-                ),
-            ));
-        }
+        let generation = self
+            .check_after(target, &e, gen_before, resets_before)
+            .map_err(|d| mismatch(Party::Domain, d))?;
         let report = self
-            .sys
-            .faults()
-            .into_iter()
-            .find(|f| f.domain == target.name);
-        match e.vmm {
-            None if report != fault_before => {
-                return Err(mismatch(
-                    Party::Vmm,
-                    format!("recorded {report:?} for a kind that records nothing"),
-                ));
-            }
-            None => {}
-            Some(v) => {
-                let f = report
-                    .as_ref()
-                    .filter(|f| Some(*f) != fault_before.as_ref())
-                    .ok_or_else(|| mismatch(Party::Vmm, "no new record".into()))?;
-                let chain: Vec<String> = self
-                    .spec
-                    .names()
-                    .into_iter()
-                    .take(depth as usize + 1)
-                    .collect();
-                let regs = obs.record.regs;
-                let full = !v.same_as_caller
-                    || (f.rip, f.error_code, f.cr2) == (regs[1], regs[2], regs[3]);
-                let message = v
-                    .message
-                    .is_none_or(|m| f.message.as_deref().is_some_and(|t| t.contains(m)));
-                if f.vector != v.vector
-                    || !full
-                    || !message
-                    || f.thread != Some(thread)
-                    || f.chain != chain
-                {
-                    return Err(mismatch(
-                        Party::Vmm,
-                        format!("{f:?}; expected vector {:#x}, chain {chain:?}, the caller's registers {}", v.vector, v.same_as_caller),
-                    ));
-                }
-            }
-        }
-
-        // The next call.
-        let (next, _) = self.run_once(FaultKind::None, depth)?;
-        let r = next.record;
-        let served = match e.after {
-            After::Dead => r.status == ErrorCode::DomainDead as u64 && r.regs == [0; 4],
-            _ => {
-                r.status == 0
-                    && r.regs[..2] == [wire::NONE_MAGIC, gen_now]
-                    && r.generation == gen_now
-            }
-        };
-        if !served {
-            return Err(mismatch(
-                Party::NextCall,
-                format!("{r:?} (generation {gen_now})"),
-            ));
-        }
+            .check_record(target, depth, &e, fault_before, &obs.record, thread)
+            .map_err(|d| mismatch(Party::Vmm, d))?;
+        self.check_next_call(depth, &e, generation)
+            .map_err(|d| mismatch(Party::NextCall, d))?;
         self.check_idle().map_err(|d| mismatch(Party::Pools, d))?;
         Ok(Injection {
             kind,
             depth,
             observed: obs,
-            report: e.vmm.and(report),
+            report,
             bystander: by_obs,
-            generation: gen_now,
+            generation,
         })
+    }
+
+    /// The faulting domain's health, generation and restarts once it has
+    /// settled: its generation now.
+    fn check_after(
+        &self,
+        target: &Domain,
+        e: &Expected,
+        gen_before: u64,
+        resets_before: u64,
+    ) -> Result<u64, String> {
+        let now = (target.generation(), target.resets(), target.health());
+        let want = match e.after {
+            After::Unchanged => (gen_before, resets_before, Health::Running),
+            After::Restarts => (gen_before + 1, resets_before + 1, Health::Running),
+            After::Dead => (gen_before, resets_before, Health::Dead),
+        };
+        if now != want {
+            return Err(format!(
+                "(generation, restarts, health) is {now:?}; expected {want:?}"
+            ));
+        }
+        Ok(now.0)
+    }
+
+    /// The VMM's record of the faulting domain (`System::faults`): a new,
+    /// full report for the kinds that leave one, nothing new otherwise.
+    fn check_record(
+        &self,
+        target: &Domain,
+        depth: u32,
+        e: &Expected,
+        before: Option<FaultReport>,
+        caller: &Record,
+        thread: ThreadId,
+    ) -> Result<Option<FaultReport>, String> {
+        let report = self
+            .sys
+            .faults()
+            .into_iter()
+            .find(|f| f.domain == target.name);
+        let Some(v) = e.vmm else {
+            return if report == before {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "recorded {report:?} for a kind that records nothing"
+                ))
+            };
+        };
+        let f = report
+            .filter(|f| Some(f) != before.as_ref())
+            .ok_or("no new record")?;
+        let chain: Vec<String> = self
+            .spec
+            .names()
+            .into_iter()
+            .take(depth as usize + 1)
+            .collect();
+        let r = caller.regs;
+        let full = !v.same_as_caller || (f.rip, f.error_code, f.cr2) == (r[1], r[2], r[3]);
+        let message = v
+            .message
+            .is_none_or(|m| f.message.as_deref().is_some_and(|t| t.contains(m)));
+        if f.vector != v.vector || !full || !message || f.thread != Some(thread) || f.chain != chain
+        {
+            return Err(format!(
+                "{f:?}; expected {v:?} from {thread} in chain {chain:?}"
+            ));
+        }
+        Ok(Some(f))
+    }
+
+    /// A `none` call into the faulting domain: served by its generation now,
+    /// or refused with `DomainDead` if it is dead.
+    fn check_next_call(&self, depth: u32, e: &Expected, generation: u64) -> Result<(), String> {
+        let (next, _) = self
+            .run_once(FaultKind::None, depth)
+            .map_err(|e| e.to_string())?;
+        let r = next.record;
+        let served = match e.after {
+            After::Dead => r.status == ErrorCode::DomainDead as u64 && r.regs == [0; 4],
+            _ => {
+                r.status == 0
+                    && r.regs[..2] == [wire::NONE_MAGIC, generation]
+                    && r.generation == generation
+            }
+        };
+        if served {
+            Ok(())
+        } else {
+            Err(format!("{r:?} (generation {generation})"))
+        }
     }
 
     /// Run the root's `once(kind, depth)`: the observation and the thread.
@@ -495,7 +518,7 @@ impl<'s> Injector<'s> {
         &self,
         kind: FaultKind,
         depth: u32,
-    ) -> Result<(Observation, ferry_engine::ids::ThreadId), InjectError> {
+    ) -> Result<(Observation, ThreadId), InjectError> {
         let root = self.domains[0];
         let out = self.sys.run_thread(
             &root.name,
@@ -850,5 +873,40 @@ fn success(out: &ThreadOutcome) -> Result<[u64; 2], InjectError> {
             start: out.start.clone(),
             result: format!("{other:?}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A soak shares one injector per chain between its host threads.
+    #[test]
+    fn an_injector_can_be_shared_between_host_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Injector<'static>>();
+        shareable::<StormReport>();
+    }
+
+    #[test]
+    fn an_observation_decodes_word_by_word() {
+        let mut w = [0u64; wire::OBS_WORDS];
+        for (i, x) in w.iter_mut().enumerate() {
+            *x = i as u64 + 100;
+        }
+        w[0] = FaultKind::Panic.wire();
+        let o = Observation::from_words(&w);
+        assert_eq!(o.kind, Some(FaultKind::Panic));
+        assert_eq!((o.depth, o.generation_before), (101, 102));
+        assert_eq!(o.top.status, 103);
+        assert_eq!(o.top.results, [104, 105]);
+        assert_eq!(o.top.generation, 106);
+        assert_eq!(o.record.status, 107);
+        assert_eq!(o.record.regs, [108, 109, 110, 111]);
+        assert_eq!(o.record.generation, 112);
+        assert_eq!(
+            (o.record.observer_domain, o.record.observer_depth),
+            (113, 114)
+        );
     }
 }
