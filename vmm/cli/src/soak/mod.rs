@@ -22,6 +22,7 @@ use ferry_engine::domain::Health;
 use ferry_engine::manifest::{Document, DomainEntry, System as Manifest};
 use ferry_engine::system::System;
 use ferry_engine::thread::ThreadResult;
+use ferry_hostile::inject::{ChainSpec, FaultKind, Injector, StormReport};
 use process::Usage;
 use referee::{Referee, Verdict};
 use shared_abi::ErrorCode;
@@ -48,6 +49,10 @@ const CLIENT_BATCH: u64 = 2_000;
 const RELAY_FAULT_ONE_IN: u64 = 50;
 /// kv is crashed once in this many client operations (per client).
 const KV_CRASH_ONE_IN: u64 = 5_000;
+/// Faults per storm (one host round trip into the injector's chain).
+const STORM: u64 = 2_000;
+/// Links of the injector's chain (faults at depths 1..=3).
+const CHAIN_LINKS: u32 = 3;
 /// How often the process is measured against its bounds.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// How often a progress line is printed.
@@ -132,11 +137,66 @@ impl ClientTally {
     }
 }
 
+/// Counts from the fault injector's storms.
+#[derive(Clone, Debug, Default)]
+struct InjectTally {
+    storms: u64,
+    by_kind: Vec<u64>,
+    by_depth: Vec<u64>,
+    restarts: u64,
+    /// Failed checks (each a broken invariant), the first few described.
+    problems: u64,
+    described: Vec<String>,
+}
+
+impl InjectTally {
+    fn add(&mut self, r: Result<StormReport, String>) {
+        self.storms += 1;
+        match r {
+            Ok(r) => {
+                add_into(&mut self.by_kind, &r.by_kind);
+                add_into(&mut self.by_depth, &r.by_depth);
+                self.restarts += r.restarts;
+                self.problems += r.problems.len() as u64;
+                for p in r.problems {
+                    if self.described.len() < 10 {
+                        self.described.push(format!("storm seed {}: {p}", r.seed));
+                    }
+                }
+            }
+            Err(e) => {
+                self.problems += 1;
+                if self.described.len() < 10 {
+                    self.described.push(e);
+                }
+            }
+        }
+    }
+
+    fn injected(&self) -> u64 {
+        FaultKind::SOAK
+            .iter()
+            .filter(|k| **k != FaultKind::None)
+            .map(|k| self.by_kind.get(k.index()).copied().unwrap_or(0))
+            .sum()
+    }
+}
+
+fn add_into(total: &mut Vec<u64>, more: &[u64]) {
+    if total.len() < more.len() {
+        total.resize(more.len(), 0);
+    }
+    for (t, m) in total.iter_mut().zip(more) {
+        *t += m;
+    }
+}
+
 /// Everything a soak saw.
 pub struct SoakReport {
     seed: u64,
     ran_for: Duration,
     clients: ClientTally,
+    inject: InjectTally,
     verdict: Verdict,
     calls: u64,
     restarts: BTreeMap<String, u64>,
@@ -176,6 +236,7 @@ impl SoakReport {
         self.verdict.lost == 0
             && self.verdict.corrupted == 0
             && self.clients.bad_batches.is_empty()
+            && self.inject.problems == 0
             && self.over_bounds.is_empty()
             && self.pool_leaks.is_empty()
             && self.dead.is_empty()
@@ -188,16 +249,20 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     for d in workload(opts.clients) {
         doc = doc.domain(d);
     }
+    let chain = ChainSpec::new("inj", CHAIN_LINKS)?;
+    doc = chain.add_to(doc);
     let spec = Manifest::from_document(&doc, None)?;
     let referee = Arc::new(Referee::new(KV, RELAY));
     let sys = System::boot(spec, Some(referee.clone()))?;
     let after_boot = Usage::now().ok_or_else(|| anyhow::anyhow!("cannot read /proc/self"))?;
-    let workers = u64::from(opts.clients);
+    let injector = Injector::new(&sys, &chain)?;
+    let workers = u64::from(opts.clients) + 1;
     let bounds = process::bounds(&sys, &after_boot, workers);
     let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
 
     let stop = AtomicBool::new(false);
     let clients = Mutex::new(ClientTally::default());
+    let inject = Mutex::new(InjectTally::default());
     let start = Instant::now();
     let deadline = start + Duration::from_secs(opts.seconds);
     let mut peak = after_boot;
@@ -227,6 +292,24 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
                     }
                 })?;
         }
+        {
+            let (stop, inject, injector) = (&stop, &inject, &injector);
+            let seed = opts.seed ^ 0x1_11EC_7000;
+            std::thread::Builder::new()
+                .name("soak-inject".into())
+                .spawn_scoped(s, move || {
+                    let mut storm = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = injector
+                            .storm(seed.wrapping_add(storm), STORM, &FaultKind::SOAK)
+                            .map_err(|e| format!("storm {storm}: {e}"));
+                        if let Ok(mut t) = inject.lock() {
+                            t.add(r);
+                        }
+                        storm += 1;
+                    }
+                })?;
+        }
         let mut last_progress = Instant::now();
         while Instant::now() < deadline {
             std::thread::sleep(
@@ -249,11 +332,14 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
                 last_progress = Instant::now();
                 let v = referee.verdict();
                 let c = clients.lock().map(|c| c.clone()).unwrap_or_default();
+                let i = inject.lock().map(|i| i.clone()).unwrap_or_default();
                 eprintln!(
-                    "soak: {:>4} s: {} calls, {} client ops, {} kv answers judged, {} lost, {} corrupted",
+                    "soak: {:>4} s: {} calls, {} client ops, {} faults injected ({} failed checks), {} kv answers judged, {} lost, {} corrupted",
                     start.elapsed().as_secs(),
                     sys.counters().calls(),
                     c.answered_ok + c.answered_err,
+                    i.injected() + c.relay_faults_before + c.relay_faults_after + c.kv_crashes,
+                    i.problems,
                     v.judged,
                     v.lost,
                     v.corrupted
@@ -306,6 +392,7 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         seed: opts.seed,
         ran_for,
         clients: clients.into_inner().unwrap_or_default(),
+        inject: inject.into_inner().unwrap_or_default(),
         verdict: referee.verdict(),
         calls: sys.counters().calls(),
         restarts,
@@ -342,7 +429,21 @@ impl fmt::Display for SoakReport {
             c.answered_err,
             c.batches
         )?;
-        writeln!(f, "faults injected by kind:")?;
+        let i = &self.inject;
+        writeln!(
+            f,
+            "faults injected by kind:        {} in all",
+            i.injected() + c.relay_faults_before + c.relay_faults_after + c.kv_crashes
+        )?;
+        for k in FaultKind::SOAK {
+            let n = i.by_kind.get(k.index()).copied().unwrap_or(0);
+            let what = if k == FaultKind::None {
+                "(no fault: the restarted domain's next call)"
+            } else {
+                ""
+            };
+            writeln!(f, "  {:<29} {n} {what}", k.name())?;
+        }
         writeln!(
             f,
             "  relay fault before forwarding {}",
@@ -354,6 +455,17 @@ impl fmt::Display for SoakReport {
             c.relay_faults_after
         )?;
         writeln!(f, "  kv crash                      {}", c.kv_crashes)?;
+        writeln!(
+            f,
+            "  injector: {} storms, by depth {:?}, {} restarts, {} failed checks",
+            i.storms,
+            i.by_depth.get(1..).unwrap_or_default(),
+            i.restarts,
+            i.problems
+        )?;
+        for p in &i.described {
+            writeln!(f, "    {p}")?;
+        }
         writeln!(f, "restarts by domain:             {:?}", self.restarts)?;
         writeln!(f, "refusals by code:               {:?}", self.refusals)?;
         writeln!(
