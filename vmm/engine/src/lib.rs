@@ -28,6 +28,7 @@ pub mod kvm;
 pub mod manifest;
 pub mod observe;
 pub(crate) mod region;
+pub mod sandbox;
 pub mod watch;
 // Layer 2 and 3: a vCPU, and what its death means.
 pub mod fault;
