@@ -42,7 +42,9 @@ pub enum SandboxError {
     Build(&'static rules::BuildError),
     #[error(transparent)]
     Handler(&'static sigsys::HandlerError),
-    #[error("cannot install the seccomp filter on this thread (run with --no-seccomp to go without)")]
+    #[error(
+        "cannot install the seccomp filter on this thread (run with --no-seccomp to go without)"
+    )]
     Install(#[source] seccompiler::Error),
 }
 

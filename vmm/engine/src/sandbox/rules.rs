@@ -4,8 +4,8 @@
 //! kernel enforces.
 
 use seccompiler::{
-    BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
@@ -148,19 +148,14 @@ pub const ALLOWED: &[Allowed] = &[
         "clock_gettime",
         libc::SYS_clock_gettime,
         Args::Any,
-        "wait limits (monotonic clock) and CPU-clock reads when the vDSO cannot answer",
+        "wait limits and time accounting read the monotonic clock; the vDSO answers on this \
+         host, but falls back to the system call where the clock source has no vDSO mode",
     ),
     allow(
         "write",
         libc::SYS_write,
         Args::OneOf(0, &[1, 2]),
         "logging (guest text, refusals, faults, restarts) to stderr; stdout for completeness",
-    ),
-    allow(
-        "writev",
-        libc::SYS_writev,
-        Args::OneOf(0, &[1, 2]),
-        "logging, when the writer gathers pieces",
     ),
     allow(
         "rt_sigreturn",
@@ -263,8 +258,12 @@ pub fn build() -> Result<[BpfProgram; 2], BuildError> {
     )
     .map_err(|e| BuildError(e.into()))?;
     Ok([
-        allowlist.try_into().map_err(|e: BackendError| BuildError(e.into()))?,
-        refusals.try_into().map_err(|e: BackendError| BuildError(e.into()))?,
+        allowlist
+            .try_into()
+            .map_err(|e: BackendError| BuildError(e.into()))?,
+        refusals
+            .try_into()
+            .map_err(|e: BackendError| BuildError(e.into()))?,
     ])
 }
 
