@@ -46,5 +46,8 @@ pub mod system;
 // Layer 8: internals for the integration tests only.
 #[cfg(feature = "test-util")]
 pub mod testing;
+// Property tests over hostile input for every decoder (test builds only).
+#[cfg(test)]
+mod props;
 
 pub use shared_abi;
