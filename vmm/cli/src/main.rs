@@ -28,6 +28,10 @@ use std::time::Duration;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Run guest code on threads without the seccomp filter (for a host
+    /// without seccomp, or to tell whether the filter is in the way).
+    #[arg(long, global = true)]
+    no_seccomp: bool,
 }
 
 #[derive(Subcommand)]
@@ -96,6 +100,10 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
         .format_timestamp(None)
         .init();
+    if cli.no_seccomp {
+        ferry_engine::sandbox::set_enabled(false);
+        log::warn!("seccomp is off: threads run guest code unfiltered");
+    }
     let result = match cli.command.unwrap_or(Command::Demo {
         keys: 1000,
         manifest: None,

@@ -56,6 +56,15 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Most bytes of one guest `Print` the VMM reads.
+pub const MAX_PRINT: u64 = 4096;
+
+/// A guest's `Print` text as its log line: trailing line breaks dropped,
+/// the rest escaped (one line, nothing that breaks, hides or reorders it).
+pub fn print_line(text: &str) -> String {
+    escape(text.trim_end_matches(['\n', '\r']))
+}
+
 /// Guest print lines per second a domain may log, on average.
 pub const PRINTS_PER_SECOND: f64 = 100.0;
 /// Guest print lines a domain may log in one burst.

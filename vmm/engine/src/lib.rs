@@ -28,6 +28,7 @@ pub mod kvm;
 pub mod manifest;
 pub mod observe;
 pub(crate) mod region;
+pub mod sandbox;
 pub mod watch;
 // Layer 2 and 3: a vCPU, and what its death means.
 pub mod fault;
@@ -45,5 +46,8 @@ pub mod system;
 // Layer 8: internals for the integration tests only.
 #[cfg(feature = "test-util")]
 pub mod testing;
+// Property tests over hostile input for every decoder (test builds only).
+#[cfg(test)]
+mod props;
 
 pub use shared_abi;

@@ -129,6 +129,21 @@ impl DataRegion {
         Self { pieces }
     }
 
+    /// Guest text (a print, a panic message) at `[addr, addr + len)`: at
+    /// most `max` bytes, only from this region, copied out and lossily
+    /// decoded; what went wrong otherwise. Never fails, whatever the guest
+    /// named.
+    pub fn read_text(&self, mem: &GuestMemoryMmap, addr: u64, len: u64, max: u64) -> String {
+        let range = match self.check(addr, len.min(max)) {
+            Ok(r) => r,
+            Err(e) => return format!("(text refused: {e})"),
+        };
+        match range.read(mem) {
+            Ok(buf) => String::from_utf8_lossy(&buf).into_owned(),
+            Err(e) => format!("(text unreadable: {e})"),
+        }
+    }
+
     /// The pieces, sorted.
     pub fn pieces(&self) -> &[(u64, u64)] {
         &self.pieces

@@ -14,6 +14,7 @@ use crate::manifest::{self, ImageSource, Ipc};
 use crate::message::{Handler, Inboxes, ServerThreads};
 use crate::migrate::{Chain, Engine, ThreadRun};
 use crate::observe::CallObserver;
+use crate::sandbox::SandboxError;
 use crate::stats::LatencySummary;
 use crate::thread::caps::{CapTable, Capability};
 use crate::thread::counters::Counters;
@@ -59,11 +60,14 @@ impl Drop for EndNotice {
     }
 }
 
-/// Run `job` (migrating thread `thread`) on a host thread of its own, which
-/// tells the run loop on `tx` when it ends.
+/// Run `job` (migrating thread `thread`, starting at `start`) on a host
+/// thread of its own, confined by seccomp before it runs any guest code,
+/// which tells the run loop on `tx` when it ends. A thread that cannot be
+/// confined runs nothing and is reported `NotStarted`.
 fn start_host_thread<'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
     thread: ThreadId,
+    start: String,
     tx: &Sender<RunEvent>,
     job: impl FnOnce() -> ThreadOutcome + Send + 'scope,
 ) -> Option<HostThread<'scope>> {
@@ -75,7 +79,13 @@ fn start_host_thread<'scope>(
         .name(format!("ferry-t{}", thread.raw()))
         .spawn_scoped(s, move || {
             let _notice = notice;
-            job()
+            match crate::sandbox::confine_current_thread() {
+                Ok(_) => job(),
+                Err(e) => {
+                    log::error!("{thread} not started: {e}");
+                    ThreadOutcome::not_started(thread, start, NotStarted::NoSandbox)
+                }
+            }
         }) {
         Ok(h) => Some(h),
         Err(e) => {
@@ -135,6 +145,8 @@ pub enum SystemError {
     Watchdog(#[source] WatchError),
     #[error(transparent)]
     Restarter(#[from] RestarterError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
 /// A thread still running, as [`System::running`] reports it.
@@ -297,6 +309,8 @@ impl Core {
             .iter()
             .map(image_bytes)
             .collect::<Result<Vec<_>, _>>()?;
+        // Fail here, once, rather than in every thread that runs guest code.
+        crate::sandbox::prepare()?;
         let watchdog = Arc::new(Watchdog::start().map_err(SystemError::Watchdog)?);
         let kvm = kvm::open()?;
         let cpuid = kvm
@@ -445,7 +459,7 @@ impl Core {
                 };
                 let thread = self.next_thread();
                 let job = move || self.run_chain(thread, dom, idx, scalars);
-                match start_host_thread(s, thread, &tx, job) {
+                match start_host_thread(s, thread, self.start_name(dom, idx), &tx, job) {
                     Some(handle) => {
                         let spawned_in = None;
                         running.insert(thread, Running { handle, spawned_in });
@@ -466,7 +480,10 @@ impl Core {
                 match event {
                     RunEvent::Spawn(req) => {
                         let (thread, domain, entry) = (req.thread, req.domain, req.entry);
-                        match start_host_thread(s, thread, &tx, move || self.run_spawned(req)) {
+                        let start = self.start_name(domain, entry);
+                        match start_host_thread(s, thread, start, &tx, move || {
+                            self.run_spawned(req)
+                        }) {
                             Some(handle) => {
                                 let spawned_in = Some(domain);
                                 running.insert(thread, Running { handle, spawned_in });

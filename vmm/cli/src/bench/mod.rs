@@ -433,7 +433,15 @@ impl Bench<'_> {
         let before = caller.sample_count();
         let outcomes: Vec<ThreadResult> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..threads)
-                .map(|_| s.spawn(|| self.sys.run_thread("caller", entry, &args).result))
+                .map(|_| {
+                    s.spawn(|| match ferry_engine::sandbox::confine_current_thread() {
+                        Ok(_) => self.sys.run_thread("caller", entry, &args).result,
+                        Err(e) => {
+                            log::error!("a bench thread runs nothing: {e}");
+                            ThreadResult::NotStarted(NotStarted::NoSandbox)
+                        }
+                    })
+                })
                 .collect();
             hs.into_iter()
                 .map(|h| {

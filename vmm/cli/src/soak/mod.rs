@@ -191,6 +191,15 @@ fn add_into(total: &mut Vec<u64>, more: &[u64]) {
     }
 }
 
+/// Confine a worker thread before it runs guest code, as the engine
+/// confines its own (see `ferry_engine::sandbox`); a no-op under
+/// `--no-seccomp`.
+fn confine() -> Result<(), String> {
+    ferry_engine::sandbox::confine_current_thread()
+        .map(|_| ())
+        .map_err(|e| format!("cannot confine a soak worker: {e}"))
+}
+
 /// Everything a soak saw.
 pub struct SoakReport {
     seed: u64,
@@ -275,6 +284,12 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
             std::thread::Builder::new()
                 .name(format!("soak-client-{t}"))
                 .spawn_scoped(s, move || {
+                    if let Err(e) = confine() {
+                        if let Ok(mut c) = clients.lock() {
+                            c.bad_batches.push(e);
+                        }
+                        return;
+                    }
                     let mut batch = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let args = [
@@ -298,6 +313,12 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
             std::thread::Builder::new()
                 .name("soak-inject".into())
                 .spawn_scoped(s, move || {
+                    if let Err(e) = confine() {
+                        if let Ok(mut t) = inject.lock() {
+                            t.add(Err(e));
+                        }
+                        return;
+                    }
                     let mut storm = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let r = injector

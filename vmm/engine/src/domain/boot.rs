@@ -7,7 +7,7 @@ use crate::fault::{self, FaultReport};
 use crate::guest_io::{self, GuestMemError};
 use crate::hypercall::GuestRequest;
 use crate::ids::StackIndex;
-use crate::region::RangeError;
+use crate::region::{DataRegion, RangeError};
 use crate::vcpu::{Exit, Vcpu};
 use crate::watch::Meter;
 use shared_abi::layout::{DomainLayout, IMAGE_BASE, MAX_VCPUS};
@@ -342,64 +342,75 @@ impl Domain {
     }
 
     fn read_hello(&self, addr: u64) -> Result<HelloInfo, BootFailure> {
-        let bad = BootFailure::BadHello;
-        let unreadable = |e: GuestMemError| {
-            bad(HelloError::Unreadable(RangeError::Outside {
-                addr: e.addr,
-                len: e.len as u64,
-            }))
-        };
-        let at = self
-            .region
-            .check(addr, size_of::<Hello>() as u64)
-            .map_err(|e| bad(HelloError::Unreadable(e)))?;
-        let hello = guest_io::read_hello(self.mem(), at.addr()).map_err(unreadable)?;
-        if hello.abi_version != ABI_VERSION {
-            return Err(BootFailure::AbiVersion {
-                guest: hello.abi_version,
-                vmm: ABI_VERSION,
-            });
-        }
-        if hello.entry_count > MAX_ENTRIES {
-            return Err(bad(HelloError::TooManyEntries(hello.entry_count)));
-        }
-        let table_len = u64::from(hello.entry_count) * size_of::<EntryName>() as u64;
-        let table = self
-            .region
-            .check(hello.entries, table_len)
-            .map_err(|e| bad(HelloError::EntryTable(e)))?;
-        let mut entries = Vec::with_capacity(hello.entry_count as usize);
-        for i in 0..u64::from(hello.entry_count) {
-            let e = guest_io::read_entry_name(self.mem(), table.addr(), i).map_err(unreadable)?;
-            let name = e
-                .as_bytes()
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .ok_or(bad(HelloError::EntryName(i)))?;
-            entries.push(name.to_owned());
-        }
-        if !(IMAGE_BASE..self.layout.image_end).contains(&hello.dispatcher) {
-            return Err(bad(HelloError::DispatcherOutside(hello.dispatcher)));
-        }
-        let mut samples = SampleRing::default();
-        if hello.samples != 0 {
-            let ring = hello
-                .sample_capacity
-                .checked_mul(size_of::<Sample>() as u64);
-            let ok = ring.is_some_and(|len| self.region.check(hello.samples, len).is_ok())
-                && self.region.check(hello.sample_count, 8).is_ok();
-            if !ok {
-                return Err(bad(HelloError::SampleRing));
-            }
-            samples = SampleRing {
-                addr: hello.samples,
-                capacity: hello.sample_capacity,
-                count_addr: hello.sample_count,
-            };
-        }
-        Ok(HelloInfo {
-            entries,
-            dispatcher: hello.dispatcher,
-            samples,
-        })
+        decode_hello(self.mem(), &self.region, self.layout.image_end, addr)
     }
+}
+
+/// A guest's `Hello` at `addr`, with its entry table and sample ring,
+/// decoded from a copy and checked against the domain's data `region` (the
+/// dispatcher must lie in the image, below `image_end`). A pure function of
+/// guest memory, so it is property-tested without a VM.
+pub(crate) fn decode_hello(
+    mem: &GuestMemoryMmap,
+    region: &DataRegion,
+    image_end: u64,
+    addr: u64,
+) -> Result<HelloInfo, BootFailure> {
+    let bad = BootFailure::BadHello;
+    let unreadable = |e: GuestMemError| {
+        bad(HelloError::Unreadable(RangeError::Outside {
+            addr: e.addr,
+            len: e.len as u64,
+        }))
+    };
+    let at = region
+        .check(addr, size_of::<Hello>() as u64)
+        .map_err(|e| bad(HelloError::Unreadable(e)))?;
+    let hello = guest_io::read_hello(mem, at.addr()).map_err(unreadable)?;
+    if hello.abi_version != ABI_VERSION {
+        return Err(BootFailure::AbiVersion {
+            guest: hello.abi_version,
+            vmm: ABI_VERSION,
+        });
+    }
+    if hello.entry_count > MAX_ENTRIES {
+        return Err(bad(HelloError::TooManyEntries(hello.entry_count)));
+    }
+    let table_len = u64::from(hello.entry_count) * size_of::<EntryName>() as u64;
+    let table = region
+        .check(hello.entries, table_len)
+        .map_err(|e| bad(HelloError::EntryTable(e)))?;
+    let mut entries = Vec::with_capacity(hello.entry_count as usize);
+    for i in 0..u64::from(hello.entry_count) {
+        let e = guest_io::read_entry_name(mem, table.addr(), i).map_err(unreadable)?;
+        let name = e
+            .as_bytes()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or(bad(HelloError::EntryName(i)))?;
+        entries.push(name.to_owned());
+    }
+    if !(IMAGE_BASE..image_end).contains(&hello.dispatcher) {
+        return Err(bad(HelloError::DispatcherOutside(hello.dispatcher)));
+    }
+    let mut samples = SampleRing::default();
+    if hello.samples != 0 {
+        let ring = hello
+            .sample_capacity
+            .checked_mul(size_of::<Sample>() as u64);
+        let ok = ring.is_some_and(|len| region.check(hello.samples, len).is_ok())
+            && region.check(hello.sample_count, 8).is_ok();
+        if !ok {
+            return Err(bad(HelloError::SampleRing));
+        }
+        samples = SampleRing {
+            addr: hello.samples,
+            capacity: hello.sample_capacity,
+            count_addr: hello.sample_count,
+        };
+    }
+    Ok(HelloInfo {
+        entries,
+        dispatcher: hello.dispatcher,
+        samples,
+    })
 }

@@ -3,7 +3,7 @@
 //! health (running, quarantined after a fault, being reset, dead). It knows
 //! nothing of threads or of how calls reach it.
 
-mod boot;
+pub(crate) mod boot;
 pub mod free_list;
 pub mod loader;
 pub mod restarter;
@@ -265,8 +265,7 @@ impl Domain {
             return;
         };
         self.report_dropped_prints(dropped);
-        let text = self.read_text(addr, len, 4096);
-        let text = guest_text::escape(text.trim_end_matches(['\n', '\r']));
+        let text = guest_text::print_line(&self.read_text(addr, len, guest_text::MAX_PRINT));
         log::info!(target: "guest", "[{}] {}", self.name, text);
     }
 
@@ -322,14 +321,7 @@ impl Domain {
     /// Guest text (a print, a panic message): at most `max` bytes, only
     /// from the data region, lossily decoded; what went wrong otherwise.
     pub(crate) fn read_text(&self, addr: u64, len: u64, max: u64) -> String {
-        let range = match self.region.check(addr, len.min(max)) {
-            Ok(r) => r,
-            Err(e) => return format!("(text refused: {e})"),
-        };
-        match range.read(&self.mem) {
-            Ok(buf) => String::from_utf8_lossy(&buf).into_owned(),
-            Err(e) => format!("(text unreadable: {e})"),
-        }
+        self.region.read_text(&self.mem, addr, len, max)
     }
 
     fn new_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {

@@ -103,6 +103,13 @@ fn serve(dog: &Watchdog, rx: &Receiver<Job>, reset: &ResetFn) {
         }
     };
     let meter = registration.as_ref().map(|r| r.meter().as_ref());
+    // A reset reruns the guest's boot code: the restarter is confined like
+    // every thread that runs guest code. If it cannot be, it stops, and
+    // each domain resets itself on its last (confined) leaving thread.
+    if let Err(e) = crate::sandbox::confine_current_thread() {
+        log::error!("the restarter stops; resets run on the callers' threads: {e}");
+        return;
+    }
     while let Ok(Job::Reset(domain)) = rx.recv() {
         reset(domain, meter);
         if let Some(m) = meter {

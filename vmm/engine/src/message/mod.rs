@@ -174,8 +174,17 @@ impl Drop for ServerThreads {
     }
 }
 
-/// The body of one server thread.
-fn serve(inbox: &Inbox, mut handle: Handler) {
+/// The body of one server thread. It is confined by seccomp first; a
+/// server that cannot be runs no guest code and refuses every call with
+/// `Internal`.
+fn serve(inbox: &Inbox, handler: Handler) {
+    let mut handle = match crate::sandbox::confine_current_thread() {
+        Ok(_) => handler,
+        Err(e) => {
+            log::error!("a server of `{}` refuses every call: {e}", inbox.name);
+            Box::new(|_: &Handoff| Reply::Refused(ErrorCode::Internal))
+        }
+    };
     loop {
         match inbox.rx.recv() {
             Ok(Msg::Call(job)) => {

@@ -326,7 +326,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
 
         /// Whatever a guest sends, an accepted plan only names memory inside
         /// one data-region piece, never overlaps two outputs, and fits the

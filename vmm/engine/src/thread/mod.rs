@@ -47,6 +47,8 @@ pub enum NotStarted {
     NoHostThread,
     #[error("its host thread panicked")]
     Panicked,
+    #[error("its host thread could not be confined by seccomp")]
+    NoSandbox,
 }
 
 /// How a thread's first invocation ended.
