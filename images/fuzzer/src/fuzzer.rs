@@ -30,9 +30,9 @@ use ferry_guest::shared_abi::layout::{DomainLayout, IMAGE_BASE, PAGE_SIZE};
 use ferry_guest::shared_abi::{ArgDesc, ArgMode, CallRequest, ErrorCode, Hypercall, NO_CALLER};
 use ferry_guest::{rdtsc, Call};
 use wire::{
-    act, flag, op, pattern_word, predict, Directory, Record, Region, Setup, CANARY_LEN,
-    CANARY_TAG, MAX_WORKERS, NREGS, RACE_IN_LEN, RACE_OUT_LEN, RACE_SALT, RACE_TAG, RING_LEN,
-    SCRATCH_LEN, SLOTS, SLOT_CHECK, SLOT_DEEP, SLOT_HOSTILE,
+    act, flag, op, pattern_word, predict, Directory, Record, Region, Setup, CANARY_LEN, CANARY_TAG,
+    MAX_WORKERS, NREGS, RACE_IN_LEN, RACE_OUT_LEN, RACE_SALT, RACE_TAG, RING_LEN, SCRATCH_LEN,
+    SLOTS, SLOT_CHECK, SLOT_DEEP, SLOT_HOSTILE,
 };
 
 /// A static the VMM (and the host, between batches) writes behind the
@@ -65,7 +65,8 @@ struct RaceArea {
 }
 
 // SAFETY: all-zero bytes are a valid Record (plain integers).
-static RINGS: Shared<[[Record; RING_LEN]; MAX_WORKERS]> = Shared::new(unsafe { core::mem::zeroed() });
+static RINGS: Shared<[[Record; RING_LEN]; MAX_WORKERS]> =
+    Shared::new(unsafe { core::mem::zeroed() });
 static SCRATCH: Shared<[[u8; SCRATCH_LEN as usize]; MAX_WORKERS]> =
     Shared::new([[0; SCRATCH_LEN as usize]; MAX_WORKERS]);
 static CANARY: Shared<[u8; CANARY_LEN as usize]> = Shared::new([0; CANARY_LEN as usize]);
@@ -106,7 +107,9 @@ fn prepare(c: &mut Call) -> Result<[u64; 2], u32> {
     unsafe {
         let input = (*race).input.as_mut_ptr();
         for k in 0..RACE_IN_LEN {
-            input.add(k as usize).write_volatile(wire::pattern(RACE_TAG, k));
+            input
+                .add(k as usize)
+                .write_volatile(wire::pattern(RACE_TAG, k));
         }
         let mut v1 = CallRequest {
             slot: SLOT_CHECK,
@@ -232,7 +235,11 @@ impl Worker {
         for k in 0..SCRATCH_LEN / 8 {
             // SAFETY: the scratch is this worker's alone, 8-aligned, and
             // SCRATCH_LEN bytes long.
-            unsafe { words.add(k as usize).write_volatile(pattern_word(self.tag, k)) };
+            unsafe {
+                words
+                    .add(k as usize)
+                    .write_volatile(pattern_word(self.tag, k))
+            };
         }
     }
 
@@ -262,12 +269,21 @@ impl Worker {
             5 => (IMAGE_BASE + self.rng.below(4 * PAGE_SIZE), small),
             6 => {
                 let heap = l.heap_base() + PAGE_SIZE;
-                (heap + self.rng.below(64 * PAGE_SIZE), 1 + self.rng.below(96 * 1024))
+                (
+                    heap + self.rng.below(64 * PAGE_SIZE),
+                    1 + self.rng.below(96 * 1024),
+                )
             }
             7 => (read_sp() - self.rng.below(512), small),
-            8 => (l.stack_bottom(stack) + self.rng.below(l.stack_size - 64), small),
+            8 => (
+                l.stack_bottom(stack) + self.rng.below(l.stack_size - 64),
+                small,
+            ),
             9 => (l.stack_top(stack) - 8, 16),
-            10 => (l.stack_bottom(stack) - PAGE_SIZE + self.rng.below(PAGE_SIZE), small),
+            10 => (
+                l.stack_bottom(stack) - PAGE_SIZE + self.rng.below(PAGE_SIZE),
+                small,
+            ),
             11 => (l.image_end - 8, 8 + small),
             12 => (l.memory_size - 8, 8 + small),
             13 => (l.memory_size + self.rng.below(1 << 30), small),
@@ -435,7 +451,8 @@ impl Worker {
         let slot = if self.rng.chance(850) {
             SLOT_CHECK
         } else {
-            self.rng.pick(&[SLOTS, SLOTS + 1, 0x7f, 0x8000_0000, u32::MAX])
+            self.rng
+                .pick(&[SLOTS, SLOTS + 1, 0x7f, 0x8000_0000, u32::MAX])
         };
         let mut req = CallRequest {
             slot,
@@ -487,7 +504,11 @@ impl Worker {
         } else {
             self.fill_scratch();
             for (i, s) in req.scalars.iter_mut().enumerate() {
-                *s = if self.rng.chance(500) { i as u64 } else { self.rng.next() };
+                *s = if self.rng.chance(500) {
+                    i as u64
+                } else {
+                    self.rng.next()
+                };
             }
         }
         // SAFETY: this worker's own request buffer.
@@ -585,7 +606,14 @@ impl Worker {
             act::EXIT => [action, self.rng.next(), 0, 0, 0, 0],
             act::PANIC | act::PRINT => {
                 let len = self.rng.pick(&[0, 5, 64, 4096, 5000, u64::MAX]);
-                [action, text(&mut self.rng), len, self.rng.next(), self.rng.next(), 0]
+                [
+                    action,
+                    text(&mut self.rng),
+                    len,
+                    self.rng.next(),
+                    self.rng.next(),
+                    0,
+                ]
             }
             act::WILD => [action, self.rng.pick(&WILD), 0, 0, 0, 0],
             _ => [action, 0, 0, 0, 0, 0],
@@ -666,7 +694,11 @@ impl Worker {
             [(self.setup.race_variant % wire::RACE_VARIANTS.len() as u64) as usize];
         let race = RACE.get();
         // SAFETY: the live request is in our memory; byte stores cannot tear.
-        let byte = unsafe { core::ptr::addr_of_mut!((*race).live).cast::<u8>().add(offset) };
+        let byte = unsafe {
+            core::ptr::addr_of_mut!((*race).live)
+                .cast::<u8>()
+                .add(offset)
+        };
         // SAFETY: as above.
         let original = unsafe { byte.read_volatile() };
         let until = rdtsc() + 200_000 + self.rng.below(800_000);
@@ -751,6 +783,7 @@ impl Worker {
             _ => (op::SPAWN, self.op_simple(op::SPAWN)),
         };
         rec.op = kind;
+        rec.tag = self.tag;
         rec.regs_in = regs;
         let t0 = rdtsc();
         // SAFETY: every accepted call's OUT/INOUT objects lie in this
@@ -790,7 +823,9 @@ fn work(c: &mut Call) -> Result<[u64; 2], u32> {
     }
     let mut worker = Worker {
         w,
-        rng: Rng(wire::mix(setup.seed ^ wire::mix(setup.epoch) ^ (w as u64) << 48)),
+        rng: Rng(wire::mix(
+            setup.seed ^ wire::mix(setup.epoch) ^ (w as u64) << 48,
+        )),
         setup,
         layout,
         region: Region::of(&layout),
@@ -802,7 +837,13 @@ fn work(c: &mut Call) -> Result<[u64; 2], u32> {
     };
     let count = setup.count.min(RING_LEN as u64);
     // SAFETY: ring `w` is this worker's alone.
-    let ring = unsafe { RINGS.get().cast::<[Record; RING_LEN]>().add(w).cast::<Record>() };
+    let ring = unsafe {
+        RINGS
+            .get()
+            .cast::<[Record; RING_LEN]>()
+            .add(w)
+            .cast::<Record>()
+    };
     let mut seq = 0;
     while seq < count {
         if let Some(rec) = worker.one() {

@@ -119,7 +119,7 @@ impl FuzzDomains {
         let callee = self.callee();
         let deep = |me: &str, other: &str| {
             DomainEntry::new(me, "fuzz-callee")
-                .memory_mib(2)
+                .memory_mib(4)
                 .stacks(wire::DEEP_STACKS, 8)
                 .stack_policy(StackPolicy::Fail)
                 .exports(["nest"])
