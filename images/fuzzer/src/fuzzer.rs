@@ -440,8 +440,84 @@ impl Worker {
         self.submit(req, rec)
     }
 
+    /// A valid argument list with one defect at a random place (or none):
+    /// each check of `Call` is reached behind valid descriptors.
+    fn op_one_defect(&mut self, rec: &mut Record) -> [u64; NREGS] {
+        let n = 1 + self.rng.below(16);
+        let mut req = CallRequest {
+            slot: SLOT_CHECK,
+            nargs: n as u32,
+            ..CallRequest::default()
+        };
+        let seg = SCRATCH_LEN / 16;
+        for (i, d) in req.args.iter_mut().take(n as usize).enumerate() {
+            let mode = self.rng.pick(&[ArgMode::In, ArgMode::Out, ArgMode::InOut]);
+            let off = self.rng.below(seg);
+            *d = ArgDesc {
+                addr: self.scratch + i as u64 * seg + off,
+                len: self.rng.below(seg - off + 1),
+                mode: mode as u32,
+                reserved: 0,
+            };
+        }
+        let k = self.rng.below(n) as usize;
+        let l = self.layout;
+        match self.rng.below(10) {
+            0 => req.args[k].mode = self.rng.pick(&[0, 4, 7, 0x101, u32::MAX]),
+            1 => req.args[k].reserved = 1 + self.rng.below(u64::from(u32::MAX - 1)) as u32,
+            2 => {
+                req.args[k].addr = u64::MAX - self.rng.below(4096);
+                req.args[k].len = 4097 + self.rng.below(1 << 20);
+            }
+            3 => {
+                let stack = self.rng.below(u64::from(l.stack_count)) as u32;
+                let (addr, len) = match self.rng.below(6) {
+                    0 => (self.rng.pick(&WILD), 8),
+                    1 => (l.stack_top(stack) - 8, 16),
+                    2 => (l.stack_bottom(stack) - 8, 16),
+                    3 => (l.image_end - 4, 8),
+                    4 => (l.memory_size - 4, 8),
+                    _ => (l.memory_size + self.rng.below(1 << 24), 1),
+                };
+                req.args[k].addr = addr;
+                req.args[k].len = len;
+            }
+            4 if n >= 2 => {
+                let j = (k + 1 + self.rng.below(n - 1) as usize) % n as usize;
+                let (a, b) = (req.args[k], req.args[j]);
+                req.args[k] = ArgDesc {
+                    mode: ArgMode::Out as u32,
+                    len: a.len.max(1),
+                    ..a
+                };
+                req.args[j] = ArgDesc {
+                    addr: a.addr + self.rng.below(a.len.max(1)),
+                    len: b.len.max(1),
+                    mode: ArgMode::InOut as u32,
+                    reserved: 0,
+                };
+            }
+            5 => {
+                let budget = self.budget_of(SLOT_CHECK);
+                req.args[k] = ArgDesc {
+                    addr: l.heap_base() + PAGE_SIZE,
+                    len: budget - wire::FRAME - 64 + self.rng.below(256),
+                    mode: ArgMode::In as u32,
+                    reserved: 0,
+                };
+            }
+            6 => req.slot = self.rng.pick(&[SLOTS, 0x7f, u32::MAX]),
+            7 => req.nargs = 17 + self.rng.below(1000) as u32,
+            _ => {}
+        }
+        self.submit(req, rec)
+    }
+
     /// A call with random descriptors, counts, modes and slots.
     fn op_malformed(&mut self, rec: &mut Record) -> [u64; NREGS] {
+        if self.rng.chance(500) {
+            return self.op_one_defect(rec);
+        }
         let nargs = match self.rng.below(20) {
             0..=16 => self.rng.below(17),
             17 => 17 + self.rng.below(32),
@@ -561,12 +637,12 @@ impl Worker {
     /// A call of `callee.hostile` with up to three scratch objects.
     fn op_hostile(&mut self, rec: &mut Record) -> [u64; NREGS] {
         let action = match self.rng.below(100) {
-            0..=29 => act::RETURN,
-            30..=49 => act::EXIT,
-            50..=71 => act::PRINT,
-            72..=83 => act::PANIC,
-            84..=89 => act::UD2,
-            90..=95 => act::WILD,
+            0..=33 => act::RETURN,
+            34..=57 => act::EXIT,
+            58..=83 => act::PRINT,
+            84..=91 => act::PANIC,
+            92..=94 => act::UD2,
+            95..=97 => act::WILD,
             _ => act::SPIN,
         };
         let n = self.rng.below(4);

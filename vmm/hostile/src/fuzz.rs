@@ -370,6 +370,7 @@ impl<'s> Fuzz<'s> {
         report.hypercalls += 1;
         report.entered += u64::from(v.entered);
         report.racy += u64::from(rec.flags & wire::flag::RACY != 0);
+        report.raced_other += u64::from(v.alternative);
         if let Some(c) = report.by_op.get_mut(usize::try_from(rec.op).unwrap_or(0)) {
             *c += 1;
         }

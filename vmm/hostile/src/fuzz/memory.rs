@@ -10,7 +10,7 @@ use shared_abi::layout::{
     vcpu_slot, DomainLayout, EXC_STACK_OFFSET, EXC_STACK_SIZE, GDT_ADDR, IMAGE_BASE,
     IST_STACK_OFFSET, MAX_VCPUS, PAGE_SIZE, PAGE_TABLES_ADDR, VCPU_AREA_ADDR,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// Read `len` bytes at `addr` of `d`'s memory.
@@ -44,15 +44,13 @@ pub(super) fn read_obj<T: FromBytes>(d: &Domain, addr: u64) -> Result<T, FuzzErr
 /// Write `bytes` at `addr` of `d`'s memory (only while no vCPU of the
 /// fuzz domains runs: between batches).
 pub(super) fn write(d: &Domain, addr: u64, bytes: &[u8]) -> Result<(), FuzzError> {
-    write_mem(d.mem(), addr, bytes).map_err(|()| FuzzError::Memory {
-        domain: d.name.clone(),
-        addr,
-        len: bytes.len() as u64,
-    })
-}
-
-fn write_mem(mem: &GuestMemoryMmap, addr: u64, bytes: &[u8]) -> Result<(), ()> {
-    mem.write_slice(bytes, GuestAddress(addr)).map_err(|_| ())
+    d.mem()
+        .write_slice(bytes, GuestAddress(addr))
+        .map_err(|_| FuzzError::Memory {
+            domain: d.name.clone(),
+            addr,
+            len: bytes.len() as u64,
+        })
 }
 
 /// Write a wire value at `addr` of `d`'s memory.
@@ -74,7 +72,7 @@ pub(super) fn pattern_bytes(tag: u64, start: u64, len: u64) -> Vec<u8> {
 /// (the null page, unused system pages, guard pages: unmapped, so only a
 /// stray copy of the VMM's could write there) or that it never writes (its
 /// stacks' bottom bytes, heap pages it never uses).
-pub(super) fn canary_ranges(l: &DomainLayout) -> Vec<(u64, u64)> {
+pub fn canary_ranges(l: &DomainLayout) -> Vec<(u64, u64)> {
     let n_pt = l.memory_size.div_ceil(2 << 20);
     let n_pd = l.memory_size.div_ceil(1 << 30);
     let tables_end = PAGE_TABLES_ADDR + (2 + n_pd + n_pt) * PAGE_SIZE;
@@ -109,7 +107,7 @@ pub(super) fn canary_ranges(l: &DomainLayout) -> Vec<(u64, u64)> {
 }
 
 /// What must not change in one domain during a batch.
-pub(super) struct Guard {
+pub struct Guard {
     /// `[0, IMAGE_BASE)` after the canaries were written.
     system: Vec<u8>,
     canaries: Vec<(u64, u64)>,
@@ -141,7 +139,7 @@ fn system_mask(addr: u64, tables_end: u64) -> u64 {
 
 impl Guard {
     /// Write `d`'s canaries with `tag` and take the snapshot.
-    pub(super) fn arm(d: &Domain, tag: u64) -> Result<Self, FuzzError> {
+    pub fn arm(d: &Domain, tag: u64) -> Result<Self, FuzzError> {
         let canaries = canary_ranges(&d.layout);
         for &(addr, len) in &canaries {
             let words: Vec<u8> = (addr / 8..(addr + len) / 8)
@@ -160,7 +158,7 @@ impl Guard {
     /// Everything that changed and should not have, one line each (at
     /// most `max`): system pages always; canaries unless the domain
     /// restarted (a restart zeroes all its memory).
-    pub(super) fn check(&self, d: &Domain, max: usize) -> Result<Vec<String>, FuzzError> {
+    pub fn check(&self, d: &Domain, max: usize) -> Result<Vec<String>, FuzzError> {
         let mut bad = Vec::new();
         let restarted = d.generation() != self.generation;
         let now = read(d, 0, IMAGE_BASE)?;

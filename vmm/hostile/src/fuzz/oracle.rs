@@ -62,6 +62,8 @@ pub struct Verdict {
     pub nested: Option<usize>,
     /// Hypercalls the callees made on the fuzzer's behalf, by number.
     pub callee_numbers: [u64; 10],
+    /// A raced request was answered as the rewritten variant.
+    pub alternative: bool,
     /// What was wrong, if anything.
     pub problems: Vec<String>,
 }
@@ -171,6 +173,7 @@ fn post(rec: &Record, want: u64) -> Result<(), String> {
 struct Outcome {
     entered: bool,
     callee_numbers: [(usize, u64); 2],
+    alternative: bool,
 }
 
 const NONE: [(usize, u64); 2] = [(0, 0), (0, 0)];
@@ -179,6 +182,7 @@ fn outcome(entered: bool) -> Outcome {
     Outcome {
         entered,
         callee_numbers: NONE,
+        alternative: false,
     }
 }
 
@@ -216,6 +220,7 @@ pub fn judge(ctx: &Context, w: usize, rec: &Record) -> Verdict {
     match result {
         Ok(o) => {
             v.entered = o.entered;
+            v.alternative = o.alternative;
             for (n, k) in o.callee_numbers {
                 if let Some(c) = v.callee_numbers.get_mut(n) {
                     *c += k;
@@ -272,9 +277,14 @@ fn judge_call(ctx: &Context, w: usize, rec: &Record) -> Result<Outcome, String> 
         vec![rec.req]
     };
     let mut first_err = None;
-    for req in &candidates {
+    for (i, req) in candidates.iter().enumerate() {
         match judge_candidate(ctx, w, rec, req) {
-            Ok(o) => return Ok(o),
+            Ok(o) => {
+                return Ok(Outcome {
+                    alternative: i == 1,
+                    ..o
+                })
+            }
             Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -359,6 +369,7 @@ fn judge_candidate(
             Ok(Outcome {
                 entered: true,
                 callee_numbers: [(4, calls), (5, depth)],
+                alternative: false,
             })
         }
         other => Err(format!("accepted a call on slot {other}")),
@@ -378,6 +389,7 @@ fn judge_check(
     let returned = Outcome {
         entered: true,
         callee_numbers: [(5, 1), (0, 0)],
+        alternative: false,
     };
     let status = out[RAX];
     if rec.flags & flag::RACY_IN != 0 && status == APP_ERROR_BASE + u64::from(bad::DIGEST) {
@@ -436,6 +448,7 @@ fn judge_hostile(
     let entered = |numbers: [(usize, u64); 2]| Outcome {
         entered: true,
         callee_numbers: numbers,
+        alternative: false,
     };
     match s[0] {
         act::RETURN if s[1] == 0 => {

@@ -80,6 +80,9 @@ pub struct Report {
     pub entered: u64,
     /// Of them, submissions of the request another vCPU was rewriting.
     pub racy: u64,
+    /// Of them, answered as the rewritten request (the race was won by
+    /// the rewriting vCPU).
+    pub raced_other: u64,
     /// Byte flips made by the rewriting vCPUs.
     pub flips: u64,
     /// `Spawn`s accepted (only while a `System::run` is in progress).
@@ -115,6 +118,7 @@ impl Report {
         self.hypercalls += other.hypercalls;
         self.entered += other.entered;
         self.racy += other.racy;
+        self.raced_other += other.raced_other;
         self.flips += other.flips;
         self.spawns_accepted += other.spawns_accepted;
         add(&mut self.by_op, &other.by_op);
@@ -188,7 +192,7 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "fuzz: {} hypercalls in {} batches, {:.1} s, {:.0}/s; {} entered a callee ({:.1}%); {} raced ({} flips); {} violations",
+            "fuzz: {} hypercalls in {} batches, {:.1} s, {:.0}/s; {} entered a callee ({:.1}%); {} raced ({} answered as rewritten, {} flips); {} violations",
             self.hypercalls,
             self.batches,
             self.elapsed.as_secs_f64(),
@@ -196,6 +200,7 @@ impl Report {
             self.entered,
             100.0 * self.entered_share(),
             self.racy,
+            self.raced_other,
             self.flips,
             self.violation_count
         );
