@@ -181,3 +181,36 @@ fn a_write_into_a_guard_page_breaks_a_canary() {
     ferry_engine::testing::write_guest(d, 0x1000 + 0x28, &[0x00]).expect("write");
     assert_eq!(guard.check(d, 8).expect("check").len(), 2);
 }
+
+/// Throughput for docs/RELIABILITY.md (not part of `cargo test`): batches
+/// of 6,000 for about `FERRY_FUZZ_SECONDS` (default 60) seconds, with the
+/// same oracle; prints the report. `cargo test -p ferry-tests --test fuzz
+/// -- --ignored --nocapture throughput`.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn throughput() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let seconds: u64 = std::env::var("FERRY_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let domains = FuzzDomains::new("fz-");
+    let (_dog, sys) = common::boot_for(
+        "throughput",
+        manifest(&domains),
+        Duration::from_secs(seconds + 120),
+    );
+    let mut fuzz = Fuzz::attach(&sys, &domains).expect("attach");
+    let mut total = Report::default();
+    let start = Instant::now();
+    let mut seed = 1000;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        check(
+            fuzz.batch(seed, 6_000).expect("batch"),
+            "throughput",
+            &mut total,
+        );
+        seed += 1;
+    }
+    println!("{}", total.summary());
+}

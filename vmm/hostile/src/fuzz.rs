@@ -224,6 +224,7 @@ impl<'s> Fuzz<'s> {
     /// workers, at most [`RING_LEN`] each) from seed `seed`, on this host
     /// thread and `workers - 1` scoped ones, and judge it.
     pub fn batch(&mut self, seed: u64, count: u64) -> Result<Batch, FuzzError> {
+        let batch_started = Instant::now();
         self.epoch += 1;
         let epoch = self.epoch;
         let (dir_at, dir) = self.prepare()?;
@@ -352,6 +353,7 @@ impl<'s> Fuzz<'s> {
                 }
             }
         }
+        report.wall = batch_started.elapsed();
         Ok(Batch { report, stream })
     }
 

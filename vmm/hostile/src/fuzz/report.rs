@@ -109,6 +109,9 @@ pub struct Report {
     pub violations: Vec<Violation>,
     /// Wall-clock time the workers ran.
     pub elapsed: Duration,
+    /// Wall-clock time of whole batches: `prepare`, canaries, workers,
+    /// settling, reading and judging (what a soak's loop pays per batch).
+    pub wall: Duration,
 }
 
 impl Report {
@@ -132,6 +135,7 @@ impl Report {
         self.violations
             .extend(other.violations.iter().take(room).cloned());
         self.elapsed += other.elapsed;
+        self.wall += other.wall;
     }
 
     /// Record a violation.
@@ -145,6 +149,16 @@ impl Report {
     /// Judged hypercalls per second of worker wall-clock time.
     pub fn rate(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.hypercalls as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    /// Judged hypercalls per second of whole-batch wall-clock time.
+    pub fn end_to_end_rate(&self) -> f64 {
+        let s = self.wall.as_secs_f64();
         if s > 0.0 {
             self.hypercalls as f64 / s
         } else {
@@ -192,11 +206,13 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "fuzz: {} hypercalls in {} batches, {:.1} s, {:.0}/s; {} entered a callee ({:.1}%); {} raced ({} answered as rewritten, {} flips); {} violations",
+            "fuzz: {} hypercalls in {} batches, {:.1} s in workers ({:.0}/s), {:.1} s in all ({:.0}/s); {} entered a callee ({:.1}%); {} raced ({} answered as rewritten, {} flips); {} violations",
             self.hypercalls,
             self.batches,
             self.elapsed.as_secs_f64(),
             self.rate(),
+            self.wall.as_secs_f64(),
+            self.end_to_end_rate(),
             self.entered,
             100.0 * self.entered_share(),
             self.racy,
