@@ -52,7 +52,7 @@ impl Rng {
 
     /// True one time in `n` (never for 0).
     fn one_in(&mut self, n: u64) -> bool {
-        n != 0 && self.next() % n == 0
+        n != 0 && self.next().is_multiple_of(n)
     }
 }
 
@@ -71,9 +71,9 @@ fn work(c: &mut Call) -> Result<[u64; 2], u32> {
             crashes += 1;
         }
         let key = format!("s{t}-{}", rng.next() % KEYS).into_bytes();
-        let via_relay = rng.next() % 2 == 0;
+        let via_relay = rng.next().is_multiple_of(2);
         let mode = match (via_relay, rng.one_in(relay_faults)) {
-            (true, true) if rng.next() % 2 == 0 => RELAY_FAULT_BEFORE,
+            (true, true) if rng.next().is_multiple_of(2) => RELAY_FAULT_BEFORE,
             (true, true) => RELAY_FAULT_AFTER,
             _ => RELAY_FORWARD,
         };

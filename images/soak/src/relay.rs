@@ -67,7 +67,11 @@ fn get(c: &mut Call) -> Result<[u64; 2], u32> {
     let mode = c.scalar(0);
     let key = alloc::vec::Vec::from(c.arg(0).ok_or(BAD_ARGS)?);
     let out = c.arg_mut(1).ok_or(BAD_ARGS)?;
-    forward(mode, SLOT_GET, &mut [Arg::input(&key[..]), Arg::output(out)])
+    forward(
+        mode,
+        SLOT_GET,
+        &mut [Arg::input(&key[..]), Arg::output(out)],
+    )
 }
 
 fn delete(c: &mut Call) -> Result<[u64; 2], u32> {

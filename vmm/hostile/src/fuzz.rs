@@ -443,7 +443,12 @@ impl<'s> Fuzz<'s> {
     /// ones; a panic on any (the VMM's) is caught and reported.
     fn run_workers(&self) -> Vec<Result<ThreadResult, String>> {
         let name = &self.fuzzer.name;
+        // Every worker runs guest code, so each runs on a thread of its own
+        // confined like the engine's threads (the caller stays as it is: it
+        // only starts and joins them).
         let work = |w: usize| {
+            ferry_engine::sandbox::confine_current_thread()
+                .map_err(|e| format!("cannot confine fuzz worker {w}: {e}"))?;
             let args = [w as u64, wire::WORK_MAGIC];
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.sys.run_thread(name, "work", &args).result
@@ -451,21 +456,20 @@ impl<'s> Fuzz<'s> {
             .map_err(|p| panic_text(&*p))
         };
         std::thread::scope(|s| {
-            let others: Vec<_> = (1..self.workers)
+            let workers: Vec<_> = (0..self.workers)
                 .map(|w| {
                     std::thread::Builder::new()
                         .name(format!("fuzz-w{w}"))
                         .spawn_scoped(s, move || work(w))
                 })
                 .collect();
-            let mut results = vec![work(0)];
-            for h in others {
-                results.push(match h {
+            workers
+                .into_iter()
+                .map(|h| match h {
                     Ok(h) => h.join().unwrap_or_else(|p| Err(panic_text(&*p))),
                     Err(e) => Err(format!("cannot start a worker thread: {e}")),
-                });
-            }
-            results
+                })
+                .collect()
         })
     }
 

@@ -22,6 +22,7 @@ use ferry_engine::domain::Health;
 use ferry_engine::manifest::{Document, DomainEntry, System as Manifest};
 use ferry_engine::system::System;
 use ferry_engine::thread::ThreadResult;
+use ferry_hostile::fuzz::{Fuzz, FuzzDomains, Report as FuzzReport};
 use ferry_hostile::inject::{ChainSpec, FaultKind, Injector, StormReport};
 use process::Usage;
 use referee::{Referee, Verdict};
@@ -53,6 +54,10 @@ const KV_CRASH_ONE_IN: u64 = 5_000;
 const STORM: u64 = 2_000;
 /// Links of the injector's chain (faults at depths 1..=3).
 const CHAIN_LINKS: u32 = 3;
+/// Hostile hypercalls per fuzz batch (over the fuzzer's worker vCPUs).
+const FUZZ_BATCH: u64 = 6_000;
+/// Streams of failing fuzz batches kept for the log.
+const KEPT_STREAMS: usize = 4;
 /// How often the process is measured against its bounds.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// How often a progress line is printed.
@@ -137,6 +142,41 @@ impl ClientTally {
     }
 }
 
+/// Counts from the fuzzer's batches.
+#[derive(Clone, Debug, Default)]
+struct FuzzTally {
+    report: FuzzReport,
+    /// Batches that could not run or be judged (each a broken invariant).
+    errors: u64,
+    described: Vec<String>,
+    /// Hypercall streams of batches with violations, rendered.
+    streams: Vec<String>,
+}
+
+impl FuzzTally {
+    fn add(
+        &mut self,
+        n: u64,
+        r: Result<ferry_hostile::fuzz::Batch, ferry_hostile::fuzz::FuzzError>,
+    ) {
+        match r {
+            Ok(b) => {
+                self.report.merge(&b.report);
+                if b.report.violation_count > 0 && self.streams.len() < KEPT_STREAMS {
+                    self.streams
+                        .push(format!("== fuzz batch {n}: hypercall stream\n{}", b.stream));
+                }
+            }
+            Err(e) => {
+                self.errors += 1;
+                if self.described.len() < 10 {
+                    self.described.push(format!("fuzz batch {n}: {e}"));
+                }
+            }
+        }
+    }
+}
+
 /// Counts from the fault injector's storms.
 #[derive(Clone, Debug, Default)]
 struct InjectTally {
@@ -206,6 +246,7 @@ pub struct SoakReport {
     ran_for: Duration,
     clients: ClientTally,
     inject: InjectTally,
+    fuzz: FuzzTally,
     verdict: Verdict,
     calls: u64,
     restarts: BTreeMap<String, u64>,
@@ -222,8 +263,6 @@ pub struct SoakReport {
     pool_leaks: Vec<String>,
     /// Domains that ended `Dead` (nothing in the soak should).
     dead: Vec<String>,
-    /// Hypercall streams of failing fuzz batches, rendered.
-    streams: Vec<String>,
 }
 
 impl SoakReport {
@@ -233,7 +272,7 @@ impl SoakReport {
     /// the record).
     pub fn write_log(&self, path: &Path) -> std::io::Result<()> {
         let mut text = format!("{self}");
-        for s in &self.streams {
+        for s in &self.fuzz.streams {
             text.push_str(s);
             text.push('\n');
         }
@@ -246,6 +285,8 @@ impl SoakReport {
             && self.verdict.corrupted == 0
             && self.clients.bad_batches.is_empty()
             && self.inject.problems == 0
+            && self.fuzz.report.violation_count == 0
+            && self.fuzz.errors == 0
             && self.over_bounds.is_empty()
             && self.pool_leaks.is_empty()
             && self.dead.is_empty()
@@ -260,18 +301,29 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     }
     let chain = ChainSpec::new("inj", CHAIN_LINKS)?;
     doc = chain.add_to(doc);
+    let fuzz_domains = FuzzDomains::new("fz-");
+    for d in fuzz_domains.domains() {
+        doc = doc.domain(d);
+    }
     let spec = Manifest::from_document(&doc, None)?;
     let referee = Arc::new(Referee::new(KV, RELAY));
     let sys = System::boot(spec, Some(referee.clone()))?;
     let after_boot = Usage::now().ok_or_else(|| anyhow::anyhow!("cannot read /proc/self"))?;
     let injector = Injector::new(&sys, &chain)?;
-    let workers = u64::from(opts.clients) + 1;
+    let mut fuzz = Fuzz::attach(&sys, &fuzz_domains)?;
+    // Outside `System::run` no spawn can start: each must be refused, and
+    // the oracle checks that it is.
+    fuzz.spawns_open(false);
+    // The soak's threads: clients, the injector, the fuzz driver and its
+    // worker threads (started per batch).
+    let workers = u64::from(opts.clients) + 2 + fuzz_domains.workers as u64;
     let bounds = process::bounds(&sys, &after_boot, workers);
     let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
 
     let stop = AtomicBool::new(false);
     let clients = Mutex::new(ClientTally::default());
     let inject = Mutex::new(InjectTally::default());
+    let fuzzed = Mutex::new(FuzzTally::default());
     let start = Instant::now();
     let deadline = start + Duration::from_secs(opts.seconds);
     let mut peak = after_boot;
@@ -331,6 +383,24 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
                     }
                 })?;
         }
+        {
+            let (stop, fuzzed, fuzz) = (&stop, &fuzzed, &mut fuzz);
+            let seed = opts.seed ^ 0xF022_0000;
+            std::thread::Builder::new()
+                .name("soak-fuzz".into())
+                .spawn_scoped(s, move || {
+                    // This thread only starts and judges batches; the
+                    // workers that run guest code confine themselves.
+                    let mut batch = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = fuzz.batch(seed.wrapping_add(batch), FUZZ_BATCH);
+                        if let Ok(mut t) = fuzzed.lock() {
+                            t.add(batch, r);
+                        }
+                        batch += 1;
+                    }
+                })?;
+        }
         let mut last_progress = Instant::now();
         while Instant::now() < deadline {
             std::thread::sleep(
@@ -354,10 +424,16 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
                 let v = referee.verdict();
                 let c = clients.lock().map(|c| c.clone()).unwrap_or_default();
                 let i = inject.lock().map(|i| i.clone()).unwrap_or_default();
+                let z = fuzzed
+                    .lock()
+                    .map(|z| (z.report.hypercalls, z.report.violation_count + z.errors))
+                    .unwrap_or_default();
                 eprintln!(
-                    "soak: {:>4} s: {} calls, {} client ops, {} faults injected ({} failed checks), {} kv answers judged, {} lost, {} corrupted",
+                    "soak: {:>4} s: {} calls, {} fuzzed hypercalls ({} violations), {} client ops, {} faults injected ({} failed checks), {} kv answers judged, {} lost, {} corrupted",
                     start.elapsed().as_secs(),
                     sys.counters().calls(),
+                    z.0,
+                    z.1,
                     c.answered_ok + c.answered_err,
                     i.injected() + c.relay_faults_before + c.relay_faults_after + c.kv_crashes,
                     i.problems,
@@ -414,6 +490,7 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         ran_for,
         clients: clients.into_inner().unwrap_or_default(),
         inject: inject.into_inner().unwrap_or_default(),
+        fuzz: fuzzed.into_inner().unwrap_or_default(),
         verdict: referee.verdict(),
         calls: sys.counters().calls(),
         restarts,
@@ -427,7 +504,6 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         over_bounds,
         pool_leaks,
         dead,
-        streams: Vec::new(),
     })
 }
 
@@ -442,6 +518,26 @@ impl fmt::Display for SoakReport {
             self.ran_for.as_secs_f64()
         )?;
         writeln!(f, "calls made (entered a callee):   {}", self.calls)?;
+        let z = &self.fuzz.report;
+        writeln!(
+            f,
+            "fuzzed hypercalls sent:         {} in {} batches ({:.1}% entered a callee, {} raced), {} violations, {} batches failed",
+            z.hypercalls,
+            z.batches,
+            100.0 * z.entered_share(),
+            z.racy,
+            z.violation_count,
+            self.fuzz.errors
+        )?;
+        for line in z.summary().lines().skip(1) {
+            writeln!(f, "  {}", line.trim_start())?;
+        }
+        for v in z.violations.iter().take(10) {
+            writeln!(f, "    {v:?}")?;
+        }
+        for d in &self.fuzz.described {
+            writeln!(f, "    {d}")?;
+        }
         writeln!(
             f,
             "client operations:              {} ({} answered ok, {} with an error) in {} batches",
