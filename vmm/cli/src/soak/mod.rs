@@ -309,6 +309,7 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     let referee = Arc::new(Referee::new(KV, RELAY));
     let sys = System::boot(spec, Some(referee.clone()))?;
     let after_boot = Usage::now().ok_or_else(|| anyhow::anyhow!("cannot read /proc/self"))?;
+    let threads_after_boot = process::thread_names();
     let injector = Injector::new(&sys, &chain)?;
     let mut fuzz = Fuzz::attach(&sys, &fuzz_domains)?;
     // Outside `System::run` no spawn can start: each must be refused, and
@@ -330,76 +331,85 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     let mut over_bounds = Vec::new();
 
     std::thread::scope(|s| -> anyhow::Result<()> {
+        // Joined by hand at the end: the scope itself waits only for the
+        // closures, and an OS thread still exiting would count as a leak.
+        let mut handles = Vec::new();
         for t in 0..opts.clients {
             let (sys, stop, clients) = (&sys, &stop, &clients);
             let seed = opts.seed ^ (u64::from(t) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            std::thread::Builder::new()
-                .name(format!("soak-client-{t}"))
-                .spawn_scoped(s, move || {
-                    if let Err(e) = confine() {
-                        if let Ok(mut c) = clients.lock() {
-                            c.bad_batches.push(e);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("soak-client-{t}"))
+                    .spawn_scoped(s, move || {
+                        if let Err(e) = confine() {
+                            if let Ok(mut c) = clients.lock() {
+                                c.bad_batches.push(e);
+                            }
+                            return;
                         }
-                        return;
-                    }
-                    let mut batch = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let args = [
-                            seed.wrapping_add(batch),
-                            CLIENT_BATCH,
-                            u64::from(t),
-                            RELAY_FAULT_ONE_IN,
-                            KV_CRASH_ONE_IN,
-                        ];
-                        let o = sys.run_thread(CLIENT, "work", &args);
-                        if let Ok(mut c) = clients.lock() {
-                            c.add(&o.result, || o.summary(tsc_khz));
+                        let mut batch = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let args = [
+                                seed.wrapping_add(batch),
+                                CLIENT_BATCH,
+                                u64::from(t),
+                                RELAY_FAULT_ONE_IN,
+                                KV_CRASH_ONE_IN,
+                            ];
+                            let o = sys.run_thread(CLIENT, "work", &args);
+                            if let Ok(mut c) = clients.lock() {
+                                c.add(&o.result, || o.summary(tsc_khz));
+                            }
+                            batch += 1;
                         }
-                        batch += 1;
-                    }
-                })?;
+                    })?,
+            );
         }
         {
             let (stop, inject, injector) = (&stop, &inject, &injector);
             let seed = opts.seed ^ 0x1_11EC_7000;
-            std::thread::Builder::new()
-                .name("soak-inject".into())
-                .spawn_scoped(s, move || {
-                    if let Err(e) = confine() {
-                        if let Ok(mut t) = inject.lock() {
-                            t.add(Err(e));
+            handles.push(
+                std::thread::Builder::new()
+                    .name("soak-inject".into())
+                    .spawn_scoped(s, move || {
+                        if let Err(e) = confine() {
+                            if let Ok(mut t) = inject.lock() {
+                                t.add(Err(e));
+                            }
+                            return;
                         }
-                        return;
-                    }
-                    let mut storm = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let r = injector
-                            .storm(seed.wrapping_add(storm), STORM, &FaultKind::SOAK)
-                            .map_err(|e| format!("storm {storm}: {e}"));
-                        if let Ok(mut t) = inject.lock() {
-                            t.add(r);
+                        let mut storm = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let r = injector
+                                .storm(seed.wrapping_add(storm), STORM, &FaultKind::SOAK)
+                                .map_err(|e| format!("storm {storm}: {e}"));
+                            if let Ok(mut t) = inject.lock() {
+                                t.add(r);
+                            }
+                            storm += 1;
                         }
-                        storm += 1;
-                    }
-                })?;
+                    })?,
+            );
         }
         {
             let (stop, fuzzed, fuzz) = (&stop, &fuzzed, &mut fuzz);
             let seed = opts.seed ^ 0xF022_0000;
-            std::thread::Builder::new()
-                .name("soak-fuzz".into())
-                .spawn_scoped(s, move || {
-                    // This thread only starts and judges batches; the
-                    // workers that run guest code confine themselves.
-                    let mut batch = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let r = fuzz.batch(seed.wrapping_add(batch), FUZZ_BATCH);
-                        if let Ok(mut t) = fuzzed.lock() {
-                            t.add(batch, r);
+            handles.push(
+                std::thread::Builder::new()
+                    .name("soak-fuzz".into())
+                    .spawn_scoped(s, move || {
+                        // This thread only starts and judges batches; the
+                        // workers that run guest code confine themselves.
+                        let mut batch = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let r = fuzz.batch(seed.wrapping_add(batch), FUZZ_BATCH);
+                            if let Ok(mut t) = fuzzed.lock() {
+                                t.add(batch, r);
+                            }
+                            batch += 1;
                         }
-                        batch += 1;
-                    }
-                })?;
+                    })?,
+            );
         }
         let mut last_progress = Instant::now();
         while Instant::now() < deadline {
@@ -444,6 +454,11 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
             }
         }
         stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            if h.join().is_err() {
+                anyhow::bail!("a soak worker panicked");
+            }
+        }
         Ok(())
     })?;
     let ran_for = start.elapsed();
@@ -467,6 +482,18 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     };
     for o in at_end.over(&idle_bound) {
         over_bounds.push(format!("at the end: {o}"));
+    }
+    if at_end.threads > after_boot.threads {
+        let mut extra = process::thread_names();
+        for n in &threads_after_boot {
+            if let Some(i) = extra.iter().position(|e| e == n) {
+                extra.remove(i);
+            }
+        }
+        over_bounds.push(format!(
+            "threads not there after boot: {}",
+            extra.join(", ")
+        ));
     }
     let dead = sys
         .domains()
