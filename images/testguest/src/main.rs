@@ -57,6 +57,7 @@
 //! | 48 | `drive_mirror(scalar0 = n)` | see [`drive_mirror`] |
 //! | 49 | `hold_inout(INOUT u64, scalar0 = timeout cycles, scalar1 = value)` | spins until `HOLD_RELEASE != 0`, then writes `value` into its object: `Ok([value, 0])`; 1 on timeout, 2 if the object is not an 8-byte INOUT |
 //! | 50 | `late_reply(scalar0 = wait µs, scalar1 = timeout cycles)` | see [`late_reply`] (a message-mode caller that stops waiting) |
+//! | 51 | `probe_after(scalar0 = first slot, scalar1 = slot, scalar2 = pick, scalar3..=5 = the callee's scalars 0..=2)` | calls `first` (answer dropped), then as `probe`: see [`probe_after`] |
 //!
 //! The `drive_*` entries run as a test's initial thread (in domain
 //! "driver") and check what they observe themselves; each failure prints a
@@ -1205,9 +1206,26 @@ fn unknown_flood(c: &mut Call) -> Result<[u64; 2], u32> {
 /// CR2])` of a `Fault` (0 in r1 when the report carries no register), else
 /// `Ok([raw status, u64::MAX])`. Another pick: status 100.
 fn probe(c: &mut Call) -> Result<[u64; 2], u32> {
-    let slot = u32::try_from(c.scalar(0)).unwrap_or(u32::MAX);
     let scalars = [c.scalar(2), c.scalar(3), c.scalar(4), c.scalar(5)];
-    let answer = call_with(slot, &scalars, &mut [], Limits::default());
+    probe_call(c.scalar(0), c.scalar(1), &scalars)
+}
+
+/// Calls capability `scalar0` (no scalars, no objects; its answer is
+/// dropped), then does what [`probe`] does with capability `scalar1`, pick
+/// `scalar2` and the callee scalars `scalar3..=5`: one thread makes both
+/// calls, so the second sees what the first left (its own fault report of
+/// an earlier generation, say).
+fn probe_after(c: &mut Call) -> Result<[u64; 2], u32> {
+    let first = u32::try_from(c.scalar(0)).unwrap_or(u32::MAX);
+    let _ = call(first, &[], &mut []);
+    let scalars = [c.scalar(3), c.scalar(4), c.scalar(5), 0];
+    probe_call(c.scalar(1), c.scalar(2), &scalars)
+}
+
+/// [`probe`]'s call and pick.
+fn probe_call(slot: u64, pick: u64, scalars: &[u64; 4]) -> Result<[u64; 2], u32> {
+    let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+    let answer = call_with(slot, scalars, &mut [], Limits::default());
     let fault = match answer.result {
         Err(CallError::Fault {
             vector,
@@ -1221,7 +1239,7 @@ fn probe(c: &mut Call) -> Result<[u64; 2], u32> {
         Ok(_) => 0,
         Err(e) => e.code(),
     };
-    match (c.scalar(1), fault) {
+    match (pick, fault) {
         (0, _) => Ok([status, answer.generation]),
         (1, Some([v, rip, _, _])) => Ok([v, rip]),
         (2, Some([_, _, err, cr2])) => Ok([err, cr2]),
@@ -1547,4 +1565,6 @@ ferry_guest::entries! {
     // replies
     "hold_inout" => hold_inout,
     "late_reply" => late_reply,
+    // reports
+    "probe_after" => probe_after,
 }

@@ -156,6 +156,8 @@ pub const TESTGUEST_ENTRIES: &[&str] = &[
     // replies
     "hold_inout",
     "late_reply",
+    // reports
+    "probe_after",
 ];
 
 /// A spin timeout for guests, in TSC cycles (several seconds here): long

@@ -27,7 +27,7 @@ use kvm_ioctls::{Kvm, VmFd};
 use shared_abi::layout::DomainLayout;
 use shared_abi::{ErrorCode, Sample};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use vcpu_pool::VcpuPool;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -499,21 +499,35 @@ impl Domain {
     }
 
     /// The domain faulted: quarantine it (the first report of a generation is kept).
+    ///
+    /// The report is stored in the same critical section that moves the
+    /// health to `Quarantined`: a frame that sees the domain down reads the
+    /// report ([`Domain::fault_or_stopped`], under the same lock) only after
+    /// that section, so it never gets the previous generation's report.
+    /// Stored after the health change, a frame unwound in between got that
+    /// older report, and when the older fault had been its own thread's, the
+    /// whole of it: the wrong call's vector, RIP, error code and CR2.
     pub(crate) fn quarantine(&self, report: &FaultReport) {
-        let first = self
-            .health
-            .compare_exchange(
-                Health::Running as u8,
-                Health::Quarantined as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok();
+        let first = {
+            // A poisoned lock still quarantines: a faulted domain must not
+            // go on serving for want of its report.
+            let mut stored = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = self
+                .health
+                .compare_exchange(
+                    Health::Running as u8,
+                    Health::Quarantined as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok();
+            if first {
+                *stored = Some(report.clone());
+            }
+            first
+        };
         if first {
             log::error!("{report}; domain quarantined, restarting once its last frame has left");
-            if let Ok(mut f) = self.fault.lock() {
-                *f = Some(report.clone());
-            }
             self.wake_waiters();
         }
     }
