@@ -89,11 +89,11 @@ fn a_thread_unwound_while_a_domain_goes_down_again_never_gets_its_older_report()
         .domain(testguest("d1", &["b.wild_write", "b.hold"]))
         .domain(testguest("d2", &["b.wild_write"]))
         // Budgets and waits far beyond the test's own steps.
-        .domain(
-            testguest("b", &[])
-                .stacks(4, STACK_KIB)
-                .limits(Millis::Ms(40_000), Millis::Ms(40_000), 1000),
-        );
+        .domain(testguest("b", &[]).stacks(4, STACK_KIB).limits(
+            Millis::Ms(40_000),
+            Millis::Ms(40_000),
+            1000,
+        ));
     let (_dog, sys) = boot("a_thread_unwound_while_a_domain_goes_down_again", doc);
     let b = sys.domain_by_name("b").unwrap();
     let flag = hold_flag(&sys, b);
