@@ -4,10 +4,10 @@
 //! faults per host round trip and judges every answer against the table
 //! the host wrote.
 //!
-//! The host side (`ferry_hostile::inject`) owns every number below: kind
-//! numbers, entry order, the layouts of the record, the expectation table
-//! and the tally. Keep both in step; the integration tests
-//! (`tests/tests/inject.rs`) fail when they drift.
+//! The numbers both sides use (kind numbers, entry names, the layouts of
+//! the record, the expectation table and the tally) live in `wire.rs`,
+//! which this image and `ferry_hostile::inject` both build, so they cannot
+//! drift apart.
 //!
 //! Capability slots of every domain of a chain: 0 = the next domain's
 //! `inject`, 1 = the next domain's `hold`. The last domain has none.
@@ -25,136 +25,20 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use ferry_guest::{call_with, exit, generation, rdtsc, Answer, Arg, Call, CallError, Limits};
 
 // ---------------------------------------------------------------------------
-// Numbers shared with the host.
+// Numbers shared with the host: one file, built into both sides.
 
-/// Fault kinds, by wire number.
-pub mod kind {
-    /// Return normally.
-    pub const NONE: u64 = 0;
-    /// `div` by zero (#DE).
-    pub const DIVIDE_ERROR: u64 = 1;
-    /// `ud2` (#UD).
-    pub const INVALID_OPCODE: u64 = 2;
-    /// A privileged instruction at CPL3 (#GP).
-    pub const GENERAL_PROTECTION: u64 = 3;
-    /// A store through a wild pointer (#PF).
-    pub const PAGE_FAULT: u64 = 4;
-    /// Unbounded recursion into the stack's guard page (#PF).
-    pub const STACK_OVERFLOW: u64 = 5;
-    /// `movaps` on a misaligned address (#GP).
-    pub const MISALIGNED_SSE: u64 = 6;
-    /// Spin forever (the caller's CPU budget stops it).
-    pub const LOOP: u64 = 7;
-    /// `panic!`.
-    pub const PANIC: u64 = 8;
-    /// `Exit` from a callee frame.
-    pub const EXIT: u64 = 9;
-    /// `ud2`, in an image whose restart then faults (fragile image only).
-    pub const RESTART_FAULT: u64 = 10;
-    /// Number of kinds.
-    pub const COUNT: usize = 11;
-}
+#[path = "wire.rs"]
+#[allow(
+    dead_code,
+    reason = "the host uses some of the shared numbers, the guest others"
+)]
+mod wire;
+use wire::*;
 
-/// Application statuses of this image's entries.
-pub mod status {
-    /// A kind number this image does not know.
-    pub const BAD_KIND: u32 = 1;
-    /// Depth 0, or deeper than the tally can count.
-    pub const BAD_DEPTH: u32 = 2;
-    /// `RESTART_FAULT` asked of the image whose restart does not fault.
-    pub const NOT_FRAGILE: u32 = 3;
-    /// A storm is already running in this domain.
-    pub const BUSY: u32 = 5;
-    /// The host has not written the expectation table.
-    pub const NO_TABLE: u32 = 6;
-    /// `hold` was not released in time.
-    pub const HOLD_TIMEOUT: u32 = 7;
-}
-
-/// `inject` of kind `NONE` answers `Ok([NONE_MAGIC, generation])`.
-pub const NONE_MAGIC: u64 = 0x4e4f_4e45;
-/// A relaying frame answers `Ok([RELAYED, its frame depth])`.
-pub const RELAYED: u64 = 0x5245_4c41;
-/// A released `hold` answers `Ok([HELD, generation])`.
-pub const HELD: u64 = 0x4845_4c44;
-/// CPU budget the direct caller gives a `LOOP` callee, in µs.
-pub const LOOP_BUDGET_US: u64 = 5_000;
-/// Exit code of the `EXIT` kind (dropped by the VMM: its caller sees none).
-pub const EXIT_CODE: u64 = 0xE1;
-/// Where the `PAGE_FAULT` kind stores: mapped nowhere.
-pub const WILD: u64 = 0x0000_7fff_dead_0000;
-/// Most depth a storm counts (tally rows 1..=MAX_DEPTH).
-pub const MAX_DEPTH: usize = 8;
-
-/// `sites(which)`: the fault sites 0..=4, then the shared statics.
-pub mod site {
-    /// The `div` of `DIVIDE_ERROR`.
-    pub const DIVIDE: u64 = 0;
-    /// The `ud2` of `INVALID_OPCODE` and `RESTART_FAULT`.
-    pub const UD2: u64 = 1;
-    /// The privileged instruction of `GENERAL_PROTECTION`.
-    pub const PRIVILEGED: u64 = 2;
-    /// The store of `PAGE_FAULT`.
-    pub const WILD: u64 = 3;
-    /// The `movaps` of `MISALIGNED_SSE`.
-    pub const SSE: u64 = 4;
-    /// `RELEASE`.
-    pub const RELEASE: u64 = 16;
-    /// The expectation table.
-    pub const EXPECT: u64 = 17;
-}
-
-/// A record: what the direct caller of the faulting domain saw. Words:
-/// status (raw RAX), RDI, RSI, RDX, R10, generation (R8), the observer's
-/// domain id, the observer's frame depth.
-pub const RECORD_WORDS: usize = 8;
+/// What the direct caller saw (see [`RECORD_WORDS`]).
 type Record = [u64; RECORD_WORDS];
-
-/// An observation: kind, depth, the model's generation of the faulting
-/// domain before, the top answer (status, r0, r1, generation) and the record.
-pub const OBS_WORDS: usize = 16;
+/// One observation (see [`OBS_WORDS`]).
 type Obs = [u64; OBS_WORDS];
-
-/// Expectation table: `EXPECT_MAGIC`, then per kind `EXPECT_ROW` words:
-/// valid, status, four register rules (op, a, b, c), generation rule,
-/// restarts.
-pub const EXPECT_MAGIC: u64 = 0x4658_5045_4354_0002;
-/// Words per kind in the expectation table.
-pub const EXPECT_ROW: usize = 20;
-/// Words per register rule.
-const RULE: usize = 4;
-const EXPECT_WORDS: usize = 1 + kind::COUNT * EXPECT_ROW;
-
-/// Register rule ops.
-mod op {
-    /// `x == a`.
-    pub const EXACT: u64 = 0;
-    /// `x & a == b`.
-    pub const MASKED: u64 = 1;
-    /// `a <= x < b`.
-    pub const IN_RANGE: u64 = 2;
-    /// `x` in one of `c` pages at `a + i * b`.
-    pub const STRIDED_PAGE: u64 = 3;
-    /// `x` equals the answer's generation.
-    pub const IS_GENERATION: u64 = 4;
-}
-
-/// Tally layout (words): magic, done, mismatches, counts[kind][depth],
-/// last restarting kind per depth, model generation per depth, the first
-/// mismatch, the ring head, the ring of the last `RING` observations.
-pub const TALLY_MAGIC: u64 = 0x5441_4c4c_5900_0001;
-const DEPTHS: usize = MAX_DEPTH + 1;
-const T_DONE: usize = 1;
-const T_MISMATCHES: usize = 2;
-const T_COUNTS: usize = 3;
-const T_LAST: usize = T_COUNTS + kind::COUNT * DEPTHS;
-const T_GEN: usize = T_LAST + DEPTHS;
-const T_FIRST: usize = T_GEN + DEPTHS;
-const T_HEAD: usize = T_FIRST + OBS_WORDS;
-const T_RING: usize = T_HEAD + 1;
-/// Observations kept in the ring.
-pub const RING: usize = 64;
-const TALLY_WORDS: usize = T_RING + RING * OBS_WORDS;
 
 // ---------------------------------------------------------------------------
 // Statics the host reads or writes.

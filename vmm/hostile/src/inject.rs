@@ -23,6 +23,7 @@
 mod chain;
 mod driver;
 mod expect;
+#[path = "../../../images/faulter/src/wire.rs"]
 pub mod wire;
 
 pub use chain::{ChainSpec, ChainSpecError};

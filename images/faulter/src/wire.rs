@@ -1,8 +1,8 @@
 //! The numbers and layouts the `faulter` image and the host share: kind
 //! numbers, entry names, fault sites, and the word layouts of a record, an
-//! observation, the expectation table and a storm's tally. The guest side
-//! is `images/faulter/src/chain.rs`; the two must change together (the
-//! integration tests fail when they drift).
+//! observation, the expectation table and a storm's tally. One file, built
+//! into both sides (`images/faulter/src/chain.rs` and `ferry_hostile::inject`
+//! include it with `#[path]`), so the two cannot drift apart. `core` only.
 
 /// `inject` of kind `None` answers `Ok([NONE_MAGIC, generation])`.
 pub const NONE_MAGIC: u64 = 0x4e4f_4e45;
@@ -10,6 +10,8 @@ pub const NONE_MAGIC: u64 = 0x4e4f_4e45;
 pub const RELAYED: u64 = 0x5245_4c41;
 /// A released `hold` answers `Ok([HELD, generation])`.
 pub const HELD: u64 = 0x4845_4c44;
+/// `Exit` code of the exit kind.
+pub const EXIT_CODE: u64 = 0xE1;
 /// CPU budget the direct caller gives a looping callee, in µs.
 pub const LOOP_BUDGET_US: u64 = 5_000;
 /// Where the page-fault kind stores: mapped nowhere in any domain.
@@ -24,6 +26,34 @@ pub const MAX_DEPTH: usize = MAX_LINKS as usize;
 pub const DEPTHS: usize = MAX_DEPTH + 1;
 /// Number of fault kinds.
 pub const KINDS: usize = 11;
+
+/// Fault kinds, by wire number (the host's `FaultKind` discriminants).
+pub mod kind {
+    /// Return normally.
+    pub const NONE: u64 = 0;
+    /// `div` by zero (#DE).
+    pub const DIVIDE_ERROR: u64 = 1;
+    /// `ud2` (#UD).
+    pub const INVALID_OPCODE: u64 = 2;
+    /// A privileged instruction at CPL3 (#GP).
+    pub const GENERAL_PROTECTION: u64 = 3;
+    /// A store through a wild pointer (#PF).
+    pub const PAGE_FAULT: u64 = 4;
+    /// Unbounded recursion into the stack's guard page (#PF).
+    pub const STACK_OVERFLOW: u64 = 5;
+    /// `movaps` on a misaligned address (#GP).
+    pub const MISALIGNED_SSE: u64 = 6;
+    /// Spin forever (the caller's CPU budget stops it).
+    pub const LOOP: u64 = 7;
+    /// `panic!`.
+    pub const PANIC: u64 = 8;
+    /// `Exit` from a callee frame.
+    pub const EXIT: u64 = 9;
+    /// `ud2`, in an image whose restart then faults (fragile image only).
+    pub const RESTART_FAULT: u64 = 10;
+    /// Number of kinds.
+    pub const COUNT: usize = super::KINDS;
+}
 
 /// Entry names of the image.
 pub mod entry {
