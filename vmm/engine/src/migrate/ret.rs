@@ -11,6 +11,12 @@ use crate::thread::profile::CopySample;
 use crate::thread::ThreadResult;
 use shared_abi::{ErrorCode, APP_ERROR_BASE};
 
+/// The status word and results a caller gets for application status
+/// `status` (non-zero): `APP_ERROR_BASE + status`, no results.
+fn app_error(status: u64) -> (u64, [u64; 2]) {
+    (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 2])
+}
+
 /// What a caller gets for its callee's `Return`: on success the OUT and
 /// INOUT objects are copied back (kept in `keep` as copied, for the
 /// observer) and the results pass; on an application error nothing is
@@ -24,7 +30,7 @@ fn settle(
     keep: Option<&mut Kept>,
 ) -> (u64, [u64; 2]) {
     if status != 0 {
-        return (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 2]);
+        return app_error(status);
     }
     match copy::copy_out(
         frame.domain.mem(),
@@ -97,7 +103,7 @@ impl<'e, E: Engine> Chain<'e, E> {
                 out_cycles,
             ));
         }
-        self.observe_return(&frame, observed, outputs, word, results);
+        self.report(&frame, observed, outputs, word, results, true);
         let enter_cycles = frame.enter_cycles;
         Self::release(frame);
         let depth = self.frames.len();
@@ -142,7 +148,7 @@ impl<'e, E: Engine> Chain<'e, E> {
                 let observed = frame.observed.take();
                 let mut outputs = observed.as_ref().map(|_| Kept::new());
                 let (word, results) = settle(caller, &frame, status, results, outputs.as_mut());
-                self.observe_return(&frame, observed, outputs, word, results);
+                self.report(&frame, observed, outputs, word, results, true);
                 (word, results)
             }
             None => (status, if status == 0 { results } else { [0; 2] }),
@@ -158,25 +164,14 @@ impl<'e, E: Engine> Chain<'e, E> {
         let (word, results) = if status == 0 {
             (0, results)
         } else {
-            (APP_ERROR_BASE + status.min(u64::from(u32::MAX)), [0; 2])
+            app_error(status)
         };
         self.report(frame, observed, None, word, results, false);
     }
 
-    /// Tell the observer about a completed call, from the bytes the VMM
-    /// copied (kept at the copy), never from guest memory read again.
-    fn observe_return(
-        &self,
-        frame: &Frame<'_>,
-        observed: Option<Box<Observed>>,
-        outputs: Option<Kept>,
-        status: u64,
-        results: [u64; 2],
-    ) {
-        self.report(frame, observed, outputs, status, results, true);
-    }
-
-    /// One observed call to `completed` (`delivered`) or `undelivered`.
+    /// Tell the observer about a call, from the bytes the VMM copied (kept
+    /// at the copy), never from guest memory read again: to `completed` when
+    /// its answer was `delivered`, else to `undelivered`.
     fn report(
         &self,
         frame: &Frame<'_>,
