@@ -30,6 +30,7 @@ mod entry;
 mod hypercall;
 mod mem;
 mod print;
+mod rng;
 mod rt;
 mod samples;
 mod spawn;
@@ -38,6 +39,7 @@ pub use call::{call, call_raw, call_with, Answer, Arg, CallError, Limits, Pod};
 pub use entry::{Call, EntryFn, EntryTable, BAD_ERROR_STATUS, UNKNOWN_ENTRY_STATUS};
 pub use hypercall::{exit, hypercall_raw, nop, rdtsc};
 pub use print::_print;
+pub use rng::Rng;
 #[doc(hidden)]
 pub use rt::__test_only_start_with_abi_version;
 pub use rt::{_start, boot_info, domain_id, generation};

@@ -22,7 +22,7 @@
 //! | 5 | `storm(seed, count, max depth, kind mask)` | see [`storm`] |
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use ferry_guest::{call_with, exit, generation, rdtsc, Answer, Arg, Call, CallError, Limits};
+use ferry_guest::{call_with, exit, generation, rdtsc, Answer, Arg, Call, CallError, Limits, Rng};
 
 // ---------------------------------------------------------------------------
 // Numbers shared with the host: one file, built into both sides.
@@ -356,20 +356,6 @@ pub fn bystand(c: &mut Call) -> Result<[u64; 2], u32> {
 // ---------------------------------------------------------------------------
 // The storm.
 
-/// xorshift64*: a tiny deterministic generator (0 is mapped to a constant).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Does register value `x` satisfy rule `(op, a, b, c)`?
 fn rule_holds(rule: [u64; RULE], x: u64, answer_generation: u64) -> bool {
     let [o, a, b, c] = rule;
@@ -450,15 +436,15 @@ pub fn storm(c: &mut Call) -> Result<[u64; 2], u32> {
         TALLY.set(T_LAST + d, u64::MAX);
     }
     let mut gens = [0u64; DEPTHS];
-    let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1);
+    let mut rng = Rng::new(seed);
     let total = max_depth + count;
     for i in 0..total {
         let (k, depth) = if i < max_depth {
             (kind::NONE, i + 1) // probe, shallowest first
         } else {
             (
-                pool[(rng.next() % n as u64) as usize],
-                1 + rng.next() % max_depth,
+                pool[(rng.next_u64() % n as u64) as usize],
+                1 + rng.next_u64() % max_depth,
             )
         };
         let d = depth as usize;

@@ -28,7 +28,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ferry_guest::shared_abi::layout::{DomainLayout, IMAGE_BASE, PAGE_SIZE};
 use ferry_guest::shared_abi::{ArgDesc, ArgMode, CallRequest, ErrorCode, Hypercall, NO_CALLER};
-use ferry_guest::{rdtsc, Call};
+use ferry_guest::{rdtsc, Call, Rng};
 use wire::{
     act, flag, op, pattern_word, predict, Directory, Record, Region, Setup, CANARY_LEN, CANARY_TAG,
     MAX_WORKERS, NREGS, RACE_IN_LEN, RACE_OUT_LEN, RACE_SALT, RACE_TAG, RING_LEN, SCRATCH_LEN,
@@ -155,34 +155,6 @@ fn prepare(c: &mut Call) -> Result<[u64; 2], u32> {
     Ok([DIRECTORY.get() as u64, wire::MAGIC])
 }
 
-/// The random source of one worker (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        wire::mix(self.0)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-
-    /// True `per_mille` times in 1,000.
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        let i = usize::try_from(self.below(items.len() as u64)).unwrap_or(0);
-        items[i]
-    }
-}
-
 /// Addresses outside every domain's data region, for wild pointers and
 /// faulting stores: null, GDT, IDT, stubs, page tables, a TSS, an RSP0
 /// stack, a vCPU-area guard, past 256 MiB, user-looking but unmapped, and
@@ -230,7 +202,7 @@ impl Worker {
 
     /// Fill this worker's scratch with pattern `tag` (offsets from its start).
     fn fill_scratch(&mut self) {
-        self.tag = self.rng.next();
+        self.tag = self.rng.next_u64();
         let words = self.scratch as *mut u64;
         for k in 0..SCRATCH_LEN / 8 {
             // SAFETY: the scratch is this worker's alone, 8-aligned, and
@@ -291,9 +263,9 @@ impl Worker {
             15 => match self.rng.below(3) {
                 0 => (u64::MAX - self.rng.below(64), 1 + self.rng.below(128)),
                 1 => (self.scratch, u64::MAX - self.rng.below(16)),
-                _ => (self.rng.next(), 1 << 63),
+                _ => (self.rng.next_u64(), 1 << 63),
             },
-            16 => (self.rng.next(), 0),
+            16 => (self.rng.next_u64(), 0),
             _ => {
                 let other = self.rng.below(MAX_WORKERS as u64);
                 let ring = RINGS.get() as u64 + other * (RING_LEN as u64) * 648;
@@ -358,7 +330,7 @@ impl Worker {
             0
         };
         req.scalars = [
-            self.rng.next(),
+            self.rng.next_u64(),
             digest,
             u64::from(req.nargs) | (fail << 32),
             self.setup.domain_id,
@@ -398,7 +370,7 @@ impl Worker {
     fn junk(&mut self) -> [u64; NREGS] {
         let mut r = [0; NREGS];
         for x in r.iter_mut() {
-            *x = self.rng.next();
+            *x = self.rng.next_u64();
         }
         r
     }
@@ -583,7 +555,7 @@ impl Worker {
                 *s = if self.rng.chance(500) {
                     i as u64
                 } else {
-                    self.rng.next()
+                    self.rng.next_u64()
                 };
             }
         }
@@ -675,19 +647,26 @@ impl Worker {
             2 => u64::from(u32::MAX),
             3 => u64::from(u32::MAX) + 1 + self.rng.below(1 << 40),
             4 => u64::MAX,
-            _ => self.rng.next(),
+            _ => self.rng.next_u64(),
         };
         req.scalars = match action {
-            act::RETURN => [action, status, self.rng.next(), self.rng.next(), 0, 0],
-            act::EXIT => [action, self.rng.next(), 0, 0, 0, 0],
+            act::RETURN => [
+                action,
+                status,
+                self.rng.next_u64(),
+                self.rng.next_u64(),
+                0,
+                0,
+            ],
+            act::EXIT => [action, self.rng.next_u64(), 0, 0, 0, 0],
             act::PANIC | act::PRINT => {
                 let len = self.rng.pick(&[0, 5, 64, 4096, 5000, u64::MAX]);
                 [
                     action,
                     text(&mut self.rng),
                     len,
-                    self.rng.next(),
-                    self.rng.next(),
+                    self.rng.next_u64(),
+                    self.rng.next_u64(),
                     0,
                 ]
             }
@@ -720,7 +699,7 @@ impl Worker {
         let (k, pattern) = match self.rng.below(10) {
             0..=3 => (63 + self.rng.below(8), 0),
             4..=6 => (30 + self.rng.below(8), u64::MAX),
-            _ => (self.rng.below(72), self.rng.next()),
+            _ => (self.rng.below(72), self.rng.next_u64()),
         };
         let req = CallRequest {
             slot: SLOT_DEEP,
@@ -817,7 +796,7 @@ impl Worker {
                     2 => 3 + self.rng.below(300),
                     3 => u64::from(u32::MAX),
                     4 => (1 << 32) | self.rng.below(3),
-                    _ => self.rng.next(),
+                    _ => self.rng.next_u64(),
                 };
                 Hypercall::Spawn as u64
             }
@@ -827,7 +806,7 @@ impl Worker {
                 2 => u64::from(u32::MAX),
                 3 => (1 << 32) | (1 + self.rng.below(9)),
                 4 => u64::MAX,
-                _ => self.rng.next() | (1 << 40),
+                _ => self.rng.next_u64() | (1 << 40),
             },
         };
         r
@@ -899,7 +878,7 @@ fn work(c: &mut Call) -> Result<[u64; 2], u32> {
     }
     let mut worker = Worker {
         w,
-        rng: Rng(wire::mix(
+        rng: Rng::new(wire::mix(
             setup.seed ^ wire::mix(setup.epoch) ^ (w as u64) << 48,
         )),
         setup,

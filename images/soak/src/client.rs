@@ -24,7 +24,7 @@ extern crate alloc;
 
 use alloc::format;
 use alloc::vec::Vec;
-use ferry_guest::{call, Arg, Call};
+use ferry_guest::{call, Arg, Call, Rng};
 
 /// Keys per thread.
 const KEYS: u64 = 32;
@@ -37,27 +37,8 @@ const RELAY_FAULT_AFTER: u64 = 2;
 /// Slot of `kv.crash`.
 const SLOT_CRASH: u32 = 6;
 
-/// xorshift64*: small, seedable, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// True one time in `n` (never for 0).
-    fn one_in(&mut self, n: u64) -> bool {
-        n != 0 && self.next().is_multiple_of(n)
-    }
-}
-
 fn work(c: &mut Call) -> Result<[u64; 2], u32> {
-    let mut rng = Rng(c.scalar(0) | 1);
+    let mut rng = Rng::new(c.scalar(0));
     let (ops, t) = (c.scalar(1), c.scalar(2));
     let (relay_faults, kv_crashes) = (c.scalar(3), c.scalar(4));
     let (mut ok, mut failed) = (0u64, 0u64);
@@ -70,20 +51,20 @@ fn work(c: &mut Call) -> Result<[u64; 2], u32> {
             let _ = call(SLOT_CRASH, &[], &mut []);
             crashes += 1;
         }
-        let key = format!("s{t}-{}", rng.next() % KEYS).into_bytes();
-        let via_relay = rng.next().is_multiple_of(2);
+        let key = format!("s{t}-{}", rng.next_u64() % KEYS).into_bytes();
+        let via_relay = rng.next_u64().is_multiple_of(2);
         let mode = match (via_relay, rng.one_in(relay_faults)) {
-            (true, true) if rng.next().is_multiple_of(2) => RELAY_FAULT_BEFORE,
+            (true, true) if rng.next_u64().is_multiple_of(2) => RELAY_FAULT_BEFORE,
             (true, true) => RELAY_FAULT_AFTER,
             _ => RELAY_FORWARD,
         };
         before += u64::from(mode == RELAY_FAULT_BEFORE);
         after += u64::from(mode == RELAY_FAULT_AFTER);
         let base = if via_relay { 0 } else { 3 };
-        let answer = match rng.next() % 20 {
+        let answer = match rng.next_u64() % 20 {
             0..=7 => {
-                let len = 1 + (rng.next() % MAX_VALUE as u64) as usize;
-                let value: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let len = 1 + (rng.next_u64() % MAX_VALUE as u64) as usize;
+                let value: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                 call(
                     base,
                     &[mode],
