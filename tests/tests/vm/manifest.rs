@@ -84,13 +84,33 @@ fn too_little_memory_is_refused() {
         crate::common::chain(&e).contains("do not hold the image"),
         "{e}"
     );
-    // Memory that ends below the image base: the loader refuses the segments.
+    // Memory that ends below the image base: refused before any VM exists,
+    // from the image's headers, with the size that fits — and that size
+    // boots, while one MiB less does not.
     let e = boot_err(DomainEntry::new("x", "testguest").memory_mib(1));
+    let fits = match &e {
+        SystemError::Boot(b) => match *b.failure {
+            BootFailure::TooSmall { fits_mib, .. } => fits_mib,
+            ref other => panic!("not TooSmall: {other:?}"),
+        },
+        other => panic!("not a boot error: {other:?}"),
+    };
+    let text = crate::common::chain(&e);
     assert!(
-        crate::common::chain(&e).contains("outside the image area"),
-        "{}",
-        crate::common::chain(&e)
+        text.contains(&format!("the smallest `memory_mib` that fits is {fits}")),
+        "{text}"
     );
+    assert!(fits > 2, "the image alone starts at 2 MiB: {fits}");
+    let too_small = boot_err(DomainEntry::new("x", "testguest").memory_mib(fits - 1));
+    assert!(
+        crate::common::chain(&too_small).contains(&format!("fits is {fits}")),
+        "{}",
+        crate::common::chain(&too_small)
+    );
+    let doc = Document::default().domain(DomainEntry::new("x", "testguest").memory_mib(fits));
+    let spec = ferry_engine::manifest::System::from_document(&doc, None).unwrap();
+    let _dog = crate::common::Watchdog::arm("smallest memory boots");
+    System::boot(spec, None).unwrap_or_else(|e| panic!("{fits} MiB should boot: {e}"));
 }
 
 /// Tests that set only the number of stacks pass [`STACK_KIB`]: it must be

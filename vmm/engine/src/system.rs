@@ -6,7 +6,7 @@
 //! served chain.
 
 use crate::domain::restarter::{Restarter, RestarterError};
-use crate::domain::{BootError, Domain};
+use crate::domain::{BootError, BootFailure, Domain};
 use crate::fault::FaultReport;
 use crate::ids::{DomainId, EntryIndex, Slot, ThreadId};
 use crate::kvm::{self, KvmError};
@@ -309,6 +309,18 @@ impl Core {
             .iter()
             .map(image_bytes)
             .collect::<Result<Vec<_>, _>>()?;
+        // Before any VM exists: every domain's memory must hold its image,
+        // its stacks and the smallest heap (the error names the size that fits).
+        for (d, (image_name, bytes)) in spec.domains.iter().zip(&images) {
+            let fail = |failure| BootError::new(&d.name, failure);
+            let end = crate::domain::loader::image_end(bytes).map_err(|source| {
+                fail(BootFailure::Image {
+                    image: image_name.clone(),
+                    source,
+                })
+            })?;
+            crate::domain::boot::layout_for(end, d).map_err(fail)?;
+        }
         // Fail here, once, rather than in every thread that runs guest code.
         crate::sandbox::prepare()?;
         let watchdog = Arc::new(Watchdog::start().map_err(SystemError::Watchdog)?);

@@ -76,8 +76,10 @@ pub enum BootFailure {
         #[source]
         source: loader::LoadError,
     },
-    #[error("{} MiB of memory do not hold the image ({} KiB), {stacks} stacks of {} KiB and a heap of at least {} KiB", memory >> 20, image >> 10, stack_size >> 10, MIN_HEAP >> 10)]
+    #[error("{} MiB of memory do not hold the image ({} KiB), {stacks} stacks of {} KiB and a heap of at least {} KiB: the smallest `memory_mib` that fits is {fits_mib}", memory >> 20, image >> 10, stack_size >> 10, MIN_HEAP >> 10)]
     TooSmall {
+        /// The smallest whole number of MiB that would hold them.
+        fits_mib: u64,
         /// Guest memory in bytes.
         memory: u64,
         /// Image size in bytes.
@@ -217,8 +219,10 @@ pub(super) fn write_system_pages(
     Ok(())
 }
 
-/// The layout of a domain whose image ends at `image_end`, if it fits.
-pub(super) fn layout_for(
+/// The layout of a domain whose image ends at `image_end`, if it fits
+/// (else how much memory would: checked before boot from the image's
+/// headers, and again once the image is loaded).
+pub(crate) fn layout_for(
     image_end: u64,
     spec: &crate::manifest::DomainSpec,
 ) -> Result<DomainLayout, BootFailure> {
@@ -231,6 +235,10 @@ pub(super) fn layout_for(
     match layout.heap_size() {
         Some(h) if h >= MIN_HEAP => Ok(layout),
         _ => Err(BootFailure::TooSmall {
+            fits_mib: layout
+                .heap_base()
+                .saturating_add(MIN_HEAP)
+                .div_ceil(1 << 20),
             memory: spec.memory,
             image: image_end.saturating_sub(IMAGE_BASE),
             stacks: spec.stacks,

@@ -82,6 +82,15 @@ fn load_segments(image: &[u8]) -> Result<(u64, Vec<(u64, u64)>), LoadError> {
     Ok((entry, segs))
 }
 
+/// Where `image` would end once loaded (its highest segment, `.bss`
+/// included, page-aligned), read from its headers alone: what a manifest
+/// check needs to know before any memory exists.
+pub fn image_end(image: &[u8]) -> Result<u64, LoadError> {
+    let (_, segs) = load_segments(image)?;
+    let end = segs.iter().map(|&(_, e)| e).fold(IMAGE_BASE, u64::max);
+    Ok(page_up(end).unwrap_or(end))
+}
+
 /// Load `image` into `mem` (of `memory_size` bytes) after checking it.
 pub fn load(
     mem: &GuestMemoryMmap,
