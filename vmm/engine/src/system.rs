@@ -111,6 +111,8 @@ struct Running<'scope> {
 pub enum SystemError {
     #[error(transparent)]
     Kvm(#[from] KvmError),
+    #[error(transparent)]
+    HostLimit(#[from] crate::host_limits::HostLimitError),
     #[error("KVM refused to report its CPUID")]
     Cpuid(#[source] kvm_ioctls::Error),
     #[error("domain `{domain}`: no built-in image `{image}` (built-in: {}; give a path containing `/` for a file)", crate::images::names().collect::<Vec<_>>().join(", "))]
@@ -321,6 +323,13 @@ impl Core {
             })?;
             crate::domain::boot::layout_for(end, d).map_err(fail)?;
         }
+        // Room for every VM and every vCPU it may create (one fd each).
+        let per_domain: Vec<u64> = spec
+            .domains
+            .iter()
+            .map(|d| 1 + u64::from(crate::domain::vcpu_capacity(d)))
+            .collect();
+        crate::host_limits::ensure_fds(&per_domain)?;
         // Fail here, once, rather than in every thread that runs guest code.
         crate::sandbox::prepare()?;
         let watchdog = Arc::new(Watchdog::start().map_err(SystemError::Watchdog)?);

@@ -83,6 +83,12 @@ impl Health {
 /// give-back also wakes it at once; this only bounds a missed wake-up).
 const STACK_WAIT_SLICE: Duration = Duration::from_millis(5);
 
+/// The most vCPUs a domain of `spec` will create: one per frame that can
+/// be inside it at once (each stack), plus one for its boot and resets.
+pub fn vcpu_capacity(spec: &crate::manifest::DomainSpec) -> u32 {
+    (spec.stacks + 1).min(shared_abi::layout::MAX_VCPUS)
+}
+
 /// One running domain.
 #[derive(Debug)]
 pub struct Domain {
@@ -220,7 +226,7 @@ impl Domain {
             prints: PrintLimiter::default(),
             refusals: RefusalLog::default(),
             // One boot vCPU plus at most one per stack: every invocation holds a stack.
-            vcpus: VcpuPool::new((spec.stacks + 1).min(shared_abi::layout::MAX_VCPUS)),
+            vcpus: VcpuPool::new(vcpu_capacity(spec)),
             cpuid: cpuid.clone(),
             vm,
             mem,

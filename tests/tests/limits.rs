@@ -1,0 +1,80 @@
+//! The file descriptor limit, in a process of its own (it changes
+//! RLIMIT_NOFILE for the whole process): a soft limit too low for a system
+//! is raised to the hard one; a hard limit too low refuses the boot, before
+//! any VM exists, with one sentence naming the limit and how many domains fit.
+
+mod common;
+
+use ferry_engine::manifest::{Document, DomainEntry, System as Manifest};
+use ferry_engine::system::{System, SystemError};
+
+/// `n` logger domains of 4 stacks: each takes 1 VM fd + up to 5 vCPU fds.
+fn loggers(n: usize) -> Manifest {
+    let mut doc = Document::default();
+    for i in 0..n {
+        doc = doc.domain(
+            DomainEntry::new(format!("log{i}"), "logger")
+                .memory_mib(4)
+                .exports(["append"]),
+        );
+    }
+    Manifest::from_document(&doc, None).expect("manifest")
+}
+
+fn nofile() -> (u64, u64) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one struct we own.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut l) };
+    assert_eq!(r, 0);
+    (l.rlim_cur, l.rlim_max)
+}
+
+fn set_nofile(soft: u64, hard: u64) {
+    let l = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads one struct we own.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const l) };
+    assert_eq!(r, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_low_soft_limit_is_raised_and_a_low_hard_limit_refuses_the_boot() {
+    let _dog = common::Watchdog::arm("fd limits");
+    common::require_kvm();
+    let (_, hard) = nofile();
+    assert!(
+        hard >= 1024,
+        "this test needs a hard limit of at least 1024, not {hard}"
+    );
+
+    // 40 domains need up to 240 fds: more than a soft limit of 128.
+    set_nofile(128, hard);
+    let sys = System::boot(loggers(40), None).expect("boots once the soft limit is raised");
+    assert!(nofile().0 >= 240, "soft limit not raised: {:?}", nofile());
+    assert_eq!(nofile().0, hard, "raised to the hard limit");
+    drop(sys);
+
+    // A hard limit of 128: refused before boot, with the number that fits.
+    set_nofile(128, 128);
+    let e = System::boot(loggers(40), None).err().expect("refused");
+    assert!(matches!(e, SystemError::HostLimit(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("the hard limit (RLIMIT_NOFILE) is 128"),
+        "{text}"
+    );
+    let fit: usize = text
+        .split("the first ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of domains that fit in: {text}"));
+    assert!((1..40).contains(&fit), "{fit} of 40 fit? {text}");
+    // That many do boot under the same limit.
+    System::boot(loggers(fit), None).unwrap_or_else(|e| panic!("{fit} domains should boot: {e}"));
+}
