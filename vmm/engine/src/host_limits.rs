@@ -7,10 +7,22 @@
 //! system needs up to `Σ (1 + vCPU capacity)` beyond what is open. The soft
 //! limit is raised as far as the hard limit allows; if even the hard limit
 //! is too low, the boot is refused with the number of domains that fit.
+//!
+//! Memory maps: every domain maps its guest memory once and each vCPU its
+//! `kvm_run` page once, and every host thread that may start maps a stack
+//! and its guard. The kernel's `vm.max_map_count` bounds them all; a system
+//! that would pass it is refused the same way.
 
 /// Descriptors kept free for everything else the VMM opens (logs, the
 /// watchdog, images read from files, `/proc` reads).
 pub const FD_HEADROOM: u64 = 64;
+
+/// Maps kept free for the allocator's arenas, the VMM's own threads and
+/// libraries loaded later.
+pub const MAP_HEADROOM: u64 = 256;
+
+/// Where the kernel's limit on memory maps per process is read.
+const MAX_MAP_COUNT: &str = "/proc/sys/vm/max_map_count";
 
 /// Why the host cannot hold the system.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +45,25 @@ pub enum HostLimitError {
         /// How many domains, in manifest order, fit under it.
         fit: usize,
     },
+    /// The kernel's limit on memory maps per process is too low.
+    #[error(
+        "this system may need up to {needed} memory maps (guest memory and one `kvm_run` per vCPU for {domains} \
+         domains, two per host thread it may start; {open} already mapped, {MAP_HEADROOM} kept spare) but the \
+         kernel allows {limit} (vm.max_map_count): the first {fit} of the {domains} domains fit; raise it \
+         (`sysctl vm.max_map_count=N`, as root) or boot fewer domains"
+    )]
+    TooFewMaps {
+        /// Maps the system may need, with those mapped and the headroom.
+        needed: u64,
+        /// Domains in the system.
+        domains: usize,
+        /// Maps before the boot.
+        open: u64,
+        /// The kernel's limit.
+        limit: u64,
+        /// How many domains, in manifest order, fit under it.
+        fit: usize,
+    },
     /// The limit could not be read or raised.
     #[error("cannot {what} the file descriptor limit (RLIMIT_NOFILE)")]
     Rlimit {
@@ -42,6 +73,54 @@ pub enum HostLimitError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// How many of `per_domain` (in order) fit under `limit` after `base`.
+fn fitting(per_domain: &[u64], base: u64, limit: u64) -> usize {
+    let mut used = base;
+    per_domain
+        .iter()
+        .take_while(|d| {
+            used = used.saturating_add(**d);
+            used <= limit
+        })
+        .count()
+}
+
+/// Check `needed_by_domain` maps per domain, plus `threads` host threads
+/// that may start, against the kernel's map limit (`limit` and `open` as
+/// read from `/proc`; a pure function, so the sentence can be tested).
+pub fn check_maps(
+    per_domain: &[u64],
+    threads: u64,
+    open: u64,
+    limit: u64,
+) -> Result<(), HostLimitError> {
+    let base = open + MAP_HEADROOM + 2 * threads;
+    let needed = per_domain.iter().fold(base, |n, d| n.saturating_add(*d));
+    if needed <= limit {
+        return Ok(());
+    }
+    Err(HostLimitError::TooFewMaps {
+        needed,
+        domains: per_domain.len(),
+        open,
+        limit,
+        fit: fitting(per_domain, base, limit),
+    })
+}
+
+/// [`check_maps`] against this process and this kernel. A kernel that does
+/// not say its limit is not checked.
+pub fn ensure_maps(per_domain: &[u64], threads: u64) -> Result<(), HostLimitError> {
+    let limit = std::fs::read_to_string(MAX_MAP_COUNT)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let open = std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count() as u64);
+    match limit {
+        Some(limit) => check_maps(per_domain, threads, open, limit),
+        None => Ok(()),
+    }
 }
 
 /// Descriptors open in this process now.
@@ -72,20 +151,12 @@ pub fn ensure_fds(per_domain: &[u64]) -> Result<u64, HostLimitError> {
         return Ok(lim.rlim_cur);
     }
     if needed > lim.rlim_max {
-        let mut used = open + FD_HEADROOM;
-        let fit = per_domain
-            .iter()
-            .take_while(|d| {
-                used = used.saturating_add(**d);
-                used <= lim.rlim_max
-            })
-            .count();
         return Err(HostLimitError::TooFewFds {
             needed,
             domains: per_domain.len(),
             open,
             hard: lim.rlim_max,
-            fit,
+            fit: fitting(per_domain, open + FD_HEADROOM, lim.rlim_max),
         });
     }
     let raised = libc::rlimit {
@@ -106,4 +177,36 @@ pub fn ensure_fds(per_domain: &[u64]) -> Result<u64, HostLimitError> {
         lim.rlim_max
     );
     Ok(lim.rlim_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_limit_too_low_names_how_many_domains_fit() {
+        // 100 domains of 6 maps, 10 threads, 50 mapped: 50 + 256 + 20 + 600.
+        let per = [6u64; 100];
+        assert!(check_maps(&per, 10, 50, 926).is_ok());
+        let e = check_maps(&per, 10, 50, 500).expect_err("over the limit");
+        let text = e.to_string();
+        // (500 - 326) / 6 = 29 domains fit.
+        assert!(text.contains("up to 926 memory maps"), "{text}");
+        assert!(
+            text.contains("the kernel allows 500 (vm.max_map_count)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the first 29 of the 100 domains fit"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn fitting_counts_in_order_and_stops_at_the_first_that_does_not_fit() {
+        assert_eq!(fitting(&[5, 5, 5], 0, 10), 2);
+        assert_eq!(fitting(&[5, 5, 5], 0, 4), 0);
+        assert_eq!(fitting(&[1, 100, 1], 0, 50), 1);
+        assert_eq!(fitting(&[], 0, 0), 0);
+    }
 }

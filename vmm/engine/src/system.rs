@@ -330,6 +330,17 @@ impl Core {
             .map(|d| 1 + u64::from(crate::domain::vcpu_capacity(d)))
             .collect();
         crate::host_limits::ensure_fds(&per_domain)?;
+        // The same VMs and vCPUs in maps, plus every thread that may start
+        // (manifest threads, spawned ones, message-mode servers).
+        let threads = spec.threads.len() as u64
+            + u64::from(spec.max_spawned_total)
+            + spec
+                .domains
+                .iter()
+                .filter(|d| d.ipc == Ipc::Message)
+                .map(|d| u64::from(d.stacks))
+                .sum::<u64>();
+        crate::host_limits::ensure_maps(&per_domain, threads)?;
         // Fail here, once, rather than in every thread that runs guest code.
         crate::sandbox::prepare()?;
         let watchdog = Arc::new(Watchdog::start().map_err(SystemError::Watchdog)?);
