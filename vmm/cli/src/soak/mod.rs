@@ -222,6 +222,15 @@ impl InjectTally {
     }
 }
 
+/// Every fault the soak injected: the injector's storms, the relay's faults
+/// on the workload's path and the kv crashes.
+fn faults_injected(clients: &ClientTally, inject: &InjectTally) -> u64 {
+    inject.injected()
+        + clients.relay_faults_before
+        + clients.relay_faults_after
+        + clients.kv_crashes
+}
+
 fn add_into(total: &mut Vec<u64>, more: &[u64]) {
     if total.len() < more.len() {
         total.resize(more.len(), 0);
@@ -445,7 +454,7 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
                     z.0,
                     z.1,
                     c.answered_ok + c.answered_err,
-                    i.injected() + c.relay_faults_before + c.relay_faults_after + c.kv_crashes,
+                    faults_injected(&c, &i),
                     i.problems,
                     v.judged,
                     v.lost,
@@ -577,7 +586,7 @@ impl fmt::Display for SoakReport {
         writeln!(
             f,
             "faults injected by kind:        {} in all",
-            i.injected() + c.relay_faults_before + c.relay_faults_after + c.kv_crashes
+            faults_injected(c, i)
         )?;
         for k in FaultKind::SOAK {
             let n = i.by_kind.get(k.index()).copied().unwrap_or(0);
