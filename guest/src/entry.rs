@@ -2,7 +2,7 @@
 //! dispatcher the VMM starts every invocation at.
 
 use crate::hypercall::hypercall_scalar;
-use shared_abi::{ArgMode, EntryName, Hypercall, Invocation, MAX_ARGS};
+use shared_abi::{ArgMode, EntryDecl, Hypercall, Invocation, MAX_ARGS};
 
 /// An entry: reads its invocation through [`Call`], returns two results or
 /// a non-zero application status (the caller sees `CallError::App(status)`).
@@ -20,7 +20,7 @@ pub const BAD_ERROR_STATUS: u64 = 0xFFFE;
 pub struct EntryTable {
     /// Entry names, in entry-index order (the VMM checks them against the
     /// manifest).
-    pub names: &'static [EntryName],
+    pub names: &'static [EntryDecl],
     /// Entry functions, same order as `names`.
     pub fns: &'static [EntryFn],
     /// Run once at boot, after the heap is up and `Hello` was accepted.
@@ -54,7 +54,7 @@ macro_rules! entries {
     ($(init = $init:path;)? $($name:literal => $f:path),* $(,)?) => {
         #[no_mangle]
         static __FERRY_ENTRY_TABLE: $crate::EntryTable = $crate::EntryTable {
-            names: &[$($crate::shared_abi::EntryName::new($name)),*],
+            names: &[$($crate::shared_abi::EntryDecl::raw($name)),*],
             fns: &[$($f as $crate::EntryFn),*],
             init: $crate::__ferry_init!($($init)?),
         };

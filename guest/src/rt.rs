@@ -37,6 +37,8 @@ pub fn boot_info() -> BootInfo {
         heap_size: HEAP_SIZE.load(Ordering::Relaxed),
         stack_size: STACK_SIZE.load(Ordering::Relaxed),
         generation: generation(),
+        cap_count: 0,
+        reserved: 0,
     }
 }
 
@@ -170,6 +172,10 @@ unsafe fn boot_with(boot: *const BootInfo, abi_version: u32) -> ! {
         samples: SAMPLES.addr(),
         sample_capacity: SAMPLE_CAPACITY as u64,
         sample_count: SAMPLE_COUNT.as_ptr() as u64,
+        imports: 0,
+        import_count: 0,
+        cap_capacity: 0,
+        caps: 0,
     };
     // SAFETY: Hello only reads the struct and the tables it names, all live.
     let (status, _) = unsafe {

@@ -28,7 +28,7 @@ pub fn spawn_named(name: &str, arg: u64) -> Result<u64, CallError> {
     let index = table()
         .names
         .iter()
-        .position(|e| e.as_bytes() == Some(name.as_bytes()))
+        .position(|e| e.name.as_bytes() == Some(name.as_bytes()))
         .ok_or(CallError::Ferry(ErrorCode::NoSuchEntry))?;
     spawn(index as u32, arg)
 }

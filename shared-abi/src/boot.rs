@@ -3,14 +3,23 @@
 //! The VMM starts a guest at its ELF entry with `RDI` → [`BootInfo`] (on the
 //! boot stack). The guest sets up its heap, then says `Hello` with `RDI` →
 //! [`Hello`]: its ABI version, its entry table and where it keeps latency
-//! samples. The VMM checks the entry table against the manifest and answers
-//! with status 0, or stops the domain naming both sides of the mismatch.
-//! After its own initialisation the guest says `Ready`.
+//! samples, the interface methods it calls, and a buffer for its
+//! capability table. The VMM checks the entry table against the manifest,
+//! fills the buffer with [`CapDecl`]s and answers with status 0, or stops
+//! the domain naming both sides of the mismatch. After its own
+//! initialisation the guest says `Ready`. Once every domain has said
+//! `Hello`, the VMM checks that each client and the servers it holds
+//! capabilities to were built from the same interface definitions
+//! ([`EntryDecl::method_id`]).
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// Longest entry name, in bytes.
+/// Longest name (of an entry, an interface or a domain), in bytes.
 pub const ENTRY_NAME_MAX: usize = 32;
+
+/// `EntryDecl::method_id` of an entry that belongs to no interface (a raw
+/// entry, written against the `Call`/`Invocation` ABI by hand).
+pub const RAW_METHOD: u64 = 0;
 
 /// `Sample::slot` of a null-hypercall (floor) measurement.
 pub const FLOOR_SLOT: u32 = u32::MAX;
@@ -37,13 +46,19 @@ pub struct BootInfo {
     pub stack_size: u64,
     /// How often this domain has been (re)started; 0 at first boot.
     pub generation: u64,
+    /// How many capabilities the manifest grants this domain: the
+    /// capacity the guest gives its `Hello::caps` buffer.
+    pub cap_count: u32,
+    /// Must be zero.
+    pub reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<BootInfo>() == 40);
+const _: () = assert!(core::mem::size_of::<BootInfo>() == 48);
 
-/// One exported entry's name. The entry's index is its position in the table.
+/// A short UTF-8 name (an entry's, an interface's or a domain's), at most
+/// [`ENTRY_NAME_MAX`] bytes, in a fixed-size field so tables stay flat.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
-pub struct EntryName {
+pub struct Name {
     /// UTF-8 name, `len` bytes used.
     pub name: [u8; ENTRY_NAME_MAX],
     /// Used bytes of `name`.
@@ -51,14 +66,21 @@ pub struct EntryName {
     /// Must be zero.
     pub reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<EntryName>() == 40);
+const _: () = assert!(core::mem::size_of::<Name>() == 40);
 
-impl EntryName {
-    /// Build a table entry at compile time; names longer than
-    /// [`ENTRY_NAME_MAX`] fail the build.
+impl Name {
+    /// The empty name (an entry of no interface has it as its interface).
+    pub const EMPTY: Self = Self {
+        name: [0; ENTRY_NAME_MAX],
+        len: 0,
+        reserved: 0,
+    };
+
+    /// Build a name at compile time; names longer than [`ENTRY_NAME_MAX`]
+    /// fail the build (and panic at run time).
     pub const fn new(name: &str) -> Self {
         let bytes = name.as_bytes();
-        assert!(bytes.len() <= ENTRY_NAME_MAX, "entry name too long");
+        assert!(bytes.len() <= ENTRY_NAME_MAX, "name longer than 32 bytes");
         let mut out = [0u8; ENTRY_NAME_MAX];
         let mut i = 0;
         while i < bytes.len() {
@@ -81,7 +103,61 @@ impl EntryName {
     pub fn as_bytes(&self) -> Option<&[u8]> {
         self.name.get(..self.len as usize)
     }
+
+    /// The name as text, if `len` is sane and the bytes are UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        core::str::from_utf8(self.as_bytes()?).ok()
+    }
 }
+
+/// One entry of an image's entry table (its index is its position), or one
+/// interface method an image calls (in `Hello::imports`).
+///
+/// A typed interface's methods carry the interface's name and a method id
+/// derived from the method's name and signature (see `docs/INTERFACES.md`
+/// for the algorithm), so the VMM can refuse at boot a client and a server
+/// built from different definitions instead of letting them exchange
+/// misread bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct EntryDecl {
+    /// The entry's name (what manifests export and grant).
+    pub name: Name,
+    /// The interface the method belongs to ([`Name::EMPTY`] for a raw entry).
+    pub interface: Name,
+    /// The method's id, or [`RAW_METHOD`] for a raw entry.
+    pub method_id: u64,
+}
+const _: () = assert!(core::mem::size_of::<EntryDecl>() == 88);
+
+impl EntryDecl {
+    /// A raw entry (no interface) at compile time.
+    pub const fn raw(name: &str) -> Self {
+        Self {
+            name: Name::new(name),
+            interface: Name::EMPTY,
+            method_id: RAW_METHOD,
+        }
+    }
+}
+
+/// One capability of a domain, as the VMM writes it into the guest's
+/// `Hello::caps` buffer: what slot `slot` reaches. A guest binds a typed
+/// handle by domain name through this table once, instead of compiling
+/// slot numbers that must match the manifest's order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct CapDecl {
+    /// The domain the capability calls into.
+    pub domain: Name,
+    /// The entry it may call there.
+    pub entry: Name,
+    /// The capability slot to put in `CallRequest::slot`.
+    pub slot: u32,
+    /// Must be zero.
+    pub reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<CapDecl>() == 88);
 
 /// A guest's introduction (by address, in `RDI`, with `Hello`).
 #[repr(C)]
@@ -91,9 +167,9 @@ impl EntryName {
 pub struct Hello {
     /// The guest's [`crate::ABI_VERSION`].
     pub abi_version: u32,
-    /// Number of [`EntryName`]s at `entries`.
+    /// Number of [`EntryDecl`]s at `entries`.
     pub entry_count: u32,
-    /// Guest address of the entry table.
+    /// Guest address of the entry table (`[EntryDecl; entry_count]`).
     pub entries: u64,
     /// Guest address of the runtime's dispatcher: the VMM starts every
     /// invocation there with `RDI` → [`crate::Invocation`], `RSI` = entry index.
@@ -105,8 +181,19 @@ pub struct Hello {
     /// Guest address of the `u64` count of samples ever written (the ring
     /// index is `count % capacity`).
     pub sample_count: u64,
+    /// Guest address of `[EntryDecl; import_count]`: the interface methods
+    /// this image calls (entry name, interface, method id), or 0.
+    pub imports: u64,
+    /// Number of [`EntryDecl`]s at `imports`.
+    pub import_count: u32,
+    /// Capacity of the buffer at `caps`, in [`CapDecl`]s.
+    pub cap_capacity: u32,
+    /// Guest address of a buffer the VMM fills with the domain's
+    /// capability table (`BootInfo::cap_count` entries, slot order) when
+    /// it accepts the `Hello`; 0 if the guest does not want it.
+    pub caps: u64,
 }
-const _: () = assert!(core::mem::size_of::<Hello>() == 48);
+const _: () = assert!(core::mem::size_of::<Hello>() == 72);
 
 /// One latency measurement a guest took with `rdtsc` around a `Call` (or a
 /// `Nop`, with `slot == FLOOR_SLOT`). Guests write these into their own

@@ -149,6 +149,25 @@ mod tests {
     }
 }
 
+/// Application statuses the guest runtime answers on an entry's behalf.
+/// An entry's own statuses are `1..BASE`; these tell a caller that the
+/// invocation never reached the entry's code, or that the entry broke the
+/// protocol.
+pub mod runtime_status {
+    /// First status reserved for the runtime; an interface's error codes
+    /// must stay below it.
+    pub const BASE: u32 = 0xFFF0;
+    /// The dispatcher rejected the invocation before running the entry: the
+    /// number of objects, a mode, a length, an alignment or a scalar's range
+    /// does not match the method's signature (a caller built from another
+    /// definition, or one writing raw descriptors).
+    pub const MALFORMED: u32 = 0xFFFD;
+    /// The entry returned `Err(0)`, which would read as success.
+    pub const BAD_ERROR: u32 = 0xFFFE;
+    /// The VMM started an entry index the image's table lacks.
+    pub const UNKNOWN_ENTRY: u32 = 0xFFFF;
+}
+
 /// Pseudo-vectors for faults that are not CPU exceptions, reported in the
 /// vector register of a `Fault` answer (CPU vectors are 0..=31).
 pub mod pseudo_vector {

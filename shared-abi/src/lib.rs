@@ -18,9 +18,12 @@ pub mod error;
 pub mod hypercall;
 pub mod layout;
 
-pub use boot::{BootInfo, EntryName, Hello, Sample, ENTRY_NAME_MAX, FLOOR_SLOT, FUNCTION_SLOT};
+pub use boot::{
+    BootInfo, CapDecl, EntryDecl, Hello, Name, Sample, ENTRY_NAME_MAX, FLOOR_SLOT, FUNCTION_SLOT,
+    RAW_METHOD,
+};
 pub use call::{ArgDesc, ArgMode, CallRequest, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
-pub use error::{pseudo_vector, CallStatus, ErrorCode, APP_ERROR_BASE};
+pub use error::{pseudo_vector, runtime_status, CallStatus, ErrorCode, APP_ERROR_BASE};
 pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT};
 
 /// Version of this contract. A guest sends it in its `Hello`; the VMM refuses
@@ -32,5 +35,9 @@ pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT
 /// 4 — `Timeout` (19), `CalleeExited` (20); `Call` takes a
 /// CPU budget (`RSI`) and a wait limit (`RDX`) and answers the callee's
 /// generation (`R8`); `Exit` only from the bottom frame; fault reports are
-/// private (`pseudo_vector::DOMAIN_DOWN`).
-pub const ABI_VERSION: u32 = 4;
+/// private (`pseudo_vector::DOMAIN_DOWN`). 5 — typed interfaces: the entry
+/// table is `[EntryDecl]` (name, interface, method id); `Hello` carries the
+/// image's imports and a buffer the VMM fills with its capability table
+/// (`CapDecl`, `BootInfo::cap_count`); application statuses from
+/// `runtime_status::BASE` up belong to the guest runtime.
+pub const ABI_VERSION: u32 = 5;

@@ -47,6 +47,19 @@ fn count_dir(path: &str) -> usize {
     std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
 }
 
+/// Names of this process's threads, for a leak message that says which.
+fn thread_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn check(b: Batch, what: &str, total: &mut Report) {
     if b.report.violation_count > 0 {
         let log = std::env::temp_dir().join(format!("ferry-fuzz-{what}.log"));
@@ -113,6 +126,7 @@ fn hostile_hypercalls_from_several_vcpus_are_answered_as_the_abi_says() {
     let mut total = Report::default();
     // Warm-up: a batch inside a run, so every domain has run once.
     check(batch_in_a_run(&sys, &mut fuzz, 100), "warm-up", &mut total);
+    let names_before = thread_names();
     let (threads, fds, vcpus_before) = (
         count_dir("/proc/self/task"),
         count_dir("/proc/self/fd"),
@@ -128,7 +142,11 @@ fn hostile_hypercalls_from_several_vcpus_are_answered_as_the_abi_says() {
     // VMs' kernel workers end after the VM fds close) may still have been
     // exiting when the first count was taken.
     let now = count_dir("/proc/self/task");
-    assert!(now <= threads, "host threads leaked: {threads} → {now}");
+    assert!(
+        now <= threads,
+        "host threads leaked: {threads} → {now}: {names_before:?} → {:?}",
+        thread_names()
+    );
     // One fd per vCPU: the deep domains may still create theirs lazily.
     let new_vcpus = vcpus(&sys) - vcpus_before;
     assert_eq!(count_dir("/proc/self/fd"), fds + new_vcpus, "fds leaked");

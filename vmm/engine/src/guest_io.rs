@@ -7,7 +7,7 @@
 //! field lists. No raw pointers into guest memory escape this file.
 
 use core::mem::offset_of;
-use shared_abi::{ArgDesc, BootInfo, CallRequest, EntryName, Hello, Invocation, Sample, MAX_ARGS};
+use shared_abi::{ArgDesc, BootInfo, CallRequest, EntryDecl, Hello, Invocation, Sample, MAX_ARGS};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -115,13 +115,13 @@ pub fn read_hello(mem: &GuestMemoryMmap, addr: u64) -> Result<Hello, GuestMemErr
     read_copy(mem, addr)
 }
 
-/// Copy entry name `index` of the table at `table` out of guest memory.
-pub fn read_entry_name(
+/// Copy entry declaration `index` of the table at `table` out of guest memory.
+pub fn read_entry_decl(
     mem: &GuestMemoryMmap,
     table: u64,
     index: u64,
-) -> Result<EntryName, GuestMemError> {
-    let size = size_of::<EntryName>() as u64;
+) -> Result<EntryDecl, GuestMemError> {
+    let size = size_of::<EntryDecl>() as u64;
     read_copy(mem, table.saturating_add(index.saturating_mul(size)))
 }
 
@@ -208,9 +208,12 @@ mod tests {
             heap_size: 4,
             stack_size: 5,
             generation: 6,
+            cap_count: 7,
+            reserved: 0,
         };
         let bytes = encode_boot_info(&b);
-        let mut want = [0u8; 40];
+        let mut want = [0u8; 48];
+        want[40] = 7;
         want[0] = 1;
         want[4] = 2;
         for (i, v) in (3u8..=6).enumerate() {
@@ -222,18 +225,20 @@ mod tests {
 
     #[test]
     fn small_types_decode_from_bytes() {
-        let mut raw = [0u8; 48];
+        let mut raw = [0u8; 72];
         raw[0] = 3; // abi_version
         raw[4] = 2; // entry_count
         raw[40] = 9; // sample_count
         let h = Hello::read_from_bytes(&raw[..]).unwrap();
         assert_eq!((h.abi_version, h.entry_count, h.sample_count), (3, 2, 9));
 
-        let mut raw = [0u8; 40];
+        let mut raw = [0u8; 88];
         raw[..3].copy_from_slice(b"put");
         raw[32] = 3;
-        let e = EntryName::read_from_bytes(&raw[..]).unwrap();
-        assert_eq!(e.as_bytes(), Some(&b"put"[..]));
+        raw[80] = 7; // method_id
+        let e = EntryDecl::read_from_bytes(&raw[..]).unwrap();
+        assert_eq!(e.name.as_bytes(), Some(&b"put"[..]));
+        assert_eq!(e.method_id, 7);
 
         let mut raw = [0u8; 16];
         raw[0] = 7;

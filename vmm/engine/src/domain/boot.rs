@@ -11,7 +11,7 @@ use crate::region::{DataRegion, RangeError};
 use crate::vcpu::{Exit, Vcpu};
 use crate::watch::Meter;
 use shared_abi::layout::{DomainLayout, IMAGE_BASE, MAX_VCPUS};
-use shared_abi::{BootInfo, EntryName, Hello, Sample, ABI_VERSION};
+use shared_abi::{BootInfo, EntryDecl, Hello, Sample, ABI_VERSION};
 use vm_memory::GuestMemoryMmap;
 
 /// Most entries a guest may declare.
@@ -283,6 +283,8 @@ impl Domain {
             heap_size: self.layout.heap_size().unwrap_or(0),
             stack_size: self.layout.stack_size,
             generation,
+            cap_count: 0,
+            reserved: 0,
         };
         guest_io::write(self.mem(), info_addr, &guest_io::encode_boot_info(&info))
             .map_err(|e| BootFailure::Protocol(BootProtocol::BootInfo(e)))?;
@@ -384,14 +386,15 @@ pub(crate) fn decode_hello(
     if hello.entry_count > MAX_ENTRIES {
         return Err(bad(HelloError::TooManyEntries(hello.entry_count)));
     }
-    let table_len = u64::from(hello.entry_count) * size_of::<EntryName>() as u64;
+    let table_len = u64::from(hello.entry_count) * size_of::<EntryDecl>() as u64;
     let table = region
         .check(hello.entries, table_len)
         .map_err(|e| bad(HelloError::EntryTable(e)))?;
     let mut entries = Vec::with_capacity(hello.entry_count as usize);
     for i in 0..u64::from(hello.entry_count) {
-        let e = guest_io::read_entry_name(mem, table.addr(), i).map_err(unreadable)?;
+        let e = guest_io::read_entry_decl(mem, table.addr(), i).map_err(unreadable)?;
         let name = e
+            .name
             .as_bytes()
             .and_then(|b| std::str::from_utf8(b).ok())
             .ok_or(bad(HelloError::EntryName(i)))?;

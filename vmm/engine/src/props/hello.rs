@@ -9,13 +9,13 @@ use crate::guest_io;
 use crate::region::DataRegion;
 use proptest::prelude::*;
 use shared_abi::layout::IMAGE_BASE;
-use shared_abi::{EntryName, Hello, Sample, ABI_VERSION, ENTRY_NAME_MAX};
+use shared_abi::{EntryDecl, Hello, Name, Sample, ABI_VERSION, ENTRY_NAME_MAX, RAW_METHOD};
 use std::cell::Cell;
 use zerocopy::IntoBytes;
 
-const NAME_SIZE: u64 = size_of::<EntryName>() as u64;
+const NAME_SIZE: u64 = size_of::<EntryDecl>() as u64;
 
-fn name() -> impl Strategy<Value = EntryName> {
+fn name() -> impl Strategy<Value = EntryDecl> {
     let text = prop_oneof![
         4 => "[a-z_][a-z0-9_]{0,31}".prop_map(String::into_bytes),
         1 => proptest::collection::vec(any::<u8>(), 0..=ENTRY_NAME_MAX),
@@ -25,10 +25,14 @@ fn name() -> impl Strategy<Value = EntryName> {
     (text, len, reserved).prop_map(|(bytes, len, reserved)| {
         let mut name = [0u8; ENTRY_NAME_MAX];
         name[..bytes.len()].copy_from_slice(&bytes);
-        EntryName {
-            name,
-            len: len.unwrap_or(u32::try_from(bytes.len()).unwrap()),
-            reserved,
+        EntryDecl {
+            name: Name {
+                name,
+                len: len.unwrap_or(u32::try_from(bytes.len()).unwrap()),
+                reserved,
+            },
+            interface: Name::EMPTY,
+            method_id: RAW_METHOD,
         }
     })
 }
@@ -55,6 +59,10 @@ fn hello() -> impl Strategy<Value = Hello> {
                 samples,
                 sample_capacity: cap,
                 sample_count: count,
+                imports: 0,
+                import_count: 0,
+                cap_capacity: 0,
+                caps: 0,
             },
         )
 }
@@ -89,8 +97,8 @@ fn a_hello_is_accepted_only_as_memory_holds_it_and_where_it_must_lie() {
             let table_len = u64::from(there.entry_count) * NAME_SIZE;
             prop_assert!(region.check(there.entries, table_len).is_ok());
             for (i, got) in (0u64..).zip(&info.entries) {
-                let e = guest_io::read_entry_name(&mem, there.entries, i).unwrap();
-                let bytes = e.as_bytes().unwrap();
+                let e = guest_io::read_entry_decl(&mem, there.entries, i).unwrap();
+                let bytes = e.name.as_bytes().unwrap();
                 prop_assert!(bytes.len() <= ENTRY_NAME_MAX);
                 prop_assert_eq!(got.as_bytes(), bytes);
             }
