@@ -144,7 +144,9 @@ impl EntryDecl {
 /// One capability of a domain, as the VMM writes it into the guest's
 /// `Hello::caps` buffer: what slot `slot` reaches. A guest binds a typed
 /// handle by domain name through this table once, instead of compiling
-/// slot numbers that must match the manifest's order.
+/// slot numbers that must match the manifest's order; the server entry's
+/// interface and method id come along so a handle binds only methods of
+/// its own interface.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct CapDecl {
@@ -152,12 +154,16 @@ pub struct CapDecl {
     pub domain: Name,
     /// The entry it may call there.
     pub entry: Name,
+    /// The interface that entry belongs to ([`Name::EMPTY`] if raw).
+    pub interface: Name,
+    /// The entry's method id ([`RAW_METHOD`] if raw).
+    pub method_id: u64,
     /// The capability slot to put in `CallRequest::slot`.
     pub slot: u32,
     /// Must be zero.
     pub reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<CapDecl>() == 88);
+const _: () = assert!(core::mem::size_of::<CapDecl>() == 136);
 
 /// A guest's introduction (by address, in `RDI`, with `Hello`).
 #[repr(C)]

@@ -1,7 +1,7 @@
 //! The client side: how a generated stub reaches the VMM and reads its
 //! answer.
 
-use crate::server::InterfaceDecl;
+use crate::server::{InterfaceDecl, MethodDecl};
 use crate::types::{AppError, Plain, Reply};
 use shared_abi::{runtime_status, ArgDesc, ArgMode, CallRequest, CallStatus, ErrorCode};
 
@@ -35,9 +35,11 @@ pub trait Transport {
     /// live reference to it but the borrows the stub holds.
     unsafe fn call(&self, req: &CallRequest, limits: Limits) -> (u64, [u64; 5]);
 
-    /// The capability slot that reaches `entry` of `domain`, if the
-    /// manifest granted it (looked up once, when a handle is bound).
-    fn slot(&self, domain: &str, entry: &str) -> Option<u32>;
+    /// The capability slot that reaches `method` of `interface` in
+    /// `domain`, if the manifest granted it and the entry there is that
+    /// method (same entry name, interface and method id); looked up once,
+    /// when a handle is bound.
+    fn slot(&self, domain: &str, interface: &str, method: &MethodDecl) -> Option<u32>;
 
     /// Whether this image declared `interface` among those it calls: only
     /// then did the VMM check at boot that the servers it reaches were
@@ -142,7 +144,7 @@ pub fn resolve<const N: usize>(
     let mut slots = [NO_SLOT; N];
     let mut granted = false;
     for (slot, m) in slots.iter_mut().zip(interface.methods) {
-        if let Some(s) = transport.slot(domain, m.entry) {
+        if let Some(s) = transport.slot(domain, interface.name, m) {
             *slot = s;
             granted = true;
         }
