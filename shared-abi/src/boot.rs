@@ -28,6 +28,11 @@ pub const FLOOR_SLOT: u32 = u32::MAX;
 /// call costs when no domain boundary is crossed).
 pub const FUNCTION_SLOT: u32 = u32::MAX - 1;
 
+/// `Sample::slot` of a call's guest-side cycles: the time around a call
+/// minus its `Call` hypercall, i.e. what the caller's own code (a typed
+/// stub or the raw API) spent building the request and decoding the answer.
+pub const GUEST_SIDE_SLOT: u32 = u32::MAX - 2;
+
 /// What the VMM tells a booting guest.
 #[repr(C)]
 #[derive(

@@ -20,7 +20,7 @@ pub mod layout;
 
 pub use boot::{
     BootInfo, CapDecl, EntryDecl, Hello, Name, Sample, ENTRY_NAME_MAX, FLOOR_SLOT, FUNCTION_SLOT,
-    RAW_METHOD,
+    GUEST_SIDE_SLOT, RAW_METHOD,
 };
 pub use call::{ArgDesc, ArgMode, CallRequest, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
 pub use error::{pseudo_vector, runtime_status, CallStatus, ErrorCode, APP_ERROR_BASE};
