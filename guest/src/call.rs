@@ -130,19 +130,9 @@ impl<'a> Arg<'a> {
     }
 }
 
-/// Limits a caller sets on one call, in microseconds: `budget_us` is the
-/// CPU time the callee (and whatever it calls) may use, `wait_us` the
-/// wall-clock limit of any wait on the caller's behalf (a stack, a
-/// message-mode reply, a restart). 0 means the manifest's default; a larger
-/// value is cut to that default, and a budget to what remains of the
-/// caller's own. Either running out answers `ErrorCode::Timeout`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// CPU budget of the call in µs (0 = default).
-    pub budget_us: u64,
-    /// Wall-clock limit of each wait in µs (0 = default).
-    pub wait_us: u64,
-}
+/// Limits a caller sets on one call: the same type typed stubs take
+/// (`ferry_interface::Limits`), so raw and typed calls share it.
+pub use ferry_interface::Limits;
 
 /// A call's outcome and the callee's generation as of the answer: a caller
 /// that sees the generation change knows the callee restarted (and lost
@@ -184,15 +174,36 @@ pub fn call_with(slot: u32, scalars: &[u64], args: &mut [Arg<'_>], limits: Limit
     for (d, a) in req.args.iter_mut().zip(args.iter()) {
         *d = a.desc;
     }
-    let t0 = rdtsc();
     // SAFETY: every descriptor came from a live borrow (`Arg::input` etc.,
     // held for `'_` by `args`) or from `Arg::raw`, whose caller vouched for
     // it; the request itself is a local.
-    let (status, regs) = unsafe {
+    let (status, regs) = unsafe { timed_call(&req, limits) };
+    let [r0, r1, r2, r3, generation] = regs;
+    let result = if status == 0 {
+        Ok([r0, r1])
+    } else {
+        Err(CallError::decode(status, [r0, r1, r2, r3]))
+    };
+    Answer { result, generation }
+}
+
+/// The `Call` hypercall on `req` with `limits`, timed with `rdtsc` and
+/// recorded in the sample ring under `req.slot`: the one path of both raw
+/// ([`call_with`]) and typed ([`Vmm`](crate::Vmm)) calls, so `ferry bench`
+/// sees them alike.
+///
+/// # Safety
+/// As for [`call_raw`]: if the VMM accepts the request, it writes
+/// OUT/INOUT objects back into the memory they name.
+#[inline(always)]
+pub(crate) unsafe fn timed_call(req: &CallRequest, limits: Limits) -> (u64, [u64; 5]) {
+    let t0 = rdtsc();
+    // SAFETY: forwarded to the caller; the request is a live reference.
+    let answer = unsafe {
         hypercall(
             Hypercall::Call as u32,
             [
-                &req as *const CallRequest as u64,
+                core::ptr::from_ref(req) as u64,
                 limits.budget_us,
                 limits.wait_us,
                 0,
@@ -202,14 +213,8 @@ pub fn call_with(slot: u32, scalars: &[u64], args: &mut [Arg<'_>], limits: Limit
         )
     };
     let t1 = rdtsc();
-    record(slot, t1.wrapping_sub(t0));
-    let [r0, r1, r2, r3, generation] = regs;
-    let result = if status == 0 {
-        Ok([r0, r1])
-    } else {
-        Err(CallError::decode(status, [r0, r1, r2, r3]))
-    };
-    Answer { result, generation }
+    record(req.slot, t1.wrapping_sub(t0));
+    answer
 }
 
 /// The `Call` hypercall on any request, however malformed (also a wild

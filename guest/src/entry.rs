@@ -1,77 +1,23 @@
-//! Exported entries: the table an image declares with [`entries!`], and the
-//! dispatcher the VMM starts every invocation at.
+//! Exported entries: what a raw entry sees ([`Call`]), and the dispatcher
+//! the VMM starts every invocation at, which runs a served interface's
+//! method or a raw entry.
 
 use crate::hypercall::hypercall_scalar;
-use shared_abi::{ArgMode, EntryDecl, Hypercall, Invocation, MAX_ARGS};
+use crate::image::{tables, Target};
+use ferry_interface::Incoming;
+use shared_abi::{runtime_status, ArgMode, Hypercall, Invocation, MAX_ARGS};
 
 /// An entry: reads its invocation through [`Call`], returns two results or
 /// a non-zero application status (the caller sees `CallError::App(status)`).
 pub type EntryFn = fn(&mut Call) -> Result<[u64; 2], u32>;
 
-/// Status returned when the VMM starts an entry index the table lacks.
-pub const UNKNOWN_ENTRY_STATUS: u64 = 0xFFFF;
+/// Status returned when the VMM starts an entry index the table lacks
+/// (`shared_abi::runtime_status::UNKNOWN_ENTRY`, kept under its old name).
+pub const UNKNOWN_ENTRY_STATUS: u64 = runtime_status::UNKNOWN_ENTRY as u64;
 
-/// Status reported when an entry returns `Err(0)` (0 would read as success).
-pub const BAD_ERROR_STATUS: u64 = 0xFFFE;
-
-/// An image's entry table, built by [`entries!`]: names (sent in `Hello`,
-/// index = entry number), the functions in the same order, and an optional
-/// init function run once before `Ready`.
-pub struct EntryTable {
-    /// Entry names, in entry-index order (the VMM checks them against the
-    /// manifest).
-    pub names: &'static [EntryDecl],
-    /// Entry functions, same order as `names`.
-    pub fns: &'static [EntryFn],
-    /// Run once at boot, after the heap is up and `Hello` was accepted.
-    pub init: Option<fn()>,
-}
-
-extern "Rust" {
-    /// Defined by the image through [`entries!`].
-    static __FERRY_ENTRY_TABLE: EntryTable;
-}
-
-/// The image's entry table.
-pub(crate) fn table() -> &'static EntryTable {
-    // SAFETY: `entries!` defines this immutable static with this exact type;
-    // an image without `entries!` fails to link.
-    unsafe { &__FERRY_ENTRY_TABLE }
-}
-
-/// Declare the image's entries, in entry-index order, and optionally an
-/// init function (`fn()`), run once at boot before `Ready`:
-///
-/// ```ignore
-/// ferry_guest::entries! {
-///     init = my_init;
-///     "put" => put,
-///     "get" => get,
-/// }
-/// ```
-#[macro_export]
-macro_rules! entries {
-    ($(init = $init:path;)? $($name:literal => $f:path),* $(,)?) => {
-        #[no_mangle]
-        static __FERRY_ENTRY_TABLE: $crate::EntryTable = $crate::EntryTable {
-            names: &[$($crate::shared_abi::EntryDecl::raw($name)),*],
-            fns: &[$($f as $crate::EntryFn),*],
-            init: $crate::__ferry_init!($($init)?),
-        };
-    };
-}
-
-/// Implementation detail of [`entries!`].
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __ferry_init {
-    () => {
-        ::core::option::Option::None
-    };
-    ($init:path) => {
-        ::core::option::Option::Some($init as fn())
-    };
-}
+/// Status reported when an entry returns `Err(0)`, which would read as
+/// success (`shared_abi::runtime_status::BAD_ERROR`, kept under its old name).
+pub const BAD_ERROR_STATUS: u64 = runtime_status::BAD_ERROR as u64;
 
 /// What an entry sees of its invocation: scalars, objects (the copies on
 /// this stack) and who called.
@@ -142,22 +88,31 @@ impl Call {
 }
 
 /// Where the VMM starts every invocation (announced in `Hello`): RDI → the
-/// `Invocation` on the fresh stack, RSI = entry index. Runs the entry and
+/// `Invocation` on the fresh stack, RSI = entry index. Runs the entry (a
+/// served method through its interface's dispatch, or a raw entry) and
 /// returns its outcome with the `Return` hypercall; never returns itself.
 pub(crate) extern "C" fn dispatch(inv: *mut Invocation, entry: u64) -> ! {
-    let (status, r) = match table().fns.get(entry as usize) {
-        Some(f) => {
+    let outcome = match tables().targets.get(entry as usize) {
+        Some(Target::Raw(f)) => {
             // SAFETY: the VMM passes a valid, exclusively ours frame that
             // lives on this stack until Return (which never comes back).
             let inv = unsafe { &mut *inv };
             let mut call = Call { inv };
-            match f(&mut call) {
-                Ok(r) => (0, r),
-                Err(0) => (BAD_ERROR_STATUS, [0, 0]),
-                Err(code) => (code as u64, [0, 0]),
-            }
+            f(&mut call)
         }
-        None => (UNKNOWN_ENTRY_STATUS, [0, 0]),
+        Some(Target::Served(server, method)) => {
+            // SAFETY: as above; the VMM copied every object to its own
+            // disjoint place on this stack, none overlapping the frame,
+            // all live until Return.
+            let mut incoming = unsafe { Incoming::new(&*inv) };
+            server.dispatch(*method, &mut incoming)
+        }
+        None => Err(runtime_status::UNKNOWN_ENTRY),
+    };
+    let (status, r) = match outcome {
+        Ok(r) => (0, r),
+        Err(0) => (BAD_ERROR_STATUS, [0, 0]),
+        Err(code) => (u64::from(code), [0, 0]),
     };
     loop {
         hypercall_scalar(Hypercall::Return, [status, r[0], r[1], 0, 0, 0]);

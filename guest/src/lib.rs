@@ -1,13 +1,19 @@
 //! Ferry's guest runtime: everything a `no_std` guest image needs to boot,
 //! export entries, call other domains and report problems.
 //!
-//! An image is `#![no_std] #![no_main]`, depends on this crate, declares its
-//! entries with [`entries!`] and links with `guest/link.ld` (see
+//! An image is `#![no_std] #![no_main]`, depends on this crate, declares
+//! what it serves, calls and exports with [`image!`] (or, raw entries only,
+//! [`entries!`]) and links with `guest/link.ld` (see
 //! `guest/build-image.rs`). This crate provides:
-//! - `_start`: heap setup, `Hello`, the image's init function, `Ready`;
-//! - the dispatcher the VMM starts every invocation at ([`Call`] wraps the
-//!   invocation frame);
-//! - [`call`] (with [`Arg`] descriptors) to migrate into another domain;
+//! - `_start`: heap setup, the entry table, imports and capability buffer,
+//!   `Hello`, the image's init function, `Ready`;
+//! - the dispatcher the VMM starts every invocation at: a served
+//!   interface's method through its `Serve::dispatch`, or a raw entry
+//!   ([`Call`] wraps the invocation frame);
+//! - [`Vmm`], the [`interface::Transport`] typed stubs bind and call
+//!   through (capabilities by domain name, from the table the VMM wrote);
+//! - [`call`] (with [`Arg`] descriptors) to migrate into another domain
+//!   through the raw ABI;
 //! - [`print!`]/[`println!`], a panic handler that reports through the
 //!   `Panic` hypercall, the heap (`alloc` works), and the `mem*` functions
 //!   `core` needs;
@@ -23,21 +29,25 @@
 
 extern crate alloc;
 
+pub use ferry_interface as interface;
 pub use shared_abi;
 
 mod call;
 mod entry;
 mod hypercall;
+mod image;
 mod mem;
 mod print;
 mod rng;
 mod rt;
 mod samples;
 mod spawn;
+mod transport;
 
 pub use call::{call, call_raw, call_with, Answer, Arg, CallError, Limits, Pod};
-pub use entry::{Call, EntryFn, EntryTable, BAD_ERROR_STATUS, UNKNOWN_ENTRY_STATUS};
+pub use entry::{Call, EntryFn, BAD_ERROR_STATUS, UNKNOWN_ENTRY_STATUS};
 pub use hypercall::{exit, hypercall_raw, nop, rdtsc};
+pub use image::ImageDecl;
 pub use print::_print;
 pub use rng::Rng;
 #[doc(hidden)]
@@ -45,3 +55,4 @@ pub use rt::__test_only_start_with_abi_version;
 pub use rt::{_start, boot_info, domain_id, generation};
 pub use samples::{measure_floor, record_sample, SAMPLE_CAPACITY};
 pub use spawn::{spawn, spawn_named};
+pub use transport::Vmm;

@@ -1,7 +1,8 @@
 //! Boot (`_start`), boot information, heap and panic handler.
 
-use crate::entry::{dispatch, table};
+use crate::entry::dispatch;
 use crate::hypercall::{hypercall, hypercall_scalar};
+use crate::image::{declaration, publish, Tables};
 use crate::samples::{SAMPLES, SAMPLE_CAPACITY, SAMPLE_COUNT};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -16,6 +17,7 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static HEAP_BASE: AtomicU64 = AtomicU64::new(0);
 static HEAP_SIZE: AtomicU64 = AtomicU64::new(0);
 static STACK_SIZE: AtomicU64 = AtomicU64::new(0);
+static CAP_COUNT: AtomicU32 = AtomicU32::new(0);
 
 /// This domain's id (its index in the manifest), from `BootInfo`.
 pub fn domain_id() -> u32 {
@@ -37,7 +39,7 @@ pub fn boot_info() -> BootInfo {
         heap_size: HEAP_SIZE.load(Ordering::Relaxed),
         stack_size: STACK_SIZE.load(Ordering::Relaxed),
         generation: generation(),
-        cap_count: 0,
+        cap_count: CAP_COUNT.load(Ordering::Relaxed),
         reserved: 0,
     }
 }
@@ -152,6 +154,7 @@ unsafe fn boot_with(boot: *const BootInfo, abi_version: u32) -> ! {
     HEAP_BASE.store(boot.heap_base, Ordering::Relaxed);
     HEAP_SIZE.store(boot.heap_size, Ordering::Relaxed);
     STACK_SIZE.store(boot.stack_size, Ordering::Relaxed);
+    CAP_COUNT.store(boot.cap_count, Ordering::Relaxed);
     // The allocator needs a few words of bookkeeping; a tinier heap would
     // make `init` panic before we could even say Hello.
     if boot.heap_size >= MIN_HEAP {
@@ -163,27 +166,34 @@ unsafe fn boot_with(boot: *const BootInfo, abi_version: u32) -> ! {
         };
     }
 
-    let t = table();
+    // The tables live on the heap for the rest of this boot; the VMM
+    // writes the capability table into `t.caps` when it accepts the Hello.
+    let decl = declaration();
+    let t = Tables::build(decl, boot.cap_count);
+    let addr_or_0 = |n: usize, p: u64| if n == 0 { 0 } else { p };
     let hello = Hello {
         abi_version,
-        entry_count: t.names.len() as u32,
-        entries: t.names.as_ptr() as u64,
+        entry_count: t.entries.len() as u32,
+        entries: t.entries.as_ptr() as u64,
         dispatcher: dispatch as extern "C" fn(_, _) -> ! as usize as u64,
         samples: SAMPLES.addr(),
         sample_capacity: SAMPLE_CAPACITY as u64,
         sample_count: SAMPLE_COUNT.as_ptr() as u64,
-        imports: 0,
-        import_count: 0,
-        cap_capacity: 0,
-        caps: 0,
+        imports: addr_or_0(t.imports.len(), t.imports.as_ptr() as u64),
+        import_count: t.imports.len() as u32,
+        cap_capacity: t.caps.len() as u32,
+        caps: addr_or_0(t.caps.len(), t.caps.as_mut_ptr() as u64),
     };
-    // SAFETY: Hello only reads the struct and the tables it names, all live.
+    // SAFETY: Hello reads the struct and the tables it names, all live, and
+    // writes only the capability buffer (`t.caps`, ours, no reference to
+    // its contents held across the hypercall).
     let (status, _) = unsafe {
         hypercall(
             Hypercall::Hello as u32,
             [&hello as *const Hello as u64, 0, 0, 0, 0, 0],
         )
     };
+    publish(t);
     if status != 0 {
         let mut msg = FixedBuf::new();
         let _ = write!(msg, "ferry-guest: Hello refused with status {status:#x}");
@@ -192,7 +202,7 @@ unsafe fn boot_with(boot: *const BootInfo, abi_version: u32) -> ! {
         }
     }
 
-    if let Some(init) = t.init {
+    if let Some(init) = decl.init {
         init();
     }
     loop {

@@ -1,8 +1,8 @@
 //! Spawning new threads inside this domain (the `Spawn` hypercall).
 
 use crate::call::CallError;
-use crate::entry::table;
 use crate::hypercall::hypercall_scalar;
+use crate::image::tables;
 use shared_abi::{ErrorCode, Hypercall};
 
 /// Start a new thread in this domain at entry index `entry` (of this
@@ -25,8 +25,8 @@ pub fn spawn(entry: u32, arg: u64) -> Result<u64, CallError> {
 /// callers need not hard-code indices. An unknown name fails with
 /// `Ferry(NoSuchEntry)` without a hypercall.
 pub fn spawn_named(name: &str, arg: u64) -> Result<u64, CallError> {
-    let index = table()
-        .names
+    let index = tables()
+        .entries
         .iter()
         .position(|e| e.name.as_bytes() == Some(name.as_bytes()))
         .ok_or(CallError::Ferry(ErrorCode::NoSuchEntry))?;

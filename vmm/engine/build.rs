@@ -102,7 +102,7 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
 
-    for dir in ["guest", "images", "shared-abi"] {
+    for dir in ["guest", "images", "shared-abi", "interfaces"] {
         println!("cargo:rerun-if-changed={}", repo.join(dir).display());
     }
 

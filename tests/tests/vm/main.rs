@@ -22,6 +22,7 @@ mod privacy;
 mod replies;
 mod restart;
 mod threads;
+mod typed;
 // hygiene
 mod spawns;
 mod xstate;

@@ -70,6 +70,16 @@ pub enum ManifestError {
         /// The name as written.
         name: String,
     },
+    /// A guest's capability table names the domain it calls in a field of
+    /// [`shared_abi::ENTRY_NAME_MAX`] bytes.
+    #[error(
+        "manifest: domain name `{name}` is longer than {} bytes",
+        shared_abi::ENTRY_NAME_MAX
+    )]
+    LongDomainName {
+        /// The name as written.
+        name: String,
+    },
     /// Capabilities and threads name domains, so names must be unique.
     #[error("manifest: domain `{name}` is described twice")]
     DuplicateDomain {
@@ -686,6 +696,11 @@ impl System {
                     name: d.name.clone(),
                 });
             }
+            if d.name.len() > shared_abi::ENTRY_NAME_MAX {
+                return Err(ManifestError::LongDomainName {
+                    name: d.name.clone(),
+                });
+            }
             if !names.insert(d.name.as_str()) {
                 return Err(ManifestError::DuplicateDomain {
                     name: d.name.clone(),
@@ -840,7 +855,7 @@ mod tests {
         let with =
             |field: &str| GOOD.replace("exports = [\"x\"]", &format!("exports = [\"x\"]\n{field}"));
         type Is = fn(&ManifestError) -> bool;
-        let cases: [(String, Is, &str); 17] = [
+        let cases: [(String, Is, &str); 18] = [
             (
                 with("budget_ms = 0"),
                 |e| {
@@ -910,6 +925,11 @@ mod tests {
                 GOOD.replace("name = \"b\"", "name = \"b.c\""),
                 |e| matches!(e, E::BadDomainName { name } if name == "b.c"),
                 "contain no `.`",
+            ),
+            (
+                GOOD.replace("name = \"b\"", &format!("name = \"{}\"", "b".repeat(33))),
+                |e| matches!(e, E::LongDomainName { name } if name.len() == 33),
+                "longer than 32 bytes",
             ),
             (
                 GOOD.replace("entry = \"x\"", "entry = \"q\""),

@@ -95,6 +95,16 @@ impl GuestRange {
             .map_err(|_| self.unbacked())
     }
 
+    /// Copy `bytes` into the start of the range: refused if they do not
+    /// fit it, so a write on a guest's behalf stays inside what was checked.
+    pub fn write(self, mem: &GuestMemoryMmap, bytes: &[u8]) -> Result<(), Unbacked> {
+        if bytes.len() as u64 > self.len {
+            return Err(self.unbacked());
+        }
+        mem.write_slice(bytes, GuestAddress(self.addr))
+            .map_err(|_| self.unbacked())
+    }
+
     fn unbacked(self) -> Unbacked {
         Unbacked {
             addr: self.addr,

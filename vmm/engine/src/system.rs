@@ -5,6 +5,7 @@
 //! `Engine` context, and message-mode servers get a handler that runs a
 //! served chain.
 
+use crate::domain::compat::{self, Incompatible};
 use crate::domain::restarter::{Restarter, RestarterError};
 use crate::domain::{BootError, BootFailure, Domain};
 use crate::fault::FaultReport;
@@ -143,6 +144,10 @@ pub enum SystemError {
     },
     #[error(transparent)]
     Boot(#[from] BootError),
+    /// A client and a server it may call were built from different
+    /// definitions of an interface (one sentence naming both).
+    #[error(transparent)]
+    Incompatible(#[from] Box<Incompatible>),
     #[error("cannot start the CPU-budget watchdog")]
     Watchdog(#[source] WatchError),
     #[error(transparent)]
@@ -360,13 +365,17 @@ impl Core {
             .inspect_err(|e| log::warn!("first boots run without a time limit: {e}"))
             .ok();
         let meter = registration.as_ref().map(|r| r.meter().as_ref());
+        // Every guest runs to its `Hello` first: a capability table names
+        // the servers' entries, and a client may boot before its servers.
+        let mut pending = Vec::with_capacity(spec.domains.len());
         for (id, (d, (image_name, bytes))) in ids.zip(spec.domains.iter().zip(&images)) {
-            domains.push(Domain::boot(&kvm, &cpuid, id, d, image_name, bytes, meter)?);
+            let (domain, hello) = Domain::boot(&kvm, &cpuid, id, d, image_name, bytes, meter)?;
+            domains.push(domain);
+            pending.push(hello);
             if d.ipc == Ipc::Message {
                 inboxes.open(id, &d.name, d.stack_policy);
             }
         }
-        drop(registration);
         let caps = resolve_caps(&spec, |domain, entry| {
             let target = domains.get(domain)?;
             Some(Capability {
@@ -374,6 +383,28 @@ impl Core {
                 entry: target.entry_index(entry)?,
             })
         })?;
+        let decls = {
+            let tables: Vec<compat::Tables<'_>> = domains
+                .iter()
+                .zip(&spec.domains)
+                .map(|(d, s)| compat::Tables {
+                    name: &d.name,
+                    image: d.image_name(),
+                    entries: &d.entries,
+                    imports: &d.imports,
+                    caps: &s.capabilities,
+                })
+                .collect();
+            compat::check(&tables)?;
+            (0..tables.len())
+                .map(|i| compat::cap_decls(&tables, i))
+                .collect::<Vec<_>>()
+        };
+        // Then each writes its capability table and runs its init.
+        for ((d, hello), decls) in domains.iter_mut().zip(pending).zip(decls) {
+            d.finish_boot(hello, decls, meter)?;
+        }
+        drop(registration);
         let max_spawned_total = spec.max_spawned_total;
         Ok(Self {
             spec,

@@ -134,7 +134,7 @@ pub mod fuzz {
             return;
         };
         let at = IMAGE_BASE.wrapping_add(addr % 0x1_0000);
-        if let Ok(info) = crate::domain::boot::decode_hello(&mem, &region, l.image_end, at) {
+        if let Ok(info) = crate::domain::boot::decode_hello(&mem, &region, l.image_end, at, 3) {
             assert!((IMAGE_BASE..l.image_end).contains(&info.dispatcher));
             assert!(info.entries.len() <= crate::domain::boot::MAX_ENTRIES as usize);
         }

@@ -7,15 +7,18 @@ use crate::fault::{self, FaultReport};
 use crate::guest_io::{self, GuestMemError};
 use crate::hypercall::GuestRequest;
 use crate::ids::StackIndex;
-use crate::region::{DataRegion, RangeError};
+use crate::region::{DataRegion, GuestRange, RangeError};
 use crate::vcpu::{Exit, Vcpu};
 use crate::watch::Meter;
 use shared_abi::layout::{DomainLayout, IMAGE_BASE, MAX_VCPUS};
-use shared_abi::{BootInfo, EntryDecl, Hello, Sample, ABI_VERSION};
+use shared_abi::{BootInfo, CapDecl, EntryDecl, Hello, Name, Sample, ABI_VERSION, RAW_METHOD};
 use vm_memory::GuestMemoryMmap;
+use zerocopy::IntoBytes;
 
 /// Most entries a guest may declare.
 pub const MAX_ENTRIES: u32 = 256;
+/// Most interface methods a guest may declare it calls (`Hello::imports`).
+pub const MAX_IMPORTS: u32 = 1024;
 /// Least heap a domain must have after its image and stacks.
 pub const MIN_HEAP: u64 = 64 * 1024;
 /// Most hypercalls a guest may make while booting (a loop guard).
@@ -132,8 +135,29 @@ pub enum HelloError {
     TooManyEntries(u32),
     #[error("the entry table is not readable")]
     EntryTable(#[source] RangeError),
-    #[error("entry {0} has no valid name")]
+    #[error("entry {0} has no valid name, interface or method id")]
     EntryName(u64),
+    #[error("entry `{0}` is declared twice")]
+    DuplicateEntry(String),
+    #[error("{0} imports (at most {MAX_IMPORTS})")]
+    TooManyImports(u32),
+    #[error("the import table is not readable")]
+    ImportTable(#[source] RangeError),
+    #[error("import {0} has no valid entry name, interface or method id")]
+    ImportName(u64),
+    #[error(
+        "the capability buffer holds {capacity} entries, the domain has {needed} capabilities"
+    )]
+    CapsTooSmall {
+        /// `Hello::cap_capacity`.
+        capacity: u32,
+        /// `BootInfo::cap_count`.
+        needed: u32,
+    },
+    #[error("the capability buffer is outside the data region")]
+    CapsBuffer(#[source] RangeError),
+    #[error("the capability table could not be written")]
+    CapsUnwritable,
     #[error("dispatcher {0:#x} is outside the image")]
     DispatcherOutside(u64),
     #[error("the sample ring is outside the data region")]
@@ -169,15 +193,74 @@ pub enum BootProtocol {
     },
 }
 
+/// One entry (or import) of a guest's tables, decoded and checked: what
+/// the manifest matches (`name`) and what the boot's compatibility check
+/// compares (`interface`, `method_id`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// The entry's name.
+    pub name: String,
+    /// Its interface (empty for a raw entry).
+    pub interface: String,
+    /// Its method id (`RAW_METHOD` for a raw entry).
+    pub method_id: u64,
+}
+
+impl EntryInfo {
+    /// A raw entry called `name` (tests).
+    pub fn raw(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            interface: String::new(),
+            method_id: RAW_METHOD,
+        }
+    }
+
+    /// Whether it belongs to no interface.
+    pub fn is_raw(&self) -> bool {
+        self.interface.is_empty()
+    }
+}
+
 /// What a guest said in its hello, checked against its memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HelloInfo {
-    /// Entry names by index.
-    pub entries: Vec<String>,
+    /// The entry table, by index.
+    pub entries: Vec<EntryInfo>,
+    /// The interface methods the image calls.
+    pub imports: Vec<EntryInfo>,
     /// The dispatcher's address.
     pub dispatcher: u64,
     /// The sample ring.
     pub samples: SampleRing,
+    /// Where the capability table goes (exactly `BootInfo::cap_count`
+    /// [`CapDecl`]s, checked to lie in the data region), if the guest
+    /// wants it.
+    pub caps: Option<GuestRange>,
+}
+
+impl HelloInfo {
+    /// Whether a restarted guest introduced itself as it did at its first
+    /// boot: the same entry table, imports, dispatcher and sample ring (the
+    /// capability buffer may move: it is rewritten at every boot).
+    pub fn same_introduction(&self, first: &Self) -> bool {
+        self.entries == first.entries
+            && self.imports == first.imports
+            && self.dispatcher == first.dispatcher
+            && self.samples == first.samples
+    }
+}
+
+/// A boot stopped at the guest's `Hello`, not yet answered: the system
+/// boots every domain this far, checks that clients and servers agree on
+/// their interfaces, and only then writes each domain's capability table
+/// and lets it run its init ([`Domain::finish_boot`]).
+#[derive(Debug)]
+pub(crate) struct PendingBoot {
+    vcpu: Vcpu,
+    stack: u32,
+    /// What the guest said.
+    pub(crate) hello: HelloInfo,
 }
 
 /// Load `image` into `mem` (its segments checked to lie in the image area).
@@ -247,10 +330,90 @@ pub(crate) fn layout_for(
     }
 }
 
+/// Where a boot run stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// At the guest's `Hello`, decoded and not yet answered.
+    Hello,
+    /// At `Ready`.
+    Ready,
+}
+
+/// What stopped a boot run.
+enum Stop {
+    Hello(HelloInfo),
+    Ready,
+}
+
 impl Domain {
-    /// Run the guest's `_start` on `vcpu` until `Ready`; returns its hello.
-    /// With a `meter` (the first boot, under `System::boot`'s registration;
-    /// a restart, on the restarter), the boot is kicked when the meter's
+    /// Run `f` (a piece of the first boot) under `meter`'s budget: the
+    /// domain's `restart_ms` of CPU time, after which the guest is kicked
+    /// and the boot fails.
+    pub(super) fn under_boot_meter<R>(&self, meter: Option<&Meter>, f: impl FnOnce() -> R) -> R {
+        if let Some(m) = meter {
+            let _ = m.take_expiry();
+            m.push(
+                0,
+                m.fresh_id(),
+                crate::watch::meter::budget_word(Some(self.limits.restart)),
+                self.id.raw(),
+            );
+        }
+        let r = f();
+        if let Some(m) = meter {
+            m.pop_to(0);
+            let _ = m.take_expiry();
+        }
+        r
+    }
+
+    /// Start the guest's `_start` on `vcpu` and run it to its `Hello`,
+    /// decoded but not answered: the first boot's first half.
+    pub(super) fn boot_to_hello(
+        &self,
+        mut vcpu: Vcpu,
+        entry: u64,
+        meter: Option<&Meter>,
+    ) -> Result<PendingBoot, BootError> {
+        let stack = self.stacks.take().ok_or_else(|| {
+            BootError::new(&self.name, BootFailure::Protocol(BootProtocol::NoBootStack))
+        })?;
+        let hello = self
+            .start(&mut vcpu, entry, 0, StackIndex::new(stack))
+            .and_then(|()| self.run_to_hello(&mut vcpu, meter));
+        match hello {
+            Ok(hello) => Ok(PendingBoot { vcpu, stack, hello }),
+            Err(failure) => {
+                self.stacks.give_back(stack);
+                Err(BootError::new(&self.name, failure))
+            }
+        }
+    }
+
+    /// The first boot's second half: write `caps` into the guest's buffer,
+    /// answer its `Hello` and run it to `Ready`. The boot stack goes back
+    /// to the pool whatever happens; the vCPU too if it succeeds.
+    pub(super) fn answer_hello(
+        &self,
+        pending: PendingBoot,
+        caps: &[CapDecl],
+        meter: Option<&Meter>,
+    ) -> Result<(), BootError> {
+        let PendingBoot {
+            mut vcpu,
+            stack,
+            hello,
+        } = pending;
+        let result = self.answer_and_run(&mut vcpu, &hello, caps, meter);
+        self.stacks.give_back(stack);
+        result.map_err(|failure| BootError::new(&self.name, failure))?;
+        self.give_vcpu(vcpu);
+        Ok(())
+    }
+
+    /// A whole boot (a restart): run the guest's `_start` on `vcpu` until
+    /// `Ready`, answering its `Hello` with `caps`; returns its hello. With
+    /// a `meter` (on the restarter), the boot is kicked when the meter's
     /// budget (the domain's `restart_ms`) runs out, and then fails.
     pub(super) fn run_boot(
         &self,
@@ -258,23 +421,30 @@ impl Domain {
         entry: u64,
         generation: u64,
         meter: Option<&Meter>,
+        caps: &[CapDecl],
     ) -> Result<HelloInfo, BootError> {
         let stack = self.stacks.take().ok_or_else(|| {
             BootError::new(&self.name, BootFailure::Protocol(BootProtocol::NoBootStack))
         })?;
-        let result = self.boot_on_stack(vcpu, entry, generation, StackIndex::new(stack), meter);
+        let result = self
+            .start(vcpu, entry, generation, StackIndex::new(stack))
+            .and_then(|()| self.run_to_hello(vcpu, meter))
+            .and_then(|hello| {
+                self.answer_and_run(vcpu, &hello, caps, meter)?;
+                Ok(hello)
+            });
         self.stacks.give_back(stack);
         result.map_err(|failure| BootError::new(&self.name, failure))
     }
 
-    fn boot_on_stack(
+    /// Write the boot information on `stack` and point `vcpu` at `_start`.
+    fn start(
         &self,
         vcpu: &mut Vcpu,
         entry: u64,
         generation: u64,
         stack: StackIndex,
-        meter: Option<&Meter>,
-    ) -> Result<HelloInfo, BootFailure> {
+    ) -> Result<(), BootFailure> {
         let info_addr = self.stack_top(stack) - BOOT_INFO_FOOTPRINT;
         let info = BootInfo {
             abi_version: ABI_VERSION,
@@ -283,7 +453,7 @@ impl Domain {
             heap_size: self.layout.heap_size().unwrap_or(0),
             stack_size: self.layout.stack_size,
             generation,
-            cap_count: 0,
+            cap_count: self.cap_count,
             reserved: 0,
         };
         guest_io::write(self.mem(), info_addr, &guest_io::encode_boot_info(&info))
@@ -298,7 +468,48 @@ impl Domain {
                 ..Default::default()
             };
         });
-        let mut hello = None;
+        Ok(())
+    }
+
+    fn run_to_hello(
+        &self,
+        vcpu: &mut Vcpu,
+        meter: Option<&Meter>,
+    ) -> Result<HelloInfo, BootFailure> {
+        match self.run_until(vcpu, meter, Until::Hello)? {
+            Stop::Hello(hello) => Ok(hello),
+            Stop::Ready => Err(BootFailure::Protocol(BootProtocol::ReadyBeforeHello)),
+        }
+    }
+
+    /// Write the capability table where `hello` asked, answer the `Hello`
+    /// (status 0) and run to `Ready`.
+    fn answer_and_run(
+        &self,
+        vcpu: &mut Vcpu,
+        hello: &HelloInfo,
+        caps: &[CapDecl],
+        meter: Option<&Meter>,
+    ) -> Result<(), BootFailure> {
+        if let Some(range) = hello.caps {
+            write_cap_table(self.mem(), range, caps)?;
+        }
+        vcpu.set_regs(|r| r.rax = 0);
+        match self.run_until(vcpu, meter, Until::Ready)? {
+            Stop::Ready => Ok(()),
+            // `run_until` stops at a `Hello` only when asked to.
+            Stop::Hello(_) => Err(BootFailure::Protocol(BootProtocol::TooManyExits)),
+        }
+    }
+
+    /// Run the booting guest until `until` (handling `Print`, `Nop` and
+    /// `Panic` on the way); any other hypercall fails the boot.
+    fn run_until(
+        &self,
+        vcpu: &mut Vcpu,
+        meter: Option<&Meter>,
+        until: Until,
+    ) -> Result<Stop, BootFailure> {
         for _ in 0..MAX_BOOT_EXITS {
             let exit = match vcpu.run(meter) {
                 Ok(e) => e,
@@ -330,12 +541,11 @@ impl Domain {
                 }
             }
             match GuestRequest::decode(vcpu.regs()) {
-                GuestRequest::Hello { addr } if hello.is_none() => {
-                    hello = Some(self.read_hello(addr)?);
-                    vcpu.set_regs(|r| r.rax = 0);
+                GuestRequest::Hello { addr } if until == Until::Hello => {
+                    return self.read_hello(addr).map(Stop::Hello);
                 }
                 GuestRequest::Ready => {
-                    return hello.ok_or(BootFailure::Protocol(BootProtocol::ReadyBeforeHello));
+                    return Ok(Stop::Ready);
                 }
                 GuestRequest::Print { addr, len } => {
                     self.print(addr, len);
@@ -352,19 +562,87 @@ impl Domain {
     }
 
     fn read_hello(&self, addr: u64) -> Result<HelloInfo, BootFailure> {
-        decode_hello(self.mem(), &self.region, self.layout.image_end, addr)
+        decode_hello(
+            self.mem(),
+            &self.region,
+            self.layout.image_end,
+            addr,
+            self.cap_count,
+        )
     }
 }
 
-/// A guest's `Hello` at `addr`, with its entry table and sample ring,
-/// decoded from a copy and checked against the domain's data `region` (the
-/// dispatcher must lie in the image, below `image_end`). A pure function of
-/// guest memory, so it is property-tested without a VM.
+/// Write `caps` (the domain's capability table, slot order) into the
+/// buffer a hello named: exactly the checked range, which holds
+/// `BootInfo::cap_count` records, and nothing else.
+pub(crate) fn write_cap_table(
+    mem: &GuestMemoryMmap,
+    range: GuestRange,
+    caps: &[CapDecl],
+) -> Result<(), BootFailure> {
+    let bytes = caps.as_bytes();
+    let unwritable = || BootFailure::BadHello(HelloError::CapsUnwritable);
+    if bytes.len() as u64 != range.len() {
+        return Err(unwritable());
+    }
+    range.write(mem, bytes).map_err(|_| unwritable())
+}
+
+/// A name from a guest's table, if it is one: `len ≤ 32`, UTF-8, reserved
+/// word 0 (kept for a later version to use).
+fn decode_name(n: &Name) -> Option<&str> {
+    if n.reserved != 0 {
+        return None;
+    }
+    n.as_str()
+}
+
+/// An entry (or import) record, if it is one: a non-empty name, an
+/// interface name, and a method id that is [`RAW_METHOD`] exactly when
+/// the interface is empty.
+fn decode_entry(e: &EntryDecl) -> Option<EntryInfo> {
+    let name = decode_name(&e.name).filter(|n| !n.is_empty())?;
+    let interface = decode_name(&e.interface)?;
+    if interface.is_empty() != (e.method_id == RAW_METHOD) {
+        return None;
+    }
+    Some(EntryInfo {
+        name: name.to_owned(),
+        interface: interface.to_owned(),
+        method_id: e.method_id,
+    })
+}
+
+/// Read `count` (already bounded) [`EntryDecl`]s of the table at `table`,
+/// checked to lie in `region`.
+fn read_table(
+    mem: &GuestMemoryMmap,
+    region: &DataRegion,
+    table: u64,
+    count: u32,
+) -> Result<Vec<Option<EntryInfo>>, Result<RangeError, GuestMemError>> {
+    let len = u64::from(count) * size_of::<EntryDecl>() as u64;
+    let at = region.check(table, len).map_err(Ok)?;
+    (0..u64::from(count))
+        .map(|i| {
+            guest_io::read_entry_decl(mem, at.addr(), i)
+                .map(|e| decode_entry(&e))
+                .map_err(Err)
+        })
+        .collect()
+}
+
+/// A guest's `Hello` at `addr`, with its entry table, imports, sample
+/// ring and capability buffer (for `cap_count` records), decoded from
+/// copies and checked against the domain's data `region` (the dispatcher
+/// must lie in the image, below `image_end`). A pure function of guest
+/// memory, so it is property-tested without a VM.
 pub(crate) fn decode_hello(
     mem: &GuestMemoryMmap,
     region: &DataRegion,
     image_end: u64,
     addr: u64,
+    cap_count: u32,
 ) -> Result<HelloInfo, BootFailure> {
     let bad = BootFailure::BadHello;
     let unreadable = |e: GuestMemError| {
@@ -386,19 +664,18 @@ pub(crate) fn decode_hello(
     if hello.entry_count > MAX_ENTRIES {
         return Err(bad(HelloError::TooManyEntries(hello.entry_count)));
     }
-    let table_len = u64::from(hello.entry_count) * size_of::<EntryDecl>() as u64;
-    let table = region
-        .check(hello.entries, table_len)
-        .map_err(|e| bad(HelloError::EntryTable(e)))?;
-    let mut entries = Vec::with_capacity(hello.entry_count as usize);
-    for i in 0..u64::from(hello.entry_count) {
-        let e = guest_io::read_entry_decl(mem, table.addr(), i).map_err(unreadable)?;
-        let name = e
-            .name
-            .as_bytes()
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .ok_or(bad(HelloError::EntryName(i)))?;
-        entries.push(name.to_owned());
+    let table = read_table(mem, region, hello.entries, hello.entry_count).map_err(|e| match e {
+        Ok(range) => bad(HelloError::EntryTable(range)),
+        Err(mem) => unreadable(mem),
+    })?;
+    let mut entries = Vec::with_capacity(table.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, e) in (0u64..).zip(table) {
+        let e = e.ok_or(bad(HelloError::EntryName(i)))?;
+        if !seen.insert(e.name.clone()) {
+            return Err(bad(HelloError::DuplicateEntry(e.name)));
+        }
+        entries.push(e);
     }
     if !(IMAGE_BASE..image_end).contains(&hello.dispatcher) {
         return Err(bad(HelloError::DispatcherOutside(hello.dispatcher)));
@@ -419,9 +696,45 @@ pub(crate) fn decode_hello(
             count_addr: hello.sample_count,
         };
     }
+    let mut imports = Vec::new();
+    if hello.import_count > 0 {
+        if hello.import_count > MAX_IMPORTS {
+            return Err(bad(HelloError::TooManyImports(hello.import_count)));
+        }
+        let table =
+            read_table(mem, region, hello.imports, hello.import_count).map_err(|e| match e {
+                Ok(range) => bad(HelloError::ImportTable(range)),
+                Err(mem) => unreadable(mem),
+            })?;
+        for (i, e) in (0u64..).zip(table) {
+            match e {
+                Some(e) if !e.is_raw() => imports.push(e),
+                _ => return Err(bad(HelloError::ImportName(i))),
+            }
+        }
+    }
+    // Nothing to write (no capabilities, or the guest does not want
+    // them): the address is not looked at.
+    let caps = if hello.caps == 0 || cap_count == 0 {
+        None
+    } else {
+        if hello.cap_capacity < cap_count {
+            return Err(bad(HelloError::CapsTooSmall {
+                capacity: hello.cap_capacity,
+                needed: cap_count,
+            }));
+        }
+        let len = u64::from(cap_count) * size_of::<CapDecl>() as u64;
+        let range = region
+            .check(hello.caps, len)
+            .map_err(|e| bad(HelloError::CapsBuffer(e)))?;
+        Some(range)
+    };
     Ok(HelloInfo {
         entries,
+        imports,
         dispatcher: hello.dispatcher,
         samples,
+        caps,
     })
 }

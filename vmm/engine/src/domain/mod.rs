@@ -9,8 +9,12 @@ pub mod loader;
 pub mod restarter;
 pub mod vcpu_pool;
 
+pub mod compat;
+
+pub(crate) use boot::PendingBoot;
 pub use boot::{
-    BootError, BootFailure, BootProtocol, HelloError, HelloInfo, MAX_ENTRIES, MIN_HEAP,
+    BootError, BootFailure, BootProtocol, EntryInfo, HelloError, HelloInfo, MAX_ENTRIES,
+    MAX_IMPORTS, MIN_HEAP,
 };
 
 use crate::fault::{self, FaultReport};
@@ -25,7 +29,7 @@ use free_list::FreeList;
 use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VmFd};
 use shared_abi::layout::DomainLayout;
-use shared_abi::{ErrorCode, Sample};
+use shared_abi::{CapDecl, ErrorCode, Sample};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -100,8 +104,14 @@ pub struct Domain {
     pub layout: DomainLayout,
     /// What descriptors and hypercall pointers may name.
     pub region: DataRegion,
-    /// Entry names by index, as the image declared them.
-    pub entries: Vec<String>,
+    /// The entry table by index, as the image declared it.
+    pub entries: Vec<EntryInfo>,
+    /// The interface methods the image declared it calls.
+    pub imports: Vec<EntryInfo>,
+    /// Capabilities the manifest grants it (`BootInfo::cap_count`).
+    pub cap_count: u32,
+    /// Its capability table as written into the guest at every boot.
+    cap_table: Vec<CapDecl>,
     /// The runtime's dispatcher (every invocation starts there).
     pub dispatcher: u64,
     /// Free stacks: reached only through [`Domain::take_stack`]'s policy.
@@ -149,9 +159,11 @@ pub struct Domain {
 }
 
 impl Domain {
-    /// Create the VM, load the image, boot the guest to `Ready` and check its
-    /// hello against `spec`. With `meter` (the booting thread's, listed with
-    /// the watchdog) the guest's boot may use at most `restart_ms` of CPU
+    /// Create the VM, load the image, boot the guest to its `Hello` and
+    /// check it against `spec`; the boot stops there, unanswered, until
+    /// [`Domain::finish_boot`] (the system first needs every domain's
+    /// tables). With `meter` (the booting thread's, listed with the
+    /// watchdog) each half of the boot may use at most `restart_ms` of CPU
     /// time, like a restart: a guest whose init loops cannot hang the boot.
     pub(crate) fn boot(
         kvm: &Kvm,
@@ -161,7 +173,7 @@ impl Domain {
         image_name: &str,
         image: &[u8],
         meter: Option<&Meter>,
-    ) -> Result<Self, BootError> {
+    ) -> Result<(Self, PendingBoot), BootError> {
         let name = spec.name.clone();
         let fail = |kind: BootFailure| BootError::new(&name, kind);
         let kvm_err = |what: &'static str| move |source| fail(BootFailure::Kvm { what, source });
@@ -201,6 +213,10 @@ impl Domain {
             layout,
             region: DataRegion::of(&layout),
             entries: Vec::new(),
+            imports: Vec::new(),
+            // The manifest bounds capabilities far below u32::MAX.
+            cap_count: u32::try_from(spec.capabilities.len()).unwrap_or(u32::MAX),
+            cap_table: Vec::new(),
             dispatcher: 0,
             stacks: FreeList::new(spec.stacks),
             stack_policy: spec.stack_policy,
@@ -231,36 +247,44 @@ impl Domain {
             vm,
             mem,
         };
-        let mut vcpu = d.new_vcpu().map_err(kvm_err("create vCPU"))?;
+        let vcpu = d.new_vcpu().map_err(kvm_err("create vCPU"))?;
         d.tsc_khz = vcpu.tsc_khz().unwrap_or(0);
-        if let Some(m) = meter {
-            let _ = m.take_expiry();
-            m.push(
-                0,
-                m.fresh_id(),
-                crate::watch::meter::budget_word(Some(d.limits.restart)),
-                id.raw(),
-            );
-        }
-        let hello = d.run_boot(&mut vcpu, entry_point, 0, meter);
-        if let Some(m) = meter {
-            m.pop_to(0);
-            let _ = m.take_expiry();
-        }
-        let hello = hello?;
-        if let Some(missing) = spec.exports.iter().find(|x| !hello.entries.contains(x)) {
+        let pending = d.under_boot_meter(meter, || d.boot_to_hello(vcpu, entry_point, meter))?;
+        let hello = &pending.hello;
+        let declared = |x: &String| hello.entries.iter().any(|e| &e.name == x);
+        if let Some(missing) = spec.exports.iter().find(|x| !declared(x)) {
             log::debug!("domain `{name}`: export `{missing}` is not in the image");
             return Err(fail(BootFailure::EntryMismatch {
                 image: image_name.to_owned(),
                 manifest: spec.exports.clone(),
-                image_entries: hello.entries,
+                image_entries: hello.entries.iter().map(|e| e.name.clone()).collect(),
             }));
         }
-        d.entries = hello.entries;
+        d.entries = hello.entries.clone();
+        d.imports = hello.imports.clone();
         d.dispatcher = hello.dispatcher;
         d.samples = hello.samples;
-        d.give_vcpu(vcpu);
-        Ok(d)
+        Ok((d, pending))
+    }
+
+    /// The second half of the first boot: write `caps` (this domain's
+    /// capability table, slot order, one per manifest capability) where the
+    /// guest asked, answer its `Hello` and run its init to `Ready`, under
+    /// `meter` as in [`Domain::boot`]. Restarts write the same table.
+    pub(crate) fn finish_boot(
+        &mut self,
+        pending: PendingBoot,
+        caps: Vec<CapDecl>,
+        meter: Option<&Meter>,
+    ) -> Result<(), BootError> {
+        self.under_boot_meter(meter, || self.answer_hello(pending, &caps, meter))?;
+        self.cap_table = caps;
+        Ok(())
+    }
+
+    /// The image's name as the manifest gave it (built-in name or path).
+    pub fn image_name(&self) -> &str {
+        &self.image_name
     }
 
     /// Log a guest's `Print` (bounded, checked against the data region),
@@ -310,13 +334,15 @@ impl Domain {
     pub fn entry_index(&self, name: &str) -> Option<EntryIndex> {
         self.entries
             .iter()
-            .position(|e| e == name)
+            .position(|e| e.name == name)
             .and_then(EntryIndex::from_index)
     }
 
     /// The name of entry `entry` (`?` for an index the image lacks).
     pub fn entry_name(&self, entry: EntryIndex) -> &str {
-        self.entries.get(entry.index()).map_or("?", String::as_str)
+        self.entries
+            .get(entry.index())
+            .map_or("?", |e| e.name.as_str())
     }
 
     /// Whether the image has entry `entry`.
@@ -653,16 +679,18 @@ impl Domain {
             })
         })?;
         let generation = self.generation() + 1;
-        let hello = self.run_boot(&mut vcpu, loaded.entry, generation, meter);
+        let hello = self.run_boot(&mut vcpu, loaded.entry, generation, meter, &self.cap_table);
         vcpu.mark_dirty();
         self.give_vcpu(vcpu);
         let hello = hello?;
-        let expected = HelloInfo {
+        let first = HelloInfo {
             entries: self.entries.clone(),
+            imports: self.imports.clone(),
             dispatcher: self.dispatcher,
             samples: self.samples,
+            caps: None,
         };
-        if hello != expected {
+        if !hello.same_introduction(&first) {
             return Err(fail(BootFailure::BadHello(HelloError::ChangedOnRestart)));
         }
         // Every idle vCPU reloads its registers before its next invocation.

@@ -1,0 +1,2 @@
+//! Link this image with guest/link.ld (see guest/build-image.rs).
+include!("../../guest/build-image.rs");
