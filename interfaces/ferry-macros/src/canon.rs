@@ -22,6 +22,30 @@ fn expr_text(e: &Expr) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
+/// A type as the user would write it, for messages (`Vec<u8>`, `*const u8`).
+pub fn pretty(ty: &Type) -> String {
+    let mut s = quote::quote!(#ty).to_string();
+    for (from, to) in [
+        (" < ", "<"),
+        ("< ", "<"),
+        (" <", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+        ("* ", "*"),
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" ;", ";"),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
+}
+
 /// The canonical text of an object's element type.
 pub fn type_text(ty: &Type) -> syn::Result<String> {
     match peel(ty) {
@@ -122,4 +146,51 @@ pub fn scalar_name(ty: &Type) -> Option<String> {
     }
     let name = seg.ident.to_string();
     SCALARS.contains(&name.as_str()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    #[test]
+    fn canonical_text_keeps_the_last_segment_and_no_spaces() {
+        let t: Type = parse_quote!(crate::a::Query);
+        assert_eq!(type_text(&t).unwrap(), "Query");
+        let t: Type = parse_quote!([[u16; 3]; N + 1]);
+        assert_eq!(type_text(&t).unwrap(), "[[u16;3];N+1]");
+        let t: Type = parse_quote!(w::Wrap<core::primitive::u32, 4>);
+        assert_eq!(type_text(&t).unwrap(), "Wrap<u32,4>");
+        for bad in [
+            parse_quote!(&u8),
+            parse_quote!(*const u8),
+            parse_quote!((u8, u8)),
+            parse_quote!(Self),
+            parse_quote!(Cow<'static, u8>),
+            parse_quote!(<T as X>::Y),
+        ] {
+            let bad: Type = bad;
+            assert!(type_text(&bad).is_err(), "{}", pretty(&bad));
+        }
+    }
+
+    #[test]
+    fn messages_spell_types_as_written() {
+        let t: Type = parse_quote!(Vec<u8>);
+        assert_eq!(pretty(&t), "Vec<u8>");
+        let t: Type = parse_quote!(*const u8);
+        assert_eq!(pretty(&t), "*const u8");
+        let t: Type = parse_quote!(Option<&mut [u8]>);
+        assert_eq!(pretty(&t), "Option<&mut [u8]>");
+    }
+
+    #[test]
+    fn scalars_are_bare_primitive_names() {
+        let t: Type = parse_quote!(u32);
+        assert_eq!(scalar_name(&t).as_deref(), Some("u32"));
+        let t: Type = parse_quote!(core::primitive::u32);
+        assert_eq!(scalar_name(&t), None);
+        let t: Type = parse_quote!(char);
+        assert_eq!(scalar_name(&t), None);
+    }
 }

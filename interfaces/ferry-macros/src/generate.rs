@@ -5,7 +5,7 @@ use crate::model::{Interface, Kind, Method, Mode, MAX_OBJECTS, MAX_SCALARS};
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Ident, Type};
+use syn::Ident;
 
 /// `Kv` → `KV`, `KeyValue` → `KEY_VALUE`, `HTTPServer` → `HTTP_SERVER`.
 pub fn screaming(name: &str) -> String {
@@ -50,16 +50,14 @@ fn checks(i: &Interface) -> TokenStream {
     for m in &i.methods {
         for p in &m.params {
             if let Kind::Object { elem, slice, .. } = &p.kind {
+                // The element, for a slice: `T: Plain` makes `[T]: Plain`,
+                // and rustc reports `Plain`'s own message only for a bound
+                // that fails at its first level.
                 let span = p.ty.span();
-                let whole: Type = if *slice {
-                    syn::parse_quote_spanned!(span=> [#elem])
-                } else {
-                    (**elem).clone()
-                };
                 out.extend(quote_spanned! {span=>
                     const _: fn() = || {
                         fn plain<T: ?::core::marker::Sized + ::ferry_interface::Plain>() {}
-                        plain::<#whole>();
+                        plain::<#elem>();
                     };
                     const _: () = ::ferry_interface::types::check_object::<#elem>(#slice);
                 });

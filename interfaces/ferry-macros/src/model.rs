@@ -469,7 +469,7 @@ fn read_param(ty: &Type, out: Option<Span>, e: &mut Errors) -> Option<ParamShape
                     ty.span(),
                     format!(
                         "ferry: unsupported parameter type `{}`: {UNSUPPORTED}{hint}",
-                        quote::quote!(#ty).to_string().replace(' ', "")
+                        canon::pretty(ty)
                     ),
                 );
                 return None;
@@ -547,7 +547,7 @@ fn read_ok(ty: &Type, e: &mut Errors) -> Option<String> {
             ty.span(),
             format!(
                 "ferry: unsupported return type `{}`: {BAD_RETURN}",
-                quote::quote!(#ty).to_string().replace(' ', "")
+                canon::pretty(ty)
             ),
         );
         None
