@@ -44,7 +44,8 @@ fn cases(dir: &Path) -> Vec<Case> {
 }
 
 /// The scratch package: one binary per case, `ferry-interface` by path, the
-/// workspace's lock file so versions match (and `--offline` works).
+/// workspace's lock file so versions match (and `--offline` works), and
+/// `panic = "abort"` as in guests (the control case is `no_std`).
 fn scratch(root: &Path, cases: &[Case]) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferry-compile-fail");
     std::fs::create_dir_all(&dir).unwrap();
@@ -52,7 +53,8 @@ fn scratch(root: &Path, cases: &[Case]) -> PathBuf {
         "[package]\nname = \"ferry-compile-fail\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\nautobins = false\n\n\
          [workspace]\n\n\
          [dependencies]\nferry-interface = {{ path = {:?} }}\n\
-         zerocopy = {{ version = \"0.8\", default-features = false, features = [\"derive\"] }}\n",
+         zerocopy = {{ version = \"0.8\", default-features = false, features = [\"derive\"] }}\n\n\
+         [profile.dev]\npanic = \"abort\"\n",
         root.display().to_string()
     );
     for c in cases {

@@ -378,3 +378,52 @@ fn a_method_of_another_definition_does_not_bind() {
         Err(Error::Ferry(Failure::Call(ErrorCode::BadSlot)))
     );
 }
+
+/// User names that match the generated code's: types `T` and `S`, a trait
+/// `E`, parameters named like the client's fields.
+mod clashing_names {
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+    #[repr(C)]
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    pub struct T {
+        pub a: u32,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, ferry_interface::AppError)]
+    pub enum S {
+        Bad = 3,
+    }
+
+    #[ferry_interface::interface]
+    pub trait E {
+        fn f(&self, t: &T, transport: u32, slots: &mut [T], limits: u8) -> Result<u32, S>;
+    }
+
+    pub struct Impl;
+    impl E for Impl {
+        fn f(&self, t: &T, transport: u32, slots: &mut [T], limits: u8) -> Result<u32, S> {
+            if limits == 0 {
+                return Err(S::Bad);
+            }
+            for s in slots.iter_mut() {
+                s.a += t.a;
+            }
+            Ok(transport + u32::from(limits))
+        }
+    }
+}
+
+#[test]
+fn user_names_do_not_clash_with_generated_ones() {
+    use clashing_names::*;
+    let mock = Mock::default()
+        .serve("e", &[leak(EServer(leak(Impl)))])
+        .grant_all("e")
+        .uses(&E_INTERFACE);
+    let c = EClient::bind(&mock, "e").unwrap();
+    let mut v = [T { a: 1 }, T { a: 2 }];
+    assert_eq!(c.f(&T { a: 10 }, 5, &mut v, 1), Ok(6));
+    assert_eq!((v[0].a, v[1].a), (11, 12));
+    assert_eq!(c.f(&T { a: 10 }, 5, &mut v, 0), Err(Error::App(S::Bad)));
+}

@@ -271,20 +271,20 @@ fn client_stub(i: &Interface, decl: &Ident, client: &Ident) -> TokenStream {
     );
     quote! {
         #[doc = #doc]
-        #vis struct #client<T: ::ferry_interface::Transport> {
-            transport: T,
+        #vis struct #client<__FerryT: ::ferry_interface::Transport> {
+            transport: __FerryT,
             slots: [u32; #n],
             limits: ::ferry_interface::Limits,
         }
 
-        impl<T: ::ferry_interface::Transport> #client<T> {
+        impl<__FerryT: ::ferry_interface::Transport> #client<__FerryT> {
             /// Bind the methods `domain` serves to this image: each method
             /// the manifest granted gets its capability slot, once; an
             /// ungranted one answers `BadSlot` without a call. Fails if no
             /// method is granted (`NotGranted`) or the image did not
             /// declare the interface among those it uses (`NotDeclared`).
             pub fn bind(
-                transport: T,
+                transport: __FerryT,
                 domain: &str,
             ) -> ::core::result::Result<Self, ::ferry_interface::BindError> {
                 let slots = ::ferry_interface::client::resolve::<#n>(&transport, &#decl, domain)?;
