@@ -3,6 +3,7 @@
 use crate::hypercall::{hypercall, rdtsc};
 use crate::samples::record;
 use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU64, Ordering};
 use shared_abi::{
     ArgDesc, ArgMode, CallRequest, CallStatus, ErrorCode, Hypercall, MAX_ARGS, MAX_SCALARS,
 };
@@ -213,8 +214,22 @@ pub(crate) unsafe fn timed_call(req: &CallRequest, limits: Limits) -> (u64, [u64
         )
     };
     let t1 = rdtsc();
-    record(req.slot, t1.wrapping_sub(t0));
+    let cycles = t1.wrapping_sub(t0);
+    record(req.slot, cycles);
+    LAST_CALL_CYCLES.store(cycles, Ordering::Relaxed);
     answer
+}
+
+/// Cycles of the latest timed `Call` hypercall in this domain.
+static LAST_CALL_CYCLES: AtomicU64 = AtomicU64::new(0);
+
+/// The cycles the latest `Call` of this domain spent in its hypercall
+/// (the same figure its latency sample holds), so a caller timing a whole
+/// call can subtract the exit and keep its own work: what the benchmark's
+/// typed-stub-against-raw-API figure measures. Shared by the domain's
+/// vCPUs: meaningful when one thread calls at a time.
+pub fn last_call_cycles() -> u64 {
+    LAST_CALL_CYCLES.load(Ordering::Relaxed)
 }
 
 /// The `Call` hypercall on any request, however malformed (also a wild

@@ -44,7 +44,7 @@ mod samples;
 mod spawn;
 mod transport;
 
-pub use call::{call, call_raw, call_with, Answer, Arg, CallError, Limits, Pod};
+pub use call::{call, call_raw, call_with, last_call_cycles, Answer, Arg, CallError, Limits, Pod};
 pub use entry::{Call, EntryFn, BAD_ERROR_STATUS, UNKNOWN_ENTRY_STATUS};
 pub use hypercall::{exit, hypercall_raw, nop, rdtsc};
 pub use image::ImageDecl;

@@ -4,63 +4,78 @@
 //!
 //! Entries, in entry-index order (the table at the bottom is the truth):
 //!
-//! | # | name | does / returns |
-//! |---|------|----------------|
-//! | 0 | `null` | `Ok([0, 0])` |
-//! | 1 | `sink(0 or 1 object, any mode)` | `Ok([object length or 0, 0])`; never touches the bytes |
-//! | 2 | `relay(scalar0 = depth)` | if depth > 0 calls slot 0 with `[depth - 1]`, no objects (status 1 if that fails); `Ok([depth, 0])` |
-//! | 3 | `loop_call(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = mode)` | one heap buffer of `size` bytes (≤ [`MAX_SIZE`], filled with a pattern), then n `call(slot, [], [object])`; mode 0 no object, 1 IN, 2 OUT, 3 INOUT |
-//! | 4 | `loop_relay(scalar0 = slot, scalar1 = n, scalar2 = depth)` | n `call(slot, [depth - 1], [])`: slot is a `relay` in the next domain, so each call is a chain of `depth` hops |
-//! | 5 | `loop_rr(scalar0 = n, scalar1 = k)` | n calls, call i on slot `i % k` (each slot a `null` in another domain) |
-//! | 6 | `loop_floor(scalar0 = n)` | `measure_floor(n)`: n `Nop`s, samples with `FLOOR_SLOT`; `Ok([n, 0])` (n capped at `u32::MAX`) |
-//! | 7 | `loop_fn(scalar0 = n)` | n plain in-guest calls of an `#[inline(never)]` function, each timed with `rdtsc` and recorded with `FUNCTION_SLOT`; `Ok([n, 0])` |
+//! Served ([`bench_api::Bench`], entries 0..=4): `null`, `sink_in`,
+//! `sink_out`, `sink_inout`, `relay`. Raw entries after them:
 //!
-//! The `loop_*` calling entries (3, 4, 5) return `Ok([calls that succeeded,
-//! raw status word of the first failure or 0])`: a failed call is counted,
-//! not fatal. `ferry_guest::call` records one sample (slot, cycles) per call
-//! in the ring the VMM reads after the run.
+//! | name | does / returns |
+//! |------|----------------|
+//! | `loop_call(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = mode)` | one heap buffer of `size` bytes (≤ [`MAX_SIZE`], filled with a pattern), then n `call(slot, [], [object])`; mode 0 no object, 1 IN, 2 OUT, 3 INOUT |
+//! | `loop_relay(scalar0 = slot, scalar1 = n, scalar2 = depth)` | n `call(slot, [depth - 1], [])`: slot is a `relay` in the next domain, so each call is a chain of `depth` hops |
+//! | `loop_rr(scalar0 = n, scalar1 = k)` | n calls, call i on slot `i % k` (each slot a `null` in another domain) |
+//! | `loop_floor(scalar0 = n)` | `measure_floor(n)`: n `Nop`s, samples with `FLOOR_SLOT`; `Ok([n, 0])` (n capped at `u32::MAX`) |
+//! | `loop_fn(scalar0 = n)` | n plain in-guest calls of an `#[inline(never)]` function, each timed with `rdtsc` and recorded with `FUNCTION_SLOT`; `Ok([n, 0])` |
+//! | `loop_stub(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = typed)` | n calls of `callee`'s `null` (size 0) or `sink_inout` (one INOUT object of `size` bytes), through the raw API on `slot` (typed = 0) or through a [`bench_api::BenchClient`] bound to the domain named `callee` (typed = 1); each call's own guest cycles — the time around it minus the `Call` hypercall itself — recorded with `GUEST_SIDE_SLOT` |
 //!
-//! Application status codes: 1 `relay`'s nested call failed; 2 bad
-//! argument (`loop_call`: mode > 3 or size > [`MAX_SIZE`]; `loop_rr`: k = 0);
-//! 3 `loop_call` could not allocate its buffer (caller heap too small).
+//! The `loop_*` calling entries return `Ok([calls that succeeded, raw
+//! status word of the first failure or 0])`: a failed call is counted, not
+//! fatal. `ferry_guest::call` (and the typed stub's transport) records one
+//! sample (slot, cycles) per call in the ring the VMM reads after the run.
+//!
+//! Application status codes of the raw entries: 2 bad argument
+//! (`loop_call`: mode > 3 or size > [`MAX_SIZE`]; `loop_rr`: k = 0;
+//! `loop_stub`: typed > 1, size > [`MAX_SIZE`] or no `callee` granted);
+//! 3 a loop could not allocate its buffer (caller heap too small).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 use alloc::vec::Vec;
+use bench_api::{Bench, BenchClient, BenchError};
 use core::hint::black_box;
-use ferry_guest::shared_abi::FUNCTION_SLOT;
-use ferry_guest::{call, measure_floor, rdtsc, record_sample, Arg, Call, CallError};
+use ferry_guest::interface::Error;
+use ferry_guest::shared_abi::{FUNCTION_SLOT, GUEST_SIDE_SLOT};
+use ferry_guest::{
+    call, last_call_cycles, measure_floor, rdtsc, record_sample, Arg, Call, CallError, Vmm,
+};
 
 /// Largest `loop_call` object: 1 MiB plus 64 KiB.
 pub const MAX_SIZE: u64 = (1 << 20) + (64 << 10);
 
-/// `relay`'s nested call failed.
-const RELAY_FAILED: u32 = 1;
 /// A scalar argument is out of range.
 const BAD_ARG: u32 = 2;
 /// The heap could not hold `loop_call`'s buffer.
 const NO_MEMORY: u32 = 3;
 
-fn null(_: &mut Call) -> Result<[u64; 2], u32> {
-    Ok([0, 0])
-}
+/// The callees: they touch nothing, so a figure is the call's own cost.
+struct Callee;
 
-fn sink(c: &mut Call) -> Result<[u64; 2], u32> {
-    let len = c.invocation().args[..c.nargs()]
-        .first()
-        .map_or(0, |d| d.len);
-    Ok([len, 0])
-}
+impl Bench for Callee {
+    fn null(&self) {}
 
-fn relay(c: &mut Call) -> Result<[u64; 2], u32> {
-    let depth = c.scalar(0);
-    if depth > 0 {
-        call(0, &[depth - 1], &mut []).map_err(|_| RELAY_FAILED)?;
+    fn sink_in(&self, data: &[u8]) -> u64 {
+        data.len() as u64
     }
-    Ok([depth, 0])
+
+    fn sink_out(&self, data: &mut [u8]) -> u64 {
+        data.len() as u64
+    }
+
+    fn sink_inout(&self, data: &mut [u8]) -> u64 {
+        data.len() as u64
+    }
+
+    fn relay(&self, depth: u64) -> Result<u64, BenchError> {
+        if depth > 0 {
+            // The chain is wired by slot (each relay domain's only
+            // capability): the bench measures the raw path here.
+            call(0, &[depth - 1], &mut []).map_err(|_| BenchError::RelayFailed)?;
+        }
+        Ok(depth)
+    }
 }
+
+static CALLEE: Callee = Callee;
 
 /// Successes and the first failure of a call loop.
 #[derive(Default)]
@@ -78,20 +93,38 @@ impl Tally {
         }
     }
 
+    /// Count a typed call: any failure counts as the first error's word 1.
+    fn add_typed<R, E>(&mut self, r: Result<R, Error<E>>) {
+        match r {
+            Ok(_) => self.ok += 1,
+            Err(_) if self.first_err == 0 => self.first_err = 1,
+            Err(_) => {}
+        }
+    }
+
     fn result(&self) -> Result<[u64; 2], u32> {
         Ok([self.ok, self.first_err])
     }
 }
 
-fn loop_call(c: &mut Call) -> Result<[u64; 2], u32> {
-    let (slot, n, size, mode) = (c.scalar(0) as u32, c.scalar(1), c.scalar(2), c.scalar(3));
-    if mode > 3 || size > MAX_SIZE {
+/// A heap buffer of `size` bytes (≤ [`MAX_SIZE`]) filled with a pattern.
+fn buffer(size: u64) -> Result<Vec<u8>, u32> {
+    if size > MAX_SIZE {
         return Err(BAD_ARG);
     }
     let mut buf: Vec<u8> = Vec::new();
     buf.try_reserve_exact(size as usize)
         .map_err(|_| NO_MEMORY)?;
     buf.extend((0..size as usize).map(|i| (i as u8) ^ 0x5A));
+    Ok(buf)
+}
+
+fn loop_call(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (slot, n, size, mode) = (c.scalar(0) as u32, c.scalar(1), c.scalar(2), c.scalar(3));
+    if mode > 3 {
+        return Err(BAD_ARG);
+    }
+    let mut buf = buffer(size)?;
     let mut t = Tally::default();
     for _ in 0..n {
         let r = match mode {
@@ -149,13 +182,60 @@ fn loop_fn(c: &mut Call) -> Result<[u64; 2], u32> {
     Ok([n, 0])
 }
 
-ferry_guest::entries! {
-    "null" => null,
-    "sink" => sink,
-    "relay" => relay,
-    "loop_call" => loop_call,
-    "loop_relay" => loop_relay,
-    "loop_rr" => loop_rr,
-    "loop_floor" => loop_floor,
-    "loop_fn" => loop_fn,
+/// Record one call's guest-side cycles: the time around it (`t0` to now)
+/// minus the `Call` hypercall the call's transport timed.
+#[inline(always)]
+fn record_guest_side(t0: u64) {
+    let total = rdtsc().wrapping_sub(t0);
+    record_sample(GUEST_SIDE_SLOT, total.saturating_sub(last_call_cycles()));
+}
+
+fn loop_stub(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (slot, n, size, typed) = (c.scalar(0) as u32, c.scalar(1), c.scalar(2), c.scalar(3));
+    let mut buf = buffer(size)?;
+    let mut t = Tally::default();
+    match typed {
+        0 => {
+            for _ in 0..n {
+                let t0 = rdtsc();
+                let r = if size == 0 {
+                    call(slot, &[], &mut [])
+                } else {
+                    call(slot, &[], &mut [Arg::inout(&mut buf[..])])
+                };
+                record_guest_side(t0);
+                t.add(r);
+            }
+        }
+        1 => {
+            let callee = BenchClient::bind(Vmm, "callee").map_err(|_| BAD_ARG)?;
+            for _ in 0..n {
+                let t0 = rdtsc();
+                if size == 0 {
+                    let r = callee.null();
+                    record_guest_side(t0);
+                    t.add_typed(r);
+                } else {
+                    let r = callee.sink_inout(&mut buf);
+                    record_guest_side(t0);
+                    t.add_typed(r);
+                }
+            }
+        }
+        _ => return Err(BAD_ARG),
+    }
+    t.result()
+}
+
+ferry_guest::image! {
+    serves: [bench_api::BenchServer(&CALLEE)],
+    uses: [bench_api::BENCH_INTERFACE],
+    raw: [
+        "loop_call" => loop_call,
+        "loop_relay" => loop_relay,
+        "loop_rr" => loop_rr,
+        "loop_floor" => loop_floor,
+        "loop_fn" => loop_fn,
+        "loop_stub" => loop_stub,
+    ],
 }

@@ -1,5 +1,5 @@
-//! `kv`: an in-guest key-value store; see `store.rs` for the entries and
-//! application status codes.
+//! `kv`: an in-guest key-value store serving [`kv_api::Kv`] (see
+//! `store.rs`).
 #![no_std]
 #![no_main]
 
@@ -7,17 +7,13 @@ extern crate alloc;
 
 mod store;
 
-use ferry_guest::Call;
+/// The honest store.
+static STORE: store::Store = store::Store {
+    corrupt_every: None,
+};
 
-/// `get(key IN, value OUT) -> r0 = value length`, honestly.
-fn get(c: &mut Call) -> Result<[u64; 2], u32> {
-    store::get_with(c, None)
-}
-
-ferry_guest::entries! {
-    init = store::init;
-    "put" => store::put,
-    "get" => get,
-    "delete" => store::delete,
-    "count" => store::count,
+ferry_guest::image! {
+    init: store::init,
+    serves: [kv_api::KvServer(&STORE)],
+    uses: [logger_api::LOGGER_INTERFACE],
 }

@@ -1,38 +1,29 @@
-//! `logger`: an append-only log of lines.
-//!
-//! Entries:
-//! - `append(line IN) -> r0 = lines so far` (including this one);
-//! - `count() -> r0 = lines so far`.
-//!
-//! Application status codes:
-//! - 1 `NO_LINE`: `append` got no object.
+//! `logger`: an append-only log of lines, serving [`logger_api::Logger`].
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 use alloc::vec::Vec;
-use ferry_guest::Call;
 use spin::Mutex;
 
-/// `append` was called without an object.
-const NO_LINE: u32 = 1;
-
 /// Every line ever appended, in order.
-static LINES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+struct Log(Mutex<Vec<Vec<u8>>>);
 
-fn append(c: &mut Call) -> Result<[u64; 2], u32> {
-    let line = c.arg(0).ok_or(NO_LINE)?.to_vec();
-    let mut lines = LINES.lock();
-    lines.push(line);
-    Ok([lines.len() as u64, 0])
+impl logger_api::Logger for Log {
+    fn append(&self, line: &[u8]) -> u64 {
+        let mut lines = self.0.lock();
+        lines.push(line.to_vec());
+        lines.len() as u64
+    }
+
+    fn count(&self) -> u64 {
+        self.0.lock().len() as u64
+    }
 }
 
-fn count(_: &mut Call) -> Result<[u64; 2], u32> {
-    Ok([LINES.lock().len() as u64, 0])
-}
+static LOG: Log = Log(Mutex::new(Vec::new()));
 
-ferry_guest::entries! {
-    "append" => append,
-    "count" => count,
+ferry_guest::image! {
+    serves: [logger_api::LoggerServer(&LOG)],
 }

@@ -6,14 +6,18 @@
 //! <Interface>.<method>(<param>,<param>,...)-><Ok>[|<Err>]
 //! ```
 //!
-//! where an object parameter is `<mode> <Type>:<size>` (`mode` is `in`,
+//! where `<method>` is the method's name (without the interface's entry
+//! prefix), an object parameter is `<mode> <Type>:<size>` (`mode` is `in`,
 //! `out` or `inout`; `Type` is the type as written without spaces and with
-//! only the last segment of a path, `[T]` for a slice; `size` is the size in
-//! bytes of `T`, in decimal), a scalar parameter is its type (`u32`), `Ok` is
-//! the success type (`()`, a scalar, or `(A,B)`) and `Err` the error type's
-//! last path segment, present only for a `Result`. Parameter names are not
-//! part of it: renaming one stays compatible. Example:
-//! `Kv.get(in [u8]:1,out [u8]:1)->usize|KvError`.
+//! only the last segment of each path — `[u8;16]` for an array,
+//! `Name<A,B>` with generic arguments — and `[T]` for a slice; `size` is the
+//! size in bytes of `T`, the element for a slice, in decimal), a scalar
+//! parameter is its type (`u32`), `Ok` is the success type (`()`, a
+//! scalar, or `(A,B)`) and `Err` the error type's last path segment,
+//! present only for a `Result`. Parameters appear in declaration order,
+//! objects and scalars interleaved as written. Parameter names are not
+//! part of it: renaming one stays compatible. Example (with `#[out]` on
+//! `value`): `Kv.get(in [u8]:1,out [u8]:1)->usize|KvError`.
 //!
 //! FNV-1a 64: start from `0xcbf29ce484222325`; for each byte, XOR it in and
 //! multiply by `0x100000001b3` (wrapping). An id of 0 is reserved for raw

@@ -177,6 +177,11 @@ impl<A: Scalar, B: Scalar> Reply for (A, B) {
 /// An interface's application error: a code in `1..runtime_status::BASE`
 /// on the wire. `#[derive(AppError)]` implements it for a fieldless enum
 /// with explicit discriminants (and checks their range at compile time).
+#[diagnostic::on_unimplemented(
+    message = "ferry: `{Self}` cannot be an interface's error type: it does not implement AppError",
+    label = "not an AppError",
+    note = "derive ferry_interface::AppError on a fieldless enum with explicit discriminants in 1..0xFFF0"
+)]
 pub trait AppError: Sized {
     /// The wire code (`1..runtime_status::BASE`; anything else reaches the
     /// caller as a broken reply, never as an application error).

@@ -6,20 +6,23 @@
 //! hands the referee those bytes as it copied them (kept at the copy), so a
 //! guest rewriting an object from a second vCPU cannot fool it.
 
+use client_api::WorkloadError;
 use ferry_engine::ids::{DomainId, Slot};
 use ferry_engine::manifest::System as Manifest;
 use ferry_engine::observe::{CallEvent, CallObserver};
 use ferry_engine::stats::LatencySummary;
 use ferry_engine::system::{System, SystemError, ThreadOutcome};
 use ferry_engine::thread::ThreadResult;
+use ferry_interface::AppError;
+use kv_api::KvError;
 use sha2::{Digest, Sha256};
 use shared_abi::{ErrorCode, APP_ERROR_BASE};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-/// kv's application status for a missing key.
-const KV_NOT_FOUND: u64 = APP_ERROR_BASE + 1;
+/// The status word of kv's `NotFound`, as the engine reports it.
+const KV_NOT_FOUND: u64 = APP_ERROR_BASE + KvError::NotFound as u64;
 /// How many values the client hashes.
 pub const HASHED_VALUES: u64 = 100;
 
@@ -200,10 +203,24 @@ pub fn run(mut spec: Manifest, keys: u64) -> Result<DemoReport, SystemError> {
     let all_ok = threads
         .iter()
         .all(|o| matches!(o.result, ThreadResult::Returned { status: 0, .. }));
+    let phases: Vec<String> = threads
+        .iter()
+        .filter_map(|o| match o.result {
+            ThreadResult::Returned { status, .. } => status.checked_sub(APP_ERROR_BASE),
+            _ => None,
+        })
+        .filter_map(|code| u32::try_from(code).ok().and_then(WorkloadError::from_code))
+        .map(|e| format!("{e:?}"))
+        .collect();
     check(
         format!(
-            "every thread returned success ({} threads at once)",
-            threads.len()
+            "every thread returned success ({} threads at once){}",
+            threads.len(),
+            if phases.is_empty() {
+                String::new()
+            } else {
+                format!("; failed phases: {}", phases.join(", "))
+            }
         ),
         all_ok && threads.len() as u64 == n,
     );

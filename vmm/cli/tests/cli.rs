@@ -177,6 +177,8 @@ fn bench_quick_json_has_every_mode_and_a_floor() {
         "pipeunpinned",
         "function",
         "vmm",
+        "raw",
+        "typed",
     ] {
         assert!(modes.contains(mode), "mode {mode} missing: {modes:?}");
     }
@@ -190,18 +192,28 @@ fn bench_quick_json_has_every_mode_and_a_floor() {
             s["min"].as_u64() <= s["p50"].as_u64() && s["p50"].as_u64() <= s["max"].as_u64(),
             "{f}"
         );
-        assert!(f["ratio_to_floor"].as_f64().unwrap() > 0.0, "{f}");
+        // Guest-side stub cycles exclude the exits: no ratio to the floor.
+        if f["group"] == "stub" {
+            assert!(f["ratio_to_floor"].is_null(), "{f}");
+        } else {
+            assert!(f["ratio_to_floor"].as_f64().unwrap() > 0.0, "{f}");
+        }
         assert!(f["ns"]["p50"].as_f64().unwrap() > 0.0, "{f}");
     }
     let groups: std::collections::HashSet<&str> = figures
         .iter()
         .map(|f| f["group"].as_str().unwrap())
         .collect();
-    for g in ["null", "size", "depth", "threads", "domains", "baseline"] {
+    for g in [
+        "null", "size", "depth", "threads", "domains", "stub", "baseline",
+    ] {
         assert!(groups.contains(g), "group {g} missing");
     }
     let sizes = figures.iter().filter(|f| f["group"] == "size").count();
     assert_eq!(sizes, 2 * 3 * 6, "6 sizes x IN/OUT/INOUT x 2 modes");
+    let stubs = figures.iter().filter(|f| f["group"] == "stub").count();
+    assert_eq!(stubs, 2 * 2, "null and INOUT 4 KiB x raw and typed");
+    assert!(out.contains("typed ÷ raw, null call"), "{out}");
     assert!(json["bandwidth"].as_array().unwrap().len() >= 2);
     assert!(json["machine"]["tsc_khz"].as_u64().unwrap() > 0);
     for k in [

@@ -25,7 +25,7 @@ use ferry_engine::manifest::{Document, DomainEntry, Ipc, System as Manifest};
 use ferry_engine::system::{System, SystemError};
 use ferry_engine::thread::{NotStarted, ThreadResult};
 use report::{Bandwidth, BenchReport, Figure, Group, Headline, Mode};
-use shared_abi::{FLOOR_SLOT, FUNCTION_SLOT};
+use shared_abi::{FLOOR_SLOT, FUNCTION_SLOT, GUEST_SIDE_SLOT};
 use stats::Stats;
 
 /// Object sizes measured (bytes).
@@ -82,24 +82,30 @@ impl BenchOptions {
 const ROUNDS: u64 = 10;
 
 const RR_SLOTS: u64 = 64;
-/// Capability slots of the `caller` domain after the 64 round-robin ones.
+/// Capability slots of the `caller` domain after the 64 round-robin ones:
+/// per mode, `null`, the three sinks (IN, OUT, INOUT: see [`Dir::slot`])
+/// and `relay`.
 const SLOT_NULL: u64 = RR_SLOTS;
 const SLOT_SINK: u64 = RR_SLOTS + 1;
-const SLOT_RELAY: u64 = RR_SLOTS + 2;
-const SLOT_MNULL: u64 = RR_SLOTS + 3;
-const SLOT_MSINK: u64 = RR_SLOTS + 4;
-const SLOT_MRELAY: u64 = RR_SLOTS + 5;
+const SLOT_RELAY: u64 = RR_SLOTS + 4;
+const SLOT_MNULL: u64 = RR_SLOTS + 5;
+const SLOT_MSINK: u64 = RR_SLOTS + 6;
+const SLOT_MRELAY: u64 = RR_SLOTS + 9;
 
-/// Every bench domain runs the one `bench` image, which exports all of these.
-const EXPORTS: [&str; 8] = [
+/// Every bench domain runs the one `bench` image, which exports all of
+/// these: the `bench_api::Bench` interface, then its raw call loops.
+const EXPORTS: [&str; 11] = [
     "null",
-    "sink",
+    "sink_in",
+    "sink_out",
+    "sink_inout",
     "relay",
     "loop_call",
     "loop_relay",
     "loop_rr",
     "loop_floor",
     "loop_fn",
+    "loop_stub",
 ];
 
 /// A bench domain: memory (MiB), stacks and stack size (KiB), its IPC mode
@@ -120,10 +126,14 @@ pub fn manifest() -> Document {
     caps.extend(
         [
             "callee.null",
-            "callee.sink",
+            "callee.sink_in",
+            "callee.sink_out",
+            "callee.sink_inout",
             "relay1.relay",
             "mcallee.null",
-            "mcallee.sink",
+            "mcallee.sink_in",
+            "mcallee.sink_out",
+            "mcallee.sink_inout",
             "mrelay1.relay",
         ]
         .map(String::from),
@@ -163,6 +173,15 @@ impl Dir {
         }
     }
 
+    /// The slot of this direction's sink, given the mode's first sink slot.
+    fn slot(self, first: u64) -> u64 {
+        match self {
+            Dir::In => first,
+            Dir::Out => first + 1,
+            Dir::InOut => first + 2,
+        }
+    }
+
     /// The name in the JSON (`dir`) and, upper-cased, in figure names.
     fn name(self) -> &'static str {
         match self {
@@ -187,6 +206,9 @@ enum What {
     RoundRobin,
     /// `loop_fn`: a plain function call in the guest.
     Function,
+    /// `loop_stub`: the caller's own cycles around a null call (`param` 0)
+    /// or a `sink_inout` of `param` bytes, raw or typed by mode.
+    Stub,
     /// On the host: a pipe ping-pong with a forked partner.
     Pipe {
         /// Both processes on one CPU.
@@ -227,6 +249,8 @@ enum Profile {
 enum Exits {
     Two,
     One,
+    /// No ratio: the figure excludes the exits (guest-side cycles).
+    None,
 }
 
 /// One row of the bench: a figure per mode × parameter.
@@ -322,7 +346,7 @@ const fn baseline(
 
 /// Every figure, in the order measured and reported. Adding a figure is
 /// adding a row.
-const FIGURES: [FigureSpec; 16] = [
+const FIGURES: [FigureSpec; 17] = [
     // The headline: null call+return, both modes taking turns in rounds
     // with the floor; VMM work measured directly on the migrate batches.
     FigureSpec {
@@ -359,6 +383,24 @@ const FIGURES: [FigureSpec; 16] = [
         label: |k| format!("{k} callee domains"),
         what: What::RoundRobin,
         schedule: Schedule::Rounds,
+        ..ROW
+    },
+    // What a typed stub costs the caller against the raw API: the guest's
+    // own cycles outside the exit, both taking turns in rounds.
+    FigureSpec {
+        group: Group::Stub,
+        modes: &[Mode::Raw, Mode::Typed],
+        params: &[0, 4096],
+        label: |b| {
+            if b == 0 {
+                "null call".into()
+            } else {
+                format!("INOUT {}", size_name(b))
+            }
+        },
+        what: What::Stub,
+        schedule: Schedule::Rounds,
+        exits: Exits::None,
         ..ROW
     },
     baseline(
@@ -487,7 +529,16 @@ impl Bench<'_> {
 
     /// Warm up: every vCPU and server created, every stack and page touched once.
     fn warm_up(&mut self) -> Result<(), BenchError> {
-        for slot in [SLOT_NULL, SLOT_MNULL, SLOT_SINK, SLOT_MSINK] {
+        for slot in [SLOT_NULL, SLOT_MNULL] {
+            self.run(
+                "warm-up",
+                "loop_call",
+                [slot, 200, 0, 0],
+                1,
+                Some(slot as u32),
+            )?;
+        }
+        for slot in [Dir::InOut.slot(SLOT_SINK), Dir::InOut.slot(SLOT_MSINK)] {
             let args = [slot, 200, 4096, Dir::InOut.code()];
             self.run("warm-up", "loop_call", args, 1, Some(slot as u32))?;
         }
@@ -560,7 +611,7 @@ impl Bench<'_> {
                 self.run(&what, "loop_call", [s, n, 0, 0], threads, Some(s as u32))
             }
             What::Sink(dir) => {
-                let s = slot(SLOT_SINK, SLOT_MSINK);
+                let s = dir.slot(slot(SLOT_SINK, SLOT_MSINK));
                 let args = [s, n, p, dir.code()];
                 self.run(&what, "loop_call", args, 1, Some(s as u32))
             }
@@ -571,6 +622,16 @@ impl Bench<'_> {
             }
             What::RoundRobin => self.run(&what, "loop_rr", [n, p, 0, 0], 1, None),
             What::Function => self.run(&what, "loop_fn", [n, 0, 0, 0], 1, Some(FUNCTION_SLOT)),
+            What::Stub => {
+                let s = if p == 0 {
+                    SLOT_NULL
+                } else {
+                    Dir::InOut.slot(SLOT_SINK)
+                };
+                let typed = u64::from(mode == Mode::Typed);
+                let args = [s, n, p, typed];
+                self.run(&what, "loop_stub", args, 1, Some(GUEST_SIDE_SLOT))
+            }
             What::Pipe { pinned } => baseline::pipe_round_trips(n as usize, pinned).map_err(|e| {
                 BenchError::Baseline(
                     if pinned {
@@ -617,6 +678,7 @@ impl Bench<'_> {
             let per = match exits {
                 Exits::Two => 2.0,
                 Exits::One => 1.0,
+                Exits::None => continue,
             };
             f.ratio_to_floor =
                 (floor.p50 > 0).then(|| f.stats.p50 as f64 / (per * floor.p50 as f64));

@@ -340,6 +340,8 @@ fn mode_rank(mode: Mode) -> u8 {
         Mode::PipeUnpinned => 4,
         Mode::Function => 5,
         Mode::Vmm => 6,
+        Mode::Raw => 7,
+        Mode::Typed => 8,
     }
 }
 
@@ -354,6 +356,8 @@ fn series_color(mode: Mode, variant: usize) -> RGBColor {
         Mode::PipeUnpinned => (150, 170, 40),
         Mode::Function => (148, 103, 189),
         Mode::Vmm => (140, 86, 75),
+        Mode::Raw => (23, 190, 207),
+        Mode::Typed => (214, 39, 40),
     };
     let shade = |c: u8| -> u8 {
         match variant % 3 {

@@ -22,6 +22,10 @@ pub enum Mode {
     Function,
     /// The VMM's own work per call+return (host cycles between `KVM_RUN`s).
     Vmm,
+    /// A call made through the raw API (descriptors built by hand).
+    Raw,
+    /// The same call made through a typed interface's generated stub.
+    Typed,
 }
 
 /// Which figure family a row belongs to.
@@ -40,6 +44,9 @@ pub enum Group {
     Domains,
     /// Baselines and the floor.
     Baseline,
+    /// The caller's own cycles per call outside the `Call` exit: the raw
+    /// API against a typed stub (`param` = object bytes, 0 = null call).
+    Stub,
 }
 
 /// One measured figure.

@@ -124,6 +124,8 @@ pub fn mode_name(mode: Mode) -> &'static str {
         Mode::PipeUnpinned => "pipe unpinned",
         Mode::Function => "function",
         Mode::Vmm => "vmm work",
+        Mode::Raw => "raw API",
+        Mode::Typed => "typed stub",
     }
 }
 
@@ -136,16 +138,18 @@ fn group_title(group: Group) -> &'static str {
         Group::Threads => "Concurrent threads into one domain",
         Group::Domains => "Callee domains, round robin",
         Group::Baseline => "Baselines",
+        Group::Stub => "Caller's own cycles per call outside the exit: raw API vs typed stub",
     }
 }
 
 /// The groups in the order the table shows them.
-const GROUPS: [Group; 6] = [
+const GROUPS: [Group; 7] = [
     Group::Null,
     Group::Size,
     Group::Depth,
     Group::Threads,
     Group::Domains,
+    Group::Stub,
     Group::Baseline,
 ];
 
@@ -336,6 +340,38 @@ impl BenchReport {
         )
     }
 
+    /// Typed ÷ raw per call kind of the [`Group::Stub`] rows (p50 and p99).
+    fn write_stub_ratios(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let find = |mode, param| {
+            self.figures
+                .iter()
+                .find(|x| x.group == Group::Stub && x.mode == mode && x.param == param)
+        };
+        for fig in self
+            .figures
+            .iter()
+            .filter(|x| x.group == Group::Stub && x.mode == Mode::Raw)
+        {
+            let Some(typed) = find(Mode::Typed, fig.param) else {
+                continue;
+            };
+            let ratio = |t: u64, r: u64| (r > 0).then(|| t as f64 / r as f64);
+            writeln!(
+                f,
+                "typed ÷ raw, {}: p50 {} ({} vs {} cycles), p99 {}",
+                fig.name,
+                fmt_ratio(ratio(typed.stats.p50, fig.stats.p50)),
+                fmt_int(typed.stats.p50),
+                fmt_int(fig.stats.p50),
+                fmt_ratio(ratio(typed.stats.p99, fig.stats.p99)),
+            )?;
+        }
+        writeln!(
+            f,
+            "(guest TSC around each call minus the `Call` exit itself; ÷floor is n/a here)"
+        )
+    }
+
     /// The headline ratios with their targets.
     fn write_headline(&self, f: &mut Formatter<'_>) -> fmt::Result {
         writeln!(f)?;
@@ -421,6 +457,9 @@ impl Display for BenchReport {
                     ..
                 } = fig;
                 self.write_row(f, name, mode_name(*mode), stats, *ratio_to_floor)?;
+            }
+            if group == Group::Stub {
+                self.write_stub_ratios(f)?;
             }
         }
         self.write_bandwidth(f)?;

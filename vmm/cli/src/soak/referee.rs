@@ -11,14 +11,16 @@
 
 use ferry_engine::ids::{DomainId, Slot};
 use ferry_engine::observe::{CallEvent, CallObserver};
+use kv_api::KvError;
 use shared_abi::ErrorCode;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-/// kv's application status for a missing key (see images/kv/src/store.rs).
-const KV_NOT_FOUND: u64 = shared_abi::APP_ERROR_BASE + 1;
-/// kv's application status when its log call failed (nothing stored).
-const KV_LOG_FAILED: u64 = shared_abi::APP_ERROR_BASE + 3;
+/// The status word of kv's `NotFound`, as the engine reports it.
+const KV_NOT_FOUND: u64 = shared_abi::APP_ERROR_BASE + KvError::NotFound as u64;
+/// The status word of kv's `LogFailed` (its log call failed, nothing
+/// stored).
+const KV_LOG_FAILED: u64 = shared_abi::APP_ERROR_BASE + KvError::LogFailed as u64;
 /// The relay's own statuses (`0x100 | code`: its call to kv failed) and above.
 const RELAY_OWN_ERRORS: u64 = shared_abi::APP_ERROR_BASE + 0x100;
 /// Generations of kv whose models are kept: an answer from an older one

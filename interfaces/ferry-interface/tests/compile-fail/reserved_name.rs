@@ -1,0 +1,9 @@
+// expect: ferry: `bind` is reserved
+use ferry_interface::interface;
+
+#[interface]
+pub trait T {
+    fn bind(&self);
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+// expect: ferry: unsupported return type
+use ferry_interface::interface;
+
+#[interface]
+pub trait T {
+    fn f(&self) -> &[u8];
+}
+
+fn main() {}
