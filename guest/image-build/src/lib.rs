@@ -82,7 +82,7 @@ impl fmt::Display for BuildError {
             ),
             Self::MissingFlag(flag) => write!(
                 f,
-                "the guest code-generation flag {flag} is missing: set [target.{GUEST_TARGET}] rustflags = {GUEST_RUSTFLAGS:?} in .cargo/config.toml and build with an explicit --target (or build.target)"
+                "the guest code-generation flag {flag} is missing: set [target.{GUEST_TARGET}] rustflags = {GUEST_RUSTFLAGS:?} in .cargo/config.toml, build with an explicit --target (or build.target), and unset RUSTFLAGS, which replaces them"
             ),
             Self::Write(p, e) => write!(f, "cannot write the linker script {}: {e}", p.display()),
         }
