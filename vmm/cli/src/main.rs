@@ -11,6 +11,7 @@
 
 mod bench;
 mod demo;
+mod new;
 mod soak;
 
 use anyhow::Context;
@@ -87,6 +88,23 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = "ferry-soak.log")]
         log: PathBuf,
     },
+    /// Start a domain of your own: a new project outside this repository.
+    ///
+    /// The project builds a guest image with plain `cargo build --release`
+    /// and has a manifest that runs it against the built-in `hasher`
+    /// (`ferry run manifest.toml`).
+    New {
+        /// The project's (and its image's) name: a crate name of at most
+        /// 32 bytes.
+        name: String,
+        /// Create it in this directory (default: ./NAME); it must not exist.
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+        /// The Ferry checkout the project depends on (default: the one
+        /// this `ferry` was built from).
+        #[arg(long, value_name = "REPO")]
+        ferry: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -122,6 +140,7 @@ fn main() -> ExitCode {
             clients,
             log,
         } => soak(seconds, seed, clients, log),
+        Command::New { name, path, ferry } => new(&name, path.as_deref(), ferry.as_deref()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -237,6 +256,22 @@ fn bench(
             println!("plot written to {}", f.display());
         }
     }
+    Ok(true)
+}
+
+fn new(
+    name: &str,
+    dir: Option<&std::path::Path>,
+    ferry: Option<&std::path::Path>,
+) -> anyhow::Result<bool> {
+    let dir = new::create(name, dir, ferry)?;
+    println!(
+        "created `{name}` in {}; build and run it with:",
+        dir.display()
+    );
+    println!("  cd {}", dir.display());
+    println!("  cargo build --release");
+    println!("  ferry run manifest.toml");
     Ok(true)
 }
 

@@ -1,0 +1,245 @@
+//! Build-script helper of a Ferry guest image, for images built outside
+//! this repository (`ferry new`'s template uses it as a build-dependency).
+//!
+//! A guest image is a static ELF linked at `shared_abi::layout::IMAGE_BASE`
+//! by Ferry's linker script, with `panic = "abort"` and the guest
+//! code-generation flags. Link arguments emitted by a *dependency's* build
+//! script do not reach a binary, so every image's own `build.rs` must emit
+//! them; this crate makes that one line:
+//!
+//! ```no_run
+//! // The body of `main` in a guest image's build.rs:
+//! ferry_image_build::link_image();
+//! ```
+//!
+//! The linker script is `guest/link.ld` of the checkout this crate comes
+//! from, embedded at compile time and written to `OUT_DIR`, so a project
+//! outside the repository needs no copy of it. The images inside the
+//! repository link with the same file through `guest/build-image.rs`.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Ferry's guest linker script (`guest/link.ld`), embedded so that it
+/// travels with this crate wherever the image is built.
+pub const LINKER_SCRIPT: &str = include_str!("../../link.ld");
+
+/// File name of the linker script written to `OUT_DIR`.
+pub const LINKER_SCRIPT_NAME: &str = "ferry-guest.ld";
+
+/// The target every guest is built for. It must be given explicitly
+/// (`--target`, or `build.target` in `.cargo/config.toml`): only then does
+/// cargo keep [`GUEST_RUSTFLAGS`] off proc-macros and build scripts, which
+/// do not link with them.
+pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Code-generation flags every guest crate is built with (the same list as
+/// `GUEST_RUSTFLAGS` in `vmm/engine/build.rs` and `scripts/check.sh`).
+pub const GUEST_RUSTFLAGS: &[&str] = &[
+    "-Crelocation-model=static",
+    "-Cno-redzone=yes",
+    "-Ctarget-cpu=x86-64",
+];
+
+/// Linker arguments of every guest binary, before `-T <script>`: a static,
+/// non-PIE ELF without the C runtime, build id or RELRO (the same list as
+/// `guest/build-image.rs`).
+pub const LINK_ARGS: &[&str] = &[
+    "-nostdlib",
+    "-static",
+    "-no-pie",
+    "-Wl,--gc-sections",
+    "-Wl,--build-id=none",
+    "-Wl,-z,norelro",
+    "-Wl,-z,noexecstack",
+];
+
+/// Why an image's build cannot go on. Each message is one sentence naming
+/// the fix.
+#[derive(Debug)]
+pub enum BuildError {
+    /// Cargo did not set a variable every build script gets.
+    MissingEnv(&'static str),
+    /// The image is being built for another target than [`GUEST_TARGET`].
+    WrongTarget(String),
+    /// A flag of [`GUEST_RUSTFLAGS`] is not among the target's flags.
+    MissingFlag(&'static str),
+    /// The linker script could not be written.
+    Write(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingEnv(v) => write!(
+                f,
+                "{v} is not set: call ferry_image_build from a build script run by cargo"
+            ),
+            Self::WrongTarget(t) => write!(
+                f,
+                "a Ferry guest image is built for {GUEST_TARGET}, not {t}: set build.target = \"{GUEST_TARGET}\" in .cargo/config.toml"
+            ),
+            Self::MissingFlag(flag) => write!(
+                f,
+                "the guest code-generation flag {flag} is missing: set [target.{GUEST_TARGET}] rustflags = {GUEST_RUSTFLAGS:?} in .cargo/config.toml, build with an explicit --target (or build.target), and unset RUSTFLAGS, which replaces them"
+            ),
+            Self::Write(p, e) => write!(f, "cannot write the linker script {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// What a build script prints for an image: the `cargo:` lines, in order.
+/// Split from [`link_image`] so it can be checked without cargo.
+pub fn directives(script: &Path) -> Vec<String> {
+    let mut out: Vec<String> = LINK_ARGS
+        .iter()
+        .map(|a| format!("cargo:rustc-link-arg-bins={a}"))
+        .collect();
+    out.push(format!(
+        "cargo:rustc-link-arg-bins=-Wl,-T,{}",
+        script.display()
+    ));
+    out.push("cargo:rerun-if-changed=build.rs".to_owned());
+    out
+}
+
+/// Check the build script's environment (target and flags, as cargo gives
+/// them to build scripts) before linking anything.
+///
+/// `target` is `TARGET`; `encoded_rustflags` is `CARGO_ENCODED_RUSTFLAGS`
+/// (the target's flags, `\x1f`-separated).
+pub fn check_env(target: &str, encoded_rustflags: &str) -> Result<(), BuildError> {
+    if target != GUEST_TARGET {
+        return Err(BuildError::WrongTarget(target.to_owned()));
+    }
+    let flags: Vec<&str> = encoded_rustflags.split('\x1f').collect();
+    for flag in GUEST_RUSTFLAGS {
+        if !flags.contains(flag) {
+            return Err(BuildError::MissingFlag(flag));
+        }
+    }
+    Ok(())
+}
+
+/// Check the environment, write the linker script to `out_dir` and answer
+/// the directives to print.
+pub fn prepare(
+    out_dir: &Path,
+    target: &str,
+    encoded_rustflags: &str,
+) -> Result<Vec<String>, BuildError> {
+    check_env(target, encoded_rustflags)?;
+    let script = out_dir.join(LINKER_SCRIPT_NAME);
+    if std::fs::read_to_string(&script).ok().as_deref() != Some(LINKER_SCRIPT) {
+        std::fs::write(&script, LINKER_SCRIPT).map_err(|e| BuildError::Write(script.clone(), e))?;
+    }
+    Ok(directives(&script))
+}
+
+/// Everything an image's `build.rs` must do: check that it is built for
+/// the guest target with the guest flags, write the linker script to
+/// `OUT_DIR` and emit the link arguments. Fails the build with one sentence
+/// naming the fix when the environment is wrong.
+pub fn link_image() {
+    let var = |name: &'static str| std::env::var_os(name).ok_or(BuildError::MissingEnv(name));
+    let result = var("OUT_DIR").and_then(|out| {
+        let target = var("TARGET")?;
+        // Absent when no flags are set at all: then every flag is missing.
+        let flags = std::env::var_os("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+        prepare(
+            Path::new(&out),
+            &target.to_string_lossy(),
+            &OsStr::to_string_lossy(&flags),
+        )
+    });
+    match result {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        Err(e) => {
+            // A build script reports by failing; cargo shows this line.
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLAGS: &str = "-Crelocation-model=static\x1f-Cno-redzone=yes\x1f-Ctarget-cpu=x86-64";
+
+    #[test]
+    fn the_embedded_script_is_guest_link_ld() {
+        let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../link.ld"))
+            .expect("guest/link.ld");
+        assert_eq!(LINKER_SCRIPT, on_disk);
+        assert!(LINKER_SCRIPT.contains("ENTRY(_start)"));
+    }
+
+    #[test]
+    fn the_link_arguments_are_those_of_the_in_tree_images() {
+        let build_image =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../build-image.rs"))
+                .expect("guest/build-image.rs");
+        for arg in LINK_ARGS {
+            assert!(build_image.contains(&format!("\"{arg}\"")), "{arg}");
+        }
+        let d = directives(Path::new("/o/ferry-guest.ld"));
+        assert_eq!(d.len(), LINK_ARGS.len() + 2);
+        assert_eq!(d[0], "cargo:rustc-link-arg-bins=-nostdlib");
+        assert_eq!(
+            d[LINK_ARGS.len()],
+            "cargo:rustc-link-arg-bins=-Wl,-T,/o/ferry-guest.ld"
+        );
+    }
+
+    #[test]
+    fn the_flags_are_those_the_in_tree_images_are_built_with() {
+        let check = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/check.sh"
+        ))
+        .expect("scripts/check.sh");
+        let printf = GUEST_RUSTFLAGS.join("\\x1f");
+        assert!(check.contains(&printf), "check.sh lacks {printf}");
+    }
+
+    #[test]
+    fn a_wrong_target_or_a_missing_flag_is_refused() {
+        assert!(check_env(GUEST_TARGET, FLAGS).is_ok());
+        let e = check_env("aarch64-unknown-linux-gnu", FLAGS).unwrap_err();
+        assert!(e.to_string().contains("build.target"), "{e}");
+        let e = check_env(GUEST_TARGET, "-Cno-redzone=yes\x1f-Ctarget-cpu=x86-64").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("the guest code-generation flag -Crelocation-model=static is missing"),
+            "{e}"
+        );
+        assert!(matches!(
+            check_env(GUEST_TARGET, ""),
+            Err(BuildError::MissingFlag(_))
+        ));
+    }
+
+    #[test]
+    fn prepare_writes_the_script_once_and_points_the_linker_at_it() {
+        let dir = std::env::temp_dir().join(format!("ferry-image-build-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines = prepare(&dir, GUEST_TARGET, FLAGS).unwrap();
+        let script = dir.join(LINKER_SCRIPT_NAME);
+        assert_eq!(std::fs::read_to_string(&script).unwrap(), LINKER_SCRIPT);
+        assert!(lines.contains(&format!(
+            "cargo:rustc-link-arg-bins=-Wl,-T,{}",
+            script.display()
+        )));
+        assert!(prepare(&dir, "x", FLAGS).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
