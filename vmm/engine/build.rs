@@ -18,77 +18,20 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Code-generation flags of every guest crate, `\x1f`-separated as in
-/// `CARGO_ENCODED_RUSTFLAGS`. `scripts/check.sh` uses the same list.
-const GUEST_RUSTFLAGS: &[&str] = &[
-    // Fixed link address, no GOT-relative code: a plain ET_EXEC.
-    "-Crelocation-model=static",
-    // Harmless at CPL3 today, but keeps guest code valid should anything
-    // ever run on the guest's own stack at CPL0.
-    "-Cno-redzone=yes",
-    // Baseline x86-64 (SSE2): the VMM enables SSE but not XSAVE/AVX.
-    "-Ctarget-cpu=x86-64",
-];
-
-/// The guests' target, named explicitly so that [`GUEST_RUSTFLAGS`] reach
-/// only the guest crates, not the host-side proc-macros and build scripts.
-///
-/// Checked when the guests got their first proc-macros (zerocopy-derive,
-/// num_enum_derive, and rustversion under them, through shared-abi): without
-/// `--target`, cargo applies `CARGO_ENCODED_RUSTFLAGS` to host artifacts too,
-/// and a proc-macro `.so` compiled with `-Crelocation-model=static` does not
-/// link (rust-lld: "relocation R_X86_64_32 cannot be used against local
-/// symbol; recompile with -fPIC" in rustversion), so the nested build failed.
-/// With `--target`, proc-macros and build scripts are built with the default
-/// (PIC) flags and only target crates get the guest flags; the image paths
-/// come from cargo's JSON `executable` field, so the extra
-/// `x86_64-unknown-linux-gnu/` component of the output directory needs no
-/// handling here. `scripts/check.sh` passes the same `--target`.
-const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
-
-/// Environment variables of the outer build that must not leak into the
-/// nested one (they would change flags, target, profile or directories).
-const REMOVE_EXACT: &[&str] = &[
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_BUILD_RUSTFLAGS",
-    "RUSTDOCFLAGS",
-    "CARGO_ENCODED_RUSTDOCFLAGS",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_TARGET_DIR",
-    "CARGO_BUILD_TARGET",
-    "CARGO_BUILD_TARGET_DIR",
-    "CARGO_MAKEFLAGS",
-    "MAKEFLAGS",
-    "MFLAGS",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_CRATE_NAME",
-    "CARGO_MANIFEST_DIR",
-    "CARGO_MANIFEST_PATH",
-    "CARGO_MANIFEST_LINKS",
-    "CARGO_RUSTC_CURRENT_DIR",
-    "OUT_DIR",
-    "TARGET",
-    "HOST",
-    "NUM_JOBS",
-    "OPT_LEVEL",
-    "DEBUG",
-    "PROFILE",
-    "RUSTC_LINKER",
-    "RUSTC_WRAPPER",
-];
-
-/// Prefixes of variables to remove (per-profile, per-target and per-package
-/// settings of the outer build).
-const REMOVE_PREFIXES: &[&str] = &[
-    "CARGO_PROFILE_",
-    "CARGO_TARGET_",
-    "CARGO_CFG_",
-    "CARGO_FEATURE_",
-    "CARGO_PKG_",
-    "CARGO_BIN_",
-    "DEP_",
-];
+// The guest target, its code-generation flags and the outer build's
+// environment a nested build must not see live in `ferry-image-build`
+// (`guest/image-build/`), shared with images built outside this repository.
+//
+// The target is named explicitly so that the flags reach only the guest
+// crates, not the host-side proc-macros and build scripts: without
+// `--target`, cargo applies `CARGO_ENCODED_RUSTFLAGS` to host artifacts too,
+// and a proc-macro `.so` compiled with `-Crelocation-model=static` does not
+// link (rust-lld: "relocation R_X86_64_32 cannot be used against local
+// symbol; recompile with -fPIC"). The image paths come from cargo's JSON
+// `executable` field, so the extra `x86_64-unknown-linux-gnu/` component of
+// the output directory needs no handling here. `scripts/check.sh` passes
+// the same `--target`.
+use ferry_image_build::{remove_outer_cargo_env, GUEST_RUSTFLAGS, GUEST_TARGET};
 
 fn main() {
     let manifest_dir =
@@ -120,12 +63,7 @@ fn main() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (key, _) in env::vars_os() {
-        let Some(k) = key.to_str() else { continue };
-        if REMOVE_EXACT.contains(&k) || REMOVE_PREFIXES.iter().any(|p| k.starts_with(p)) {
-            cmd.env_remove(&key);
-        }
-    }
+    remove_outer_cargo_env(&mut cmd);
     cmd.env("CARGO_ENCODED_RUSTFLAGS", GUEST_RUSTFLAGS.join("\x1f"));
 
     let output = cmd

@@ -34,11 +34,15 @@ pub const LINKER_SCRIPT_NAME: &str = "ferry-guest.ld";
 /// do not link with them.
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// Code-generation flags every guest crate is built with (the same list as
-/// `GUEST_RUSTFLAGS` in `vmm/engine/build.rs` and `scripts/check.sh`).
+/// Code-generation flags every guest crate is built with (the engine's
+/// build script uses this list; `scripts/check.sh` repeats it).
 pub const GUEST_RUSTFLAGS: &[&str] = &[
+    // Fixed link address, no GOT-relative code: a plain ET_EXEC.
     "-Crelocation-model=static",
+    // Harmless at CPL3 today, but keeps guest code valid should anything
+    // ever run on the guest's own stack at CPL0.
     "-Cno-redzone=yes",
+    // Baseline x86-64 (SSE2): the VMM enables SSE but not XSAVE/AVX.
     "-Ctarget-cpu=x86-64",
 ];
 
@@ -54,6 +58,65 @@ pub const LINK_ARGS: &[&str] = &[
     "-Wl,-z,norelro",
     "-Wl,-z,noexecstack",
 ];
+
+/// Environment variables of an outer cargo build that must not reach a
+/// nested guest build (they would change its flags, target, profile or
+/// directories): the engine's build script and the template's test both
+/// start one.
+pub const OUTER_CARGO_ENV: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTC_WRAPPER",
+    "RUSTC_LINKER",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_CRATE_NAME",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+    "TARGET",
+    "HOST",
+    "NUM_JOBS",
+    "OPT_LEVEL",
+    "DEBUG",
+    "PROFILE",
+];
+
+/// Prefixes of the outer build's per-profile, per-target and per-package
+/// variables, removed alike.
+pub const OUTER_CARGO_ENV_PREFIXES: &[&str] = &[
+    "CARGO_PROFILE_",
+    "CARGO_TARGET_",
+    "CARGO_CFG_",
+    "CARGO_FEATURE_",
+    "CARGO_PKG_",
+    "CARGO_BIN_",
+    "DEP_",
+];
+
+/// Remove from `cmd` every variable of this process's environment that
+/// [`OUTER_CARGO_ENV`] or [`OUTER_CARGO_ENV_PREFIXES`] names, so a nested
+/// cargo builds as if started from a clean shell.
+pub fn remove_outer_cargo_env(cmd: &mut std::process::Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        if OUTER_CARGO_ENV.contains(&k) || OUTER_CARGO_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
+        {
+            cmd.env_remove(&key);
+        }
+    }
+}
 
 /// Why an image's build cannot go on. Each message is one sentence naming
 /// the fix.

@@ -9,50 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Environment variables of the outer `cargo test` that must not reach the
-/// project's build (they would change its flags, target, profile or
-/// directories); the same lists as `vmm/engine/build.rs`.
-const REMOVE_EXACT: &[&str] = &[
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_BUILD_RUSTFLAGS",
-    "RUSTDOCFLAGS",
-    "CARGO_ENCODED_RUSTDOCFLAGS",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "RUSTC_WRAPPER",
-    "RUSTC_LINKER",
-    "CARGO_TARGET_DIR",
-    "CARGO_BUILD_TARGET",
-    "CARGO_BUILD_TARGET_DIR",
-    "CARGO_MAKEFLAGS",
-    "MAKEFLAGS",
-    "MFLAGS",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_CRATE_NAME",
-    "CARGO_MANIFEST_DIR",
-    "CARGO_MANIFEST_PATH",
-    "CARGO_MANIFEST_LINKS",
-    "CARGO_RUSTC_CURRENT_DIR",
-    "OUT_DIR",
-    "TARGET",
-    "HOST",
-    "NUM_JOBS",
-    "OPT_LEVEL",
-    "DEBUG",
-    "PROFILE",
-];
-
-/// Prefixes of variables to remove.
-const REMOVE_PREFIXES: &[&str] = &[
-    "CARGO_PROFILE_",
-    "CARGO_TARGET_",
-    "CARGO_CFG_",
-    "CARGO_FEATURE_",
-    "CARGO_PKG_",
-    "CARGO_BIN_",
-    "DEP_",
-];
-
 /// Run `cmd`, killing it after `limit` (a hang fails the test fast).
 fn run(mut cmd: Command, limit: Duration) -> Output {
     let what = format!("{cmd:?}");
@@ -117,12 +73,9 @@ fn cargo_build(dir: &Path) -> Output {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release"]).current_dir(dir);
-    for (key, _) in std::env::vars_os() {
-        let Some(k) = key.to_str() else { continue };
-        if REMOVE_EXACT.contains(&k) || REMOVE_PREFIXES.iter().any(|p| k.starts_with(p)) {
-            cmd.env_remove(&key);
-        }
-    }
+    // The outer `cargo test`'s variables would change the project's flags,
+    // target, profile or directories.
+    ferry_image_build::remove_outer_cargo_env(&mut cmd);
     run(cmd, Duration::from_secs(600))
 }
 
