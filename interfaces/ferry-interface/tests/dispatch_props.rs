@@ -1,7 +1,8 @@
 //! The generated dispatcher under random invocations — what a hostile raw
 //! caller can send a typed server: any object count (also above the ABI's
 //! 16), any mode word, lengths and addresses (within the callee's copy
-//! area, where the VMM puts objects), any scalar bits, any method index.
+//! area, where the VMM puts objects, OUT ones zero-filled as the VMM does),
+//! any scalar bits, any method index.
 //! Whatever arrives, the dispatcher answers without panicking; the answer
 //! is a success, one of the interface's own errors, `MALFORMED` (and then
 //! the implementation never ran), `BAD_ERROR` (the implementation's error
@@ -13,7 +14,7 @@ use common::kv::*;
 use common::mock::leak;
 use ferry_interface::{AppError, Incoming, Serve};
 use proptest::prelude::*;
-use shared_abi::{runtime_status, ArgDesc, Invocation, MAX_ARGS};
+use shared_abi::{runtime_status, ArgDesc, ArgMode, Invocation, MAX_ARGS};
 
 /// Bytes per object chunk: objects never overlap.
 const CHUNK: usize = 512;
@@ -30,7 +31,7 @@ fn desc() -> impl Strategy<Value = (usize, u64, u32)> {
             2 => prop::sample::select(vec![0u64, 1, 4, 8, 16, 24, 32, 64, 200]),
             1 => 0u64..(CHUNK as u64 - 48),
         ],
-        prop_oneof![4 => 0u32..3, 1 => any::<u32>()],
+        prop_oneof![4 => 0u32..4, 1 => any::<u32>()],
     )
 }
 
@@ -65,6 +66,11 @@ proptest! {
             args: [ArgDesc::default(); MAX_ARGS],
         };
         for (i, &(offset, len, mode)) in descs.iter().enumerate() {
+            // The VMM zero-fills an OUT object before the callee runs.
+            if mode == ArgMode::Out as u32 {
+                let at = i * CHUNK + offset;
+                mem.0[at..at + usize::try_from(len).unwrap()].fill(0);
+            }
             inv.args[i] = ArgDesc {
                 addr: mem.0[i * CHUNK + offset..].as_mut_ptr() as u64,
                 len,

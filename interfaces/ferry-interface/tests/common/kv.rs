@@ -131,7 +131,7 @@ impl Kv for KvImpl {
         }
         assert_eq!(*s, Stats::default(), "an OUT struct arrives zeroed");
         *s = Stats {
-            hits: q.key * 2,
+            hits: q.key.wrapping_mul(2),
             misses: u64::from(q.flags),
             bytes: 42,
         };
@@ -140,7 +140,7 @@ impl Kv for KvImpl {
 
     fn bump(&self, s: &mut Stats) {
         self.count();
-        s.hits += 1;
+        s.hits = s.hits.wrapping_add(1);
     }
 
     fn sum(&self, xs: &[u32]) -> u64 {
@@ -162,13 +162,17 @@ impl Kv for KvImpl {
             return Err(KvError::NotFound);
         }
         let total = i64::from(a) + i64::from(b) + i64::from(c) + i64::from(e);
-        Ok((total - i64::try_from(d).unwrap(), !f))
+        // Wrapping: the dispatch fuzzer sends any u64.
+        Ok((total.wrapping_sub(d.cast_signed()), !f))
     }
 
     fn more(&self, a: i16, b: i32, c: i64, d: usize, e: isize) -> (u64, u64) {
         self.count();
-        let s = i64::from(a) + i64::from(b) + c + i64::try_from(e).unwrap();
-        (s.cast_unsigned(), u64::try_from(d).unwrap())
+        // Wrapping: the dispatch fuzzer sends any value of each type.
+        let s = (i64::from(a) + i64::from(b))
+            .wrapping_add(c)
+            .wrapping_add(e as i64);
+        (s.cast_unsigned(), d as u64)
     }
 
     fn code(&self, c: u32) -> Result<(), u32> {
