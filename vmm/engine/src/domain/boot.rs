@@ -304,6 +304,14 @@ pub(super) fn write_system_pages(
     Ok(())
 }
 
+/// Where vCPU slot `slot`'s TSS and I/O bitmap lie and what the VMM
+/// writes there when the slot's vCPU is created (before that, the pages
+/// are zero and untouched): what an oracle of the system pages expects.
+pub fn tss_image(slot: u32) -> (u64, Vec<u8>) {
+    let b = arch::tss(slot);
+    (b.addr, b.bytes)
+}
+
 /// Write vCPU slot `slot`'s TSS and I/O bitmap (three pages), before its
 /// vCPU is first created and again after a reset zeroed memory.
 pub(super) fn write_tss(mem: &GuestMemoryMmap, slot: u32) -> Result<(), GuestMemError> {

@@ -14,7 +14,7 @@ pub mod compat;
 
 pub(crate) use boot::PendingBoot;
 pub use boot::{
-    BootError, BootFailure, BootProtocol, EntryInfo, HelloError, HelloInfo, MAX_ENTRIES,
+    tss_image, BootError, BootFailure, BootProtocol, EntryInfo, HelloError, HelloInfo, MAX_ENTRIES,
     MAX_IMPORTS, MIN_HEAP,
 };
 
