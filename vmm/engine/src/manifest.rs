@@ -21,6 +21,7 @@
 //! budget_ms = 1000          # CPU budget of each call into it, or "unlimited"
 //! wait_ms = 2000            # wall-clock limit of each wait for it, or "unlimited"
 //! restart_ms = 1000         # time its restart may take (finite)
+//! huge_pages = false        # back its memory with 2 MiB pages (large copies)
 //!
 //! [[thread]]
 //! domain = "client"
@@ -280,6 +281,11 @@ pub struct DomainEntry {
     /// Time a restart of it may take, in ms (finite).
     #[serde(default = "default_restart_ms")]
     pub restart_ms: Millis,
+    /// Back its memory with transparent huge pages: faster copies of
+    /// large objects, at the price of its whole memory being resident
+    /// (each 2 MiB page is cleared on its first touch). Off by default.
+    #[serde(default)]
+    pub huge_pages: bool,
 }
 
 /// A time limit as written: milliseconds, or a word (only `"unlimited"`
@@ -389,7 +395,16 @@ impl DomainEntry {
             budget_ms: default_budget_ms(),
             wait_ms: default_wait_ms(),
             restart_ms: default_restart_ms(),
+            huge_pages: false,
         }
+    }
+
+    /// Back its memory with transparent huge pages (or not): see
+    /// [`DomainEntry::huge_pages`].
+    #[must_use]
+    pub fn huge_pages(mut self, on: bool) -> Self {
+        self.huge_pages = on;
+        self
     }
 
     /// Set the CPU budget of calls into it, its wait limit and its restart
@@ -565,6 +580,8 @@ pub struct DomainSpec {
     pub ipc: Ipc,
     /// Its time limits.
     pub limits: Limits,
+    /// Whether its memory is backed by transparent huge pages.
+    pub huge_pages: bool,
 }
 
 /// One initial thread.
@@ -656,6 +673,7 @@ fn validate_domain(d: &DomainEntry, base: Option<&Path>) -> Result<DomainSpec, M
         max_spawned: d.max_spawned,
         ipc: d.ipc,
         limits,
+        huge_pages: d.huge_pages,
     })
 }
 
@@ -842,6 +860,19 @@ mod tests {
             }
         );
         assert_eq!(s.threads[0].args, vec![1, 2]);
+    }
+
+    #[test]
+    fn huge_pages_are_off_unless_asked_for() {
+        let s = System::parse(GOOD, None).unwrap();
+        assert!(!s.domains[0].huge_pages, "off by default");
+        let on = GOOD.replace("exports = [\"x\"]", "exports = [\"x\"]\nhuge_pages = true");
+        let s = System::parse(&on, None).unwrap();
+        assert!(s.domains[0].huge_pages);
+        assert!(!s.domains[1].huge_pages);
+        let doc = Document::default().domain(DomainEntry::new("a", "testguest").huge_pages(true));
+        let text = toml::to_string(&doc).unwrap();
+        assert!(System::parse(&text, None).unwrap().domains[0].huge_pages);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::ids::StackIndex;
 use crate::region::{DataRegion, GuestRange, RangeError};
 use crate::vcpu::{Exit, Vcpu};
 use crate::watch::Meter;
-use shared_abi::layout::{DomainLayout, IMAGE_BASE, MAX_VCPUS};
+use shared_abi::layout::{DomainLayout, IMAGE_BASE};
 use shared_abi::{BootInfo, CapDecl, EntryDecl, Hello, Name, Sample, ABI_VERSION, RAW_METHOD};
 use vm_memory::GuestMemoryMmap;
 use zerocopy::IntoBytes;
@@ -282,24 +282,41 @@ pub(super) fn load_image(
     })
 }
 
-/// Write the VMM's own pages: page tables, GDT, IDT, exception stubs, TSSs.
+/// Write the VMM's own shared pages: page tables, GDT, IDT, exception
+/// stubs. Each vCPU slot's TSS is written when its vCPU is created
+/// ([`write_tss`]), not here: 32 of them would be most of an idle small
+/// domain's resident memory.
 pub(super) fn write_system_pages(
     mem: &GuestMemoryMmap,
     layout: &DomainLayout,
     domain: &str,
 ) -> Result<(), BootError> {
-    let mut blobs = vec![
+    let blobs = [
         arch::page_tables(layout),
         arch::gdt(),
         arch::idt(),
         arch::stubs(),
     ];
-    blobs.extend((0..MAX_VCPUS).map(arch::tss));
     for b in &blobs {
         guest_io::write(mem, b.addr, &b.bytes)
             .map_err(|e| BootError::new(domain, BootFailure::SystemPages(e)))?;
     }
     Ok(())
+}
+
+/// Where vCPU slot `slot`'s TSS and I/O bitmap lie and what the VMM
+/// writes there when the slot's vCPU is created (before that, the pages
+/// are zero and untouched): what an oracle of the system pages expects.
+pub fn tss_image(slot: u32) -> (u64, Vec<u8>) {
+    let b = arch::tss(slot);
+    (b.addr, b.bytes)
+}
+
+/// Write vCPU slot `slot`'s TSS and I/O bitmap (three pages), before its
+/// vCPU is first created and again after a reset zeroed memory.
+pub(super) fn write_tss(mem: &GuestMemoryMmap, slot: u32) -> Result<(), GuestMemError> {
+    let b = arch::tss(slot);
+    guest_io::write(mem, b.addr, &b.bytes)
 }
 
 /// The layout of a domain whose image ends at `image_end`, if it fits

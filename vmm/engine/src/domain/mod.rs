@@ -4,6 +4,7 @@
 //! nothing of threads or of how calls reach it.
 
 pub(crate) mod boot;
+mod footprint;
 pub mod free_list;
 pub mod loader;
 pub mod restarter;
@@ -13,7 +14,7 @@ pub mod compat;
 
 pub(crate) use boot::PendingBoot;
 pub use boot::{
-    BootError, BootFailure, BootProtocol, EntryInfo, HelloError, HelloInfo, MAX_ENTRIES,
+    tss_image, BootError, BootFailure, BootProtocol, EntryInfo, HelloError, HelloInfo, MAX_ENTRIES,
     MAX_IMPORTS, MIN_HEAP,
 };
 
@@ -194,11 +195,19 @@ impl Domain {
             memory_size: spec.memory,
             userspace_addr: host_addr,
         };
-        // Transparent huge pages where the host allows them: fewer TLB
-        // misses when the VMM copies objects after an exit. Advice only.
-        // SAFETY: the range is exactly the mapping owned by `mem`;
-        // MADV_HUGEPAGE changes no contents and no permissions.
-        let _ = unsafe { libc::madvise(host_addr as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
+        // Huge pages only where the manifest asks (fewer TLB misses when
+        // the VMM copies large objects after an exit); elsewhere refused
+        // outright, so a host with THP "always" does not make every domain
+        // resident in full (a 2 MiB page is cleared on its first touch).
+        // Advice only: a host without THP ignores it.
+        let advice = if spec.huge_pages {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
+        // SAFETY: the range is exactly the mapping owned by `mem`; the
+        // advice changes no contents and no permissions.
+        let _ = unsafe { libc::madvise(host_addr as *mut libc::c_void, size, advice) };
         // SAFETY: `host_addr` is the start of a live mmap of exactly
         // `spec.memory` bytes owned by `mem`, which this Domain keeps for as
         // long as the VM exists (`vm` is declared, hence dropped, first).
@@ -356,9 +365,16 @@ impl Domain {
         self.region.read_text(&self.mem, addr, len, max)
     }
 
+    /// An idle vCPU, or a new one: a new slot's TSS and I/O bitmap are
+    /// written only now, so a domain's memory holds only the TSSs of the
+    /// vCPUs it has (12 KiB each), not all [`shared_abi::layout::MAX_VCPUS`].
     fn new_vcpu(&self) -> Result<Vcpu, kvm_ioctls::Error> {
-        self.vcpus
-            .take(|slot| Vcpu::create(&self.vm, slot, &self.cpuid))
+        self.vcpus.take(|slot| {
+            // The vCPU area lies below the image, inside any memory the
+            // manifest accepts: this fails only on a broken layout.
+            boot::write_tss(&self.mem, slot).map_err(|_| kvm_ioctls::Error::new(libc::EFAULT))?;
+            Vcpu::create(&self.vm, slot, &self.cpuid)
+        })
     }
 
     /// A vCPU to run an invocation on: an idle one, or a new one. A vCPU
@@ -634,8 +650,11 @@ impl Domain {
         self.wake_waiters();
     }
 
-    /// Reset in place: the same VM and vCPUs; memory zeroed, image reloaded,
-    /// `_start` and the guest's init re-run, stack pool full, generation + 1.
+    /// Reset in place: the same VM and vCPUs; memory zeroed (given back to
+    /// the host: what the guest touched is no longer resident), image and
+    /// system pages rewritten (the TSSs of existing vCPUs only), `_start`
+    /// and the guest's init re-run, stack pool full, generation + 1. The
+    /// domain ends with the footprint of a fresh boot plus its vCPUs' TSSs.
     fn reset(&self, meter: Option<&Meter>) -> Result<(), BootError> {
         let fail = |kind: BootFailure| BootError::new(&self.name, kind);
         let size = self.layout.memory_size;
@@ -666,6 +685,11 @@ impl Domain {
             return Err(fail(BootFailure::ImageChanged));
         }
         boot::write_system_pages(&self.mem, &self.layout, &self.name)?;
+        // The TSSs of the vCPUs it has, and no others: the same pages as
+        // before the reset.
+        for slot in 0..self.vcpus.created() {
+            boot::write_tss(&self.mem, slot).map_err(|e| fail(BootFailure::SystemPages(e)))?;
+        }
         if self.stacks.free_count() != self.stacks.capacity() as usize {
             return Err(fail(BootFailure::StackOut));
         }

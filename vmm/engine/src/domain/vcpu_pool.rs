@@ -110,6 +110,14 @@ impl VcpuPool {
         }
     }
 
+    /// Slots used so far (`0..created()`), lost ones included: the slots
+    /// whose TSS the domain's memory must hold.
+    pub fn created(&self) -> u32 {
+        self.created
+            .load(Ordering::Acquire)
+            .min(u32::try_from(self.slots.len()).unwrap_or(u32::MAX))
+    }
+
     /// vCPUs that exist: created and not lost. When the domain is idle,
     /// every one of them is parked.
     pub fn live(&self) -> u32 {

@@ -175,6 +175,21 @@ impl Guard {
                     * PAGE_SIZE
         };
         let in_canary = |a: u64| self.canaries.iter().any(|&(s, l)| a >= s && a < s + l);
+        // A vCPU slot's TSS is written when its vCPU is created, which may
+        // happen during the batch: zero before, exactly the VMM's TSS now.
+        let created: Vec<(u64, u64)> = (0..MAX_VCPUS)
+            .map(ferry_engine::domain::tss_image)
+            .filter(|(addr, bytes)| {
+                let range = |m: &[u8]| -> Option<Vec<u8>> {
+                    let at = usize::try_from(*addr).ok()?;
+                    m.get(at..at + bytes.len()).map(<[u8]>::to_vec)
+                };
+                range(&self.system).is_some_and(|b| b.iter().all(|&x| x == 0))
+                    && range(&now).as_deref() == Some(bytes.as_slice())
+            })
+            .map(|(addr, bytes)| (addr, bytes.len() as u64))
+            .collect();
+        let in_created = |a: u64| created.iter().any(|&(s, l)| a >= s && a < s + l);
         for (k, (was, is)) in self
             .system
             .chunks_exact(8)
@@ -182,7 +197,7 @@ impl Guard {
             .enumerate()
         {
             let addr = k as u64 * 8;
-            if restarted && in_canary(addr) {
+            if (restarted && in_canary(addr)) || in_created(addr) {
                 continue;
             }
             let word = |b: &[u8]| {
