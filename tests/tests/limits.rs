@@ -2,6 +2,10 @@
 //! RLIMIT_NOFILE for the whole process): a soft limit too low for a system
 //! is raised to the hard one; a hard limit too low refuses the boot, before
 //! any VM exists, with one sentence naming the limit and how many domains fit.
+//!
+//! A limit reached halfway through a (parallel) boot — here the address
+//! space limit refusing guest memory — ends the same way; it runs in a child
+//! process of this binary, since RLIMIT_AS would starve the other test.
 
 mod common;
 
@@ -20,6 +24,23 @@ fn loggers(n: usize) -> Manifest {
     }
     Manifest::from_document(&doc, None).expect("manifest")
 }
+
+/// `n` domains of `mib` MiB each.
+fn domains_of(n: usize, mib: u64) -> Manifest {
+    let mut doc = Document::default();
+    for i in 0..n {
+        doc = doc.domain(
+            DomainEntry::new(format!("big{i}"), "logger")
+                .memory_mib(mib)
+                .exports(["append"]),
+        );
+    }
+    Manifest::from_document(&doc, None).expect("manifest")
+}
+
+/// Set when this binary runs as the child of
+/// [`a_limit_reached_during_the_boot_is_one_sentence_naming_it`].
+const CHILD_ENV: &str = "FERRY_LIMITS_TEST_CHILD";
 
 fn nofile() -> (u64, u64) {
     let mut l = libc::rlimit {
@@ -77,4 +98,68 @@ fn a_low_soft_limit_is_raised_and_a_low_hard_limit_refuses_the_boot() {
     assert!((1..40).contains(&fit), "{fit} of 40 fit? {text}");
     // That many do boot under the same limit.
     System::boot(loggers(fit), None).unwrap_or_else(|e| panic!("{fit} domains should boot: {e}"));
+}
+
+/// The parent: run the child test in a process of its own and check it passed.
+#[test]
+fn a_limit_reached_during_the_boot_is_one_sentence_naming_it() {
+    let _dog = common::Watchdog::arm("address space limit");
+    common::require_kvm();
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "guest_memory_refused_by_the_address_space_limit",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, "1")
+        .output()
+        .expect("run the child");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(text.contains("1 passed"), "child ran no test:\n{text}");
+}
+
+/// The child: with the address space capped 256 MiB above what the process
+/// maps now, 40 domains of 16 MiB cannot all map their guest memory. The
+/// boot fails in one sentence naming the limit and how many fit.
+#[test]
+#[ignore = "run by a_limit_reached_during_the_boot_is_one_sentence_naming_it in a process of its own"]
+fn guest_memory_refused_by_the_address_space_limit() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let vm_size_kib: u64 = std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmSize");
+    let cap = (vm_size_kib << 10) + (256 << 20);
+    let l = libc::rlimit {
+        rlim_cur: cap,
+        rlim_max: cap,
+    };
+    // SAFETY: setrlimit reads one struct we own.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &raw const l) }, 0);
+    let e = System::boot(domains_of(40, 16), None)
+        .err()
+        .expect("40 x 16 MiB cannot fit in 256 MiB more address space");
+    assert!(matches!(e, SystemError::HostLimit(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("mapping its guest memory failed"), "{text}");
+    assert!(text.contains("RLIMIT_AS"), "{text}");
+    let fit: usize = text
+        .split("the first ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of domains that fit in: {text}"));
+    assert!((1..40).contains(&fit), "{fit} of 40 fit? {text}");
+    assert!(
+        text.contains(&format!("domain `big{fit}` could not boot")),
+        "{text}"
+    );
+    println!("{text}");
 }

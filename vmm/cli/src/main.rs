@@ -70,6 +70,15 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Instead: boot N = 16 … 4,096 domains (16 … 256 with --quick)
+        /// and report, per N, domains booted per second, resident memory
+        /// per domain, the null call's ratio to the floor into a random
+        /// domain and a restart's cost.
+        #[arg(long)]
+        scale: bool,
+        /// With --scale: skip every N above this (for quick checks).
+        #[arg(long, hide = true, value_name = "N")]
+        max_domains: Option<u64>,
     },
     /// Run a checked multi-domain workload for a set time while a fuzzing
     /// guest and a fault injector do their worst; exit non-zero if any
@@ -109,10 +118,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A soak faults domains on purpose tens of thousands of times: their
+    // A soak faults domains on purpose tens of thousands of times (and
+    // `bench --scale` a few): their
     // per-fault log lines are off unless RUST_LOG asks for them.
     let default_filter = match cli.command {
-        Some(Command::Soak { .. }) => "warn,ferry_engine::domain=off",
+        // `bench --scale` faults a domain on purpose to time its restarts.
+        Some(Command::Soak { .. } | Command::Bench { scale: true, .. }) => {
+            "warn,ferry_engine::domain=off"
+        }
         _ => "info",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
@@ -132,7 +145,16 @@ fn main() -> ExitCode {
             quick,
             json,
             plot,
+            scale: true,
+            max_domains,
+            ..
+        } => bench_scale(quick, max_domains, json, plot),
+        Command::Bench {
+            quick,
+            json,
+            plot,
             no_progress,
+            ..
         } => bench(quick, json, plot, !no_progress),
         Command::Soak {
             seconds,
@@ -257,6 +279,29 @@ fn bench(
         }
     }
     Ok(true)
+}
+
+fn bench_scale(
+    quick: bool,
+    max_domains: Option<u64>,
+    json: Option<PathBuf>,
+    plot: Option<PathBuf>,
+) -> anyhow::Result<bool> {
+    let report = bench::scale::run(bench::scale::ScaleOptions { quick, max_domains })?;
+    print!("{report}");
+    if let Some(path) = json {
+        bench::json::write_json_of(&report, &path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    if let Some(dir) = plot {
+        let files = bench::plot::write_scale_plots(&report, &dir)
+            .with_context(|| format!("cannot write plots into {}", dir.display()))?;
+        for f in files {
+            println!("plot written to {}", f.display());
+        }
+    }
+    Ok(!report.rows.is_empty())
 }
 
 fn new(

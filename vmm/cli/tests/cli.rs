@@ -250,6 +250,57 @@ fn run_timeout_names_the_thread_still_running_and_fails() {
 }
 
 /// Write `toml` to a fresh manifest file, run `ferry run` on it, remove it.
+/// `ferry bench --scale --quick --json`, capped at 64 domains so it takes
+/// seconds: a row per N booted with every figure, the rest listed skipped.
+#[test]
+fn bench_scale_quick_json_has_a_row_per_n_with_every_figure() {
+    require_kvm();
+    let path = std::env::temp_dir().join(format!("ferry-scale-{}.json", std::process::id()));
+    let path_s = path.to_str().unwrap();
+    let out = ferry(
+        &[
+            "bench",
+            "--scale",
+            "--quick",
+            "--max-domains",
+            "64",
+            "--json",
+            path_s,
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("domains/s"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(json["tsc_khz"].as_u64().unwrap() > 0);
+    let rows = json["rows"].as_array().unwrap();
+    let ns: Vec<u64> = rows
+        .iter()
+        .map(|r| r["domains"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [16, 64], "{json}");
+    for r in rows {
+        for k in [
+            "domains_per_s",
+            "boot_ms",
+            "resident_kib_per_domain",
+            "ratio",
+            "restart_us",
+        ] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "{k} in {r}");
+        }
+        assert!(r["null"]["p50"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["floor"]["p50"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["callee"].as_str().unwrap().starts_with('d'), "{r}");
+    }
+    let skipped = json["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{json}");
+    assert_eq!(skipped[0]["domains"].as_u64(), Some(256));
+}
+
 fn ferry_run(name: &str, toml: &str) -> Output {
     let path = std::env::temp_dir().join(format!("ferry-{name}-{}.toml", std::process::id()));
     std::fs::write(&path, toml).unwrap();

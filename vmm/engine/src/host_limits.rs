@@ -12,6 +12,15 @@
 //! `kvm_run` page once, and every host thread that may start maps a stack
 //! and its guard. The kernel's `vm.max_map_count` bounds them all; a system
 //! that would pass it is refused the same way.
+//!
+//! What cannot be counted beforehand is reached during the boot: KVM
+//! refusing a VM, a memory slot or a vCPU, or the host refusing guest
+//! memory. [`boot_limit`] decides whether such a failure is a limit (and
+//! which) and words it as one sentence naming the limit and how many
+//! domains fit. KVM itself bounds VMs only by descriptors and kernel memory
+//! (19,000 empty VMs were created in one process on the development host);
+//! memory slots are per VM and Ferry uses [`crate::kvm::MEMSLOTS_PER_DOMAIN`]
+//! of them per domain, far below KVM's limit (32,764 there).
 
 /// Descriptors kept free for everything else the VMM opens (logs, the
 /// watchdog, images read from files, `/proc` reads).
@@ -64,6 +73,27 @@ pub enum HostLimitError {
         /// How many domains, in manifest order, fit under it.
         fit: usize,
     },
+    /// A domain's boot ran into a host or KVM limit halfway through.
+    #[error(
+        "domain `{domain}` could not boot: {op} failed ({cause}), so {limit} is reached: \
+         the first {fit} of the {domains} domains fit; {advice}"
+    )]
+    ReachedAtBoot {
+        /// The domain that did not boot.
+        domain: String,
+        /// What it was doing, e.g. "KVM_CREATE_VM".
+        op: &'static str,
+        /// The system call's error, as the OS words it.
+        cause: String,
+        /// The limit, named for people.
+        limit: &'static str,
+        /// Domains before it in manifest order (all booted).
+        fit: usize,
+        /// Domains in the system.
+        domains: usize,
+        /// What a user can do about it.
+        advice: &'static str,
+    },
     /// The limit could not be read or raised.
     #[error("cannot {what} the file descriptor limit (RLIMIT_NOFILE)")]
     Rlimit {
@@ -73,6 +103,77 @@ pub enum HostLimitError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What a domain's boot takes from KVM or the host that may run out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootResource {
+    /// A VM (`KVM_CREATE_VM`): a descriptor and kernel memory.
+    Vm,
+    /// Its guest memory (an anonymous mapping of `memory_mib`).
+    GuestMemory,
+    /// A memory slot of its VM (`KVM_SET_USER_MEMORY_REGION`).
+    MemorySlot,
+    /// A vCPU (`KVM_CREATE_VCPU`): a descriptor and kernel memory.
+    Vcpu,
+}
+
+impl BootResource {
+    fn op(self) -> &'static str {
+        match self {
+            Self::Vm => "KVM_CREATE_VM",
+            Self::GuestMemory => "mapping its guest memory",
+            Self::MemorySlot => "KVM_SET_USER_MEMORY_REGION",
+            Self::Vcpu => "KVM_CREATE_VCPU",
+        }
+    }
+}
+
+const FD_ADVICE: &str =
+    "raise the hard limit (`ulimit -Hn`, as root) or `fs.file-max`, or boot fewer domains";
+const MEMORY_ADVICE: &str = "free host memory or boot fewer (or smaller) domains";
+
+/// Whether `resource` failing with `errno` while domain `domain` boots
+/// (`fit` domains before it, `domains` in all) is a limit of the host or of
+/// KVM, and if so the sentence that says which. `None`: not a limit (a bug
+/// or a broken host), reported as the boot error it is.
+pub fn boot_limit(
+    resource: BootResource,
+    errno: i32,
+    domain: &str,
+    fit: usize,
+    domains: usize,
+) -> Option<HostLimitError> {
+    let (limit, advice) = match (resource, errno) {
+        (_, libc::EMFILE) => (
+            "the file descriptor limit of this process (RLIMIT_NOFILE)",
+            FD_ADVICE,
+        ),
+        (_, libc::ENFILE) => ("the system-wide file limit (fs.file-max)", FD_ADVICE),
+        (BootResource::GuestMemory, libc::ENOMEM) => (
+            "the host's memory for guest memory (its address space limit RLIMIT_AS or overcommit)",
+            MEMORY_ADVICE,
+        ),
+        (BootResource::Vm | BootResource::Vcpu | BootResource::MemorySlot, libc::ENOMEM) => {
+            ("the kernel's memory for KVM", MEMORY_ADVICE)
+        }
+        (BootResource::Vm, libc::ENOSPC | libc::EAGAIN) => {
+            ("KVM's limit on VMs", "boot fewer domains (each is one VM)")
+        }
+        (BootResource::MemorySlot, libc::ENOSPC) => {
+            ("KVM's limit on memory slots", "boot fewer domains")
+        }
+        _ => return None,
+    };
+    Some(HostLimitError::ReachedAtBoot {
+        domain: domain.to_owned(),
+        op: resource.op(),
+        cause: std::io::Error::from_raw_os_error(errno).to_string(),
+        limit,
+        fit,
+        domains,
+        advice,
+    })
 }
 
 /// How many of `per_domain` (in order) fit under `limit` after `base`.
@@ -200,6 +301,50 @@ mod tests {
             text.contains("the first 29 of the 100 domains fit"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_vm_refused_for_want_of_descriptors_names_the_limit_and_the_domains_that_fit() {
+        let e = boot_limit(BootResource::Vm, libc::EMFILE, "log812", 812, 1024)
+            .expect("EMFILE is a limit");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("domain `log812` could not boot: KVM_CREATE_VM failed"),
+            "{text}"
+        );
+        assert!(text.contains("RLIMIT_NOFILE"), "{text}");
+        assert!(
+            text.contains("the first 812 of the 1024 domains fit"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_limit_is_named_and_anything_else_is_not_a_limit() {
+        let named = |r, errno| boot_limit(r, errno, "d", 3, 9).map(|e| e.to_string());
+        let has = |r, errno, what: &str| {
+            let t = named(r, errno).unwrap_or_else(|| panic!("{r:?} {errno}: no limit"));
+            assert!(t.contains(what), "{t}");
+            assert!(t.contains("the first 3 of the 9 domains fit"), "{t}");
+        };
+        has(
+            BootResource::Vm,
+            libc::ENOMEM,
+            "the kernel's memory for KVM",
+        );
+        has(BootResource::Vm, libc::ENOSPC, "KVM's limit on VMs");
+        has(BootResource::Vcpu, libc::ENFILE, "fs.file-max");
+        has(BootResource::Vcpu, libc::EMFILE, "RLIMIT_NOFILE");
+        has(
+            BootResource::MemorySlot,
+            libc::ENOSPC,
+            "KVM's limit on memory slots",
+        );
+        has(BootResource::GuestMemory, libc::ENOMEM, "RLIMIT_AS");
+        assert!(named(BootResource::Vm, libc::EINVAL).is_none());
+        assert!(named(BootResource::MemorySlot, libc::EINVAL).is_none());
+        assert!(named(BootResource::Vcpu, libc::EEXIST).is_none());
+        assert!(named(BootResource::GuestMemory, libc::EINVAL).is_none());
     }
 
     #[test]

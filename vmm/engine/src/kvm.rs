@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 /// (for tests of the error path, and hosts with an unusual `/dev`).
 pub const DEVICE_ENV: &str = "FERRY_KVM_DEVICE";
 
+/// Memory slots each domain's VM uses: its guest memory is one slot. KVM's
+/// limit (`KVM_CAP_NR_MEMSLOTS`) is per VM, so it bounds nothing as long as
+/// it is at least this.
+pub const MEMSLOTS_PER_DOMAIN: usize = 1;
+
 /// Why KVM cannot be used.
 #[allow(
     missing_docs,
@@ -21,6 +26,8 @@ pub enum KvmError {
     PermissionDenied(PathBuf),
     #[error("this KVM lacks {0}, which Ferry needs")]
     Unsupported(&'static str),
+    #[error("this KVM allows {0} memory slots per VM (KVM_CAP_NR_MEMSLOTS), Ferry needs {MEMSLOTS_PER_DOMAIN} per domain")]
+    TooFewMemslots(usize),
     #[error("cannot open {}", path.display())]
     Open {
         /// The device node.
@@ -54,5 +61,30 @@ pub fn open() -> Result<Kvm, KvmError> {
     if !kvm.check_extension(Cap::SyncRegs) {
         return Err(KvmError::Unsupported("KVM_CAP_SYNC_REGS"));
     }
+    check_memslots(kvm.get_nr_memslots())?;
     Ok(kvm)
+}
+
+/// Whether a VM with `nr` memory slots holds a domain.
+fn check_memslots(nr: usize) -> Result<(), KvmError> {
+    if nr < MEMSLOTS_PER_DOMAIN {
+        return Err(KvmError::TooFewMemslots(nr));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kvm_without_a_memory_slot_per_vm_is_refused_in_one_sentence() {
+        assert!(check_memslots(MEMSLOTS_PER_DOMAIN).is_ok());
+        assert!(check_memslots(32_764).is_ok());
+        let text = check_memslots(0).expect_err("no slot").to_string();
+        assert!(
+            text.contains("allows 0 memory slots per VM (KVM_CAP_NR_MEMSLOTS)"),
+            "{text}"
+        );
+    }
 }

@@ -28,6 +28,7 @@ pub(crate) mod images;
 pub mod kvm;
 pub mod manifest;
 pub mod observe;
+pub mod parallel;
 pub(crate) mod region;
 pub mod sandbox;
 pub mod watch;

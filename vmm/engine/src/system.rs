@@ -281,6 +281,46 @@ fn image_bytes(
     }
 }
 
+/// A boot error as one sentence naming a host or KVM limit when that is
+/// what it was (`fit`: the domains before this one, all booted), else as
+/// it is.
+fn explain_boot_failure(e: BootError, fit: usize, domains: usize) -> SystemError {
+    use crate::host_limits::{boot_limit, BootResource};
+    let found = match &*e.failure {
+        BootFailure::Kvm { what, source } => match *what {
+            "create VM" => Some((BootResource::Vm, source.errno())),
+            "set memory region" => Some((BootResource::MemorySlot, source.errno())),
+            "create vCPU" => Some((BootResource::Vcpu, source.errno())),
+            _ => None,
+        },
+        BootFailure::MapMemory(m) => os_error_in(m).map(|errno| (BootResource::GuestMemory, errno)),
+        _ => None,
+    };
+    match found.and_then(|(r, errno)| boot_limit(r, errno, &e.domain, fit, domains)) {
+        Some(limit) => SystemError::HostLimit(limit),
+        None => SystemError::Boot(e),
+    }
+}
+
+/// The OS error somewhere in `e`'s chain of sources.
+fn os_error_in(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(code) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return Some(code);
+        }
+        // vm-memory's mmap error holds the OS error without naming it a source.
+        if let Some(vm_memory::mmap::MmapRegionError::Mmap(io)) = err.downcast_ref() {
+            return io.raw_os_error();
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// Resolve every domain's capabilities with `lookup` (domain index, entry
 /// name); any that names no booted entry fails the boot, where dropping it
 /// would shift every later slot onto another callee.
@@ -353,27 +393,42 @@ impl Core {
         let cpuid = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .map_err(SystemError::Cpuid)?;
-        let mut domains = Vec::with_capacity(spec.domains.len());
-        let mut inboxes = Inboxes::default();
-        // Ids count up from 0 in manifest order (the manifest caps the count
-        // far below u32::MAX), so no conversion can fail.
-        let ids = (0u32..).map(DomainId::new);
-        // The first boots run on this thread, listed with the watchdog (as
-        // the VMM's own, tag 0) so each is bounded by its `restart_ms`.
-        let registration = watchdog
-            .register(0)
-            .inspect_err(|e| log::warn!("first boots run without a time limit: {e}"))
-            .ok();
-        let meter = registration.as_ref().map(|r| r.meter().as_ref());
+        // The first boots run on a few worker threads, each listed with the
+        // watchdog (as the VMM's own, tag 0) so each boot is bounded by its
+        // domain's `restart_ms`.
+        let register = || {
+            watchdog
+                .register(0)
+                .inspect_err(|e| log::warn!("first boots run without a time limit: {e}"))
+                .ok()
+        };
+        let meter_of =
+            |r: &Option<crate::watch::Registration>| r.as_ref().map(|r| Arc::clone(r.meter()));
+        let workers = crate::parallel::workers_for(spec.domains.len());
+        let started = std::time::Instant::now();
         // Every guest runs to its `Hello` first: a capability table names
         // the servers' entries, and a client may boot before its servers.
-        let mut pending = Vec::with_capacity(spec.domains.len());
-        for (id, (d, (image_name, bytes))) in ids.zip(spec.domains.iter().zip(&images)) {
-            let (domain, hello) = Domain::boot(&kvm, &cpuid, id, d, image_name, bytes, meter)?;
-            domains.push(domain);
-            pending.push(hello);
-            if d.ipc == Ipc::Message {
-                inboxes.open(id, &d.name, d.stack_policy);
+        // Ids count up from 0 in manifest order (the manifest caps the count
+        // far below u32::MAX), so no conversion can fail.
+        let jobs: Vec<_> = (0u32..)
+            .map(DomainId::new)
+            .zip(spec.domains.iter().zip(&images))
+            .collect();
+        let booted = crate::parallel::run_indexed(
+            jobs,
+            workers,
+            register,
+            |reg, _, (id, (d, (image_name, bytes)))| {
+                let meter = meter_of(reg);
+                Domain::boot(&kvm, &cpuid, id, d, image_name, bytes, meter.as_deref())
+                    .map_err(|e| explain_boot_failure(e, id.index(), spec.domains.len()))
+            },
+        )?;
+        let (domains, pending): (Vec<Domain>, Vec<_>) = booted.into_iter().unzip();
+        let mut inboxes = Inboxes::default();
+        for (d, s) in domains.iter().zip(&spec.domains) {
+            if s.ipc == Ipc::Message {
+                inboxes.open(d.id, &s.name, s.stack_policy);
             }
         }
         let caps = resolve_caps(&spec, |domain, entry| {
@@ -401,10 +456,22 @@ impl Core {
                 .collect::<Vec<_>>()
         };
         // Then each writes its capability table and runs its init.
-        for ((d, hello), decls) in domains.iter_mut().zip(pending).zip(decls) {
-            d.finish_boot(hello, decls, meter)?;
-        }
-        drop(registration);
+        let jobs: Vec<_> = domains.into_iter().zip(pending).zip(decls).collect();
+        let domains = crate::parallel::run_indexed(
+            jobs,
+            workers,
+            register,
+            |reg, _, ((mut d, hello), decls)| {
+                let meter = meter_of(reg);
+                d.finish_boot(hello, decls, meter.as_deref())?;
+                Ok::<_, SystemError>(d)
+            },
+        )?;
+        log::debug!(
+            "booted {} domains in {:.1} ms on {workers} threads",
+            domains.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
         let max_spawned_total = spec.max_spawned_total;
         Ok(Self {
             spec,

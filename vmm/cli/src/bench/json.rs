@@ -42,6 +42,23 @@ pub enum BenchOutputError {
     },
 }
 
+/// Write any serialisable report (e.g. the `--scale` one) to `path` as
+/// pretty-printed JSON.
+pub fn write_json_of<T: serde::Serialize>(report: &T, path: &Path) -> Result<(), BenchOutputError> {
+    let io = |source| BenchOutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(io)?;
+    let mut out = BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut out, report).map_err(|source| BenchOutputError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    out.write_all(b"\n").map_err(io)?;
+    out.flush().map_err(io)
+}
+
 /// Write `report` to `path` as pretty-printed JSON (creating or truncating
 /// the file): the machine-readable twin of the table.
 pub fn write_json(report: &BenchReport, path: &Path) -> Result<(), BenchOutputError> {

@@ -18,6 +18,7 @@ pub mod baseline;
 pub mod json;
 pub mod plot;
 pub mod report;
+pub mod scale;
 pub mod stats;
 pub mod table;
 

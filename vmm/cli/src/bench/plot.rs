@@ -541,6 +541,82 @@ pub fn write_plots(report: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>, Ben
     Ok(written)
 }
 
+/// Write the `--scale` plots into `dir` (created if missing), SVG and PNG
+/// each, one per figure against the domain count on a log axis:
+/// `scale_boot_rate`, `scale_resident`, `scale_null_ratio`, `scale_restart`.
+/// A run with no rows writes nothing.
+pub fn write_scale_plots(
+    report: &super::scale::ScaleReport,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, BenchOutputError> {
+    type Pick = fn(&super::scale::ScaleRow) -> f64;
+    let figures: [(&'static str, &str, &str, Pick); 4] = [
+        (
+            "scale_boot_rate",
+            "Domains booted per second",
+            "domains / s",
+            |r| r.domains_per_s,
+        ),
+        (
+            "scale_resident",
+            "Resident memory per domain",
+            "KiB per domain",
+            |r| r.resident_kib_per_domain,
+        ),
+        (
+            "scale_null_ratio",
+            "Null call into a random domain, ratio to the exit floor",
+            "p50 / floor p50",
+            |r| r.ratio,
+        ),
+        (
+            "scale_restart",
+            "Restart of a faulted domain (fault to running again)",
+            "µs (median)",
+            |r| r.restart_us,
+        ),
+    ];
+    if report.rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(dir).map_err(|source| BenchOutputError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    ensure_font()?;
+    let mut written = Vec::with_capacity(figures.len() * 2);
+    for (stem, title, y_desc, pick) in figures {
+        let series = clean(
+            [Series {
+                label: title.to_owned(),
+                mode: Mode::Migrate,
+                variant: 0,
+                points: report
+                    .rows
+                    .iter()
+                    .map(|r| (r.domains as f64, pick(r)))
+                    .collect(),
+            }],
+            true,
+        );
+        if series.is_empty() {
+            continue;
+        }
+        let spec = PlotSpec {
+            stem,
+            title: title.to_owned(),
+            x_desc: "domains (N)".into(),
+            y_desc: y_desc.to_owned(),
+            x_scale: Scale::Log10,
+            y_scale: Scale::Linear,
+            markers: true,
+            series,
+        };
+        written.extend(render(&spec, dir)?);
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
