@@ -117,6 +117,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread or VM exists: see host_heap for why.
+    ferry_engine::host_heap::keep_heap_mapped();
     let cli = Cli::parse();
     // A soak faults domains on purpose tens of thousands of times (and
     // `bench --scale` a few): their

@@ -21,6 +21,7 @@ pub(crate) mod arch;
 pub mod clock;
 pub(crate) mod guest_io;
 pub mod guest_text;
+pub mod host_heap;
 pub mod host_limits;
 pub(crate) mod hypercall;
 pub mod ids;
