@@ -62,19 +62,7 @@ pub fn write_json_of<T: serde::Serialize>(report: &T, path: &Path) -> Result<(),
 /// Write `report` to `path` as pretty-printed JSON (creating or truncating
 /// the file): the machine-readable twin of the table.
 pub fn write_json(report: &BenchReport, path: &Path) -> Result<(), BenchOutputError> {
-    let io = |source| BenchOutputError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::create(path).map_err(io)?;
-    let mut out = BufWriter::new(file);
-    serde_json::to_writer_pretty(&mut out, report).map_err(|source| BenchOutputError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    out.write_all(b"\n").map_err(io)?;
-    out.flush().map_err(io)?;
-    Ok(())
+    write_json_of(report, path)
 }
 
 #[cfg(test)]

@@ -529,16 +529,21 @@ pub fn write_plots(report: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>, Ben
     if specs.is_empty() {
         return Ok(Vec::new());
     }
-    std::fs::create_dir_all(dir).map_err(|source| BenchOutputError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    ensure_font()?;
+    prepare(dir)?;
     let mut written = Vec::with_capacity(specs.len() * 2);
     for spec in &specs {
         written.extend(render(spec, dir)?);
     }
     Ok(written)
+}
+
+/// Create `dir` if missing and load the plots' font.
+fn prepare(dir: &Path) -> Result<(), BenchOutputError> {
+    std::fs::create_dir_all(dir).map_err(|source| BenchOutputError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    ensure_font()
 }
 
 /// Write the `--scale` plots into `dir` (created if missing), SVG and PNG
@@ -579,11 +584,7 @@ pub fn write_scale_plots(
     if report.rows.is_empty() {
         return Ok(Vec::new());
     }
-    std::fs::create_dir_all(dir).map_err(|source| BenchOutputError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    ensure_font()?;
+    prepare(dir)?;
     let mut written = Vec::with_capacity(figures.len() * 2);
     for (stem, title, y_desc, pick) in figures {
         let series = clean(
