@@ -3,8 +3,9 @@
 //!
 //! An image is `#![no_std] #![no_main]`, depends on this crate, declares
 //! what it serves, calls and exports with [`image!`] (or, raw entries only,
-//! [`entries!`]) and links with `guest/link.ld` (see
-//! `guest/build-image.rs`). This crate provides:
+//! [`entries!`]) and links with `guest/link.ld` (its `build.rs` calls
+//! `ferry_image_build::link_image`, crate `guest/image-build`). This crate
+//! provides:
 //! - `_start`: heap setup, the entry table, imports and capability buffer,
 //!   `Hello`, the image's init function, `Ready`;
 //! - the dispatcher the VMM starts every invocation at: a served
