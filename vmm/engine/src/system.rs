@@ -261,24 +261,45 @@ struct Core {
     live: Mutex<std::collections::BTreeMap<ThreadId, String>>,
 }
 
-fn image_bytes(
-    spec: &manifest::DomainSpec,
-) -> Result<(String, std::borrow::Cow<'static, [u8]>), SystemError> {
-    match &spec.image {
-        ImageSource::Builtin(name) => crate::images::builtin(name)
-            .map(|b| (name.clone(), b.into()))
-            .ok_or_else(|| SystemError::NoSuchImage {
-                domain: spec.name.clone(),
-                image: name.clone(),
-            }),
-        ImageSource::File(path) => std::fs::read(path)
-            .map(|b| (path.display().to_string(), b.into()))
-            .map_err(|source| SystemError::ImageFile {
-                domain: spec.name.clone(),
-                path: path.clone(),
-                source,
-            }),
-    }
+/// An image's name as the manifest gave it (built-in name or path) and its
+/// bytes.
+type NamedImage = (String, Arc<[u8]>);
+
+/// The image of every domain of `spec`, in order: one shared copy per
+/// distinct image (a domain keeps its image for restarts, and a thousand
+/// domains of one image need not hold a thousand copies).
+fn image_bytes(spec: &[manifest::DomainSpec]) -> Result<Vec<NamedImage>, SystemError> {
+    let mut loaded: HashMap<String, Arc<[u8]>> = HashMap::new();
+    spec.iter()
+        .map(|d| {
+            let name = match &d.image {
+                ImageSource::Builtin(name) => name.clone(),
+                ImageSource::File(path) => path.display().to_string(),
+            };
+            if let Some(bytes) = loaded.get(&name) {
+                return Ok((name, Arc::clone(bytes)));
+            }
+            let bytes: Arc<[u8]> = match &d.image {
+                ImageSource::Builtin(image) => crate::images::builtin(image)
+                    .map(Arc::from)
+                    .ok_or_else(|| SystemError::NoSuchImage {
+                        domain: d.name.clone(),
+                        image: image.clone(),
+                    })?,
+                ImageSource::File(path) => {
+                    std::fs::read(path)
+                        .map(Arc::from)
+                        .map_err(|source| SystemError::ImageFile {
+                            domain: d.name.clone(),
+                            path: path.clone(),
+                            source,
+                        })?
+                }
+            };
+            loaded.insert(name.clone(), Arc::clone(&bytes));
+            Ok((name, bytes))
+        })
+        .collect()
 }
 
 /// A boot error as one sentence naming a host or KVM limit when that is
@@ -351,11 +372,7 @@ impl Core {
         spec: manifest::System,
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Result<Self, SystemError> {
-        let images = spec
-            .domains
-            .iter()
-            .map(image_bytes)
-            .collect::<Result<Vec<_>, _>>()?;
+        let images = image_bytes(&spec.domains)?;
         // Before any VM exists: every domain's memory must hold its image,
         // its stacks and the smallest heap (the error names the size that fits).
         for (d, (image_name, bytes)) in spec.domains.iter().zip(&images) {
@@ -420,8 +437,16 @@ impl Core {
             register,
             |reg, _, (id, (d, (image_name, bytes)))| {
                 let meter = meter_of(reg);
-                Domain::boot(&kvm, &cpuid, id, d, image_name, bytes, meter.as_deref())
-                    .map_err(|e| explain_boot_failure(e, id.index(), spec.domains.len()))
+                Domain::boot(
+                    &kvm,
+                    &cpuid,
+                    id,
+                    d,
+                    image_name,
+                    Arc::clone(bytes),
+                    meter.as_deref(),
+                )
+                .map_err(|e| explain_boot_failure(e, id.index(), spec.domains.len()))
             },
         )?;
         let (domains, pending): (Vec<Domain>, Vec<_>) = booted.into_iter().unzip();

@@ -32,7 +32,7 @@ use kvm_ioctls::{Kvm, VmFd};
 use shared_abi::layout::DomainLayout;
 use shared_abi::{CapDecl, ErrorCode, Sample};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use vcpu_pool::VcpuPool;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -134,7 +134,8 @@ pub struct Domain {
     /// Where its resets go to run off the caller's path (set by the system;
     /// without it, the last frame out resets the domain itself).
     restarter: OnceLock<restarter::Jobs>,
-    image: Vec<u8>,
+    /// Shared with every domain of the same image (kept for restarts).
+    image: Arc<[u8]>,
     image_name: String,
     entry_point: u64,
     health: AtomicU8,
@@ -172,7 +173,7 @@ impl Domain {
         id: DomainId,
         spec: &DomainSpec,
         image_name: &str,
-        image: &[u8],
+        image: Arc<[u8]>,
         meter: Option<&Meter>,
     ) -> Result<(Self, PendingBoot), BootError> {
         let name = spec.name.clone();
@@ -212,7 +213,7 @@ impl Domain {
         // `spec.memory` bytes owned by `mem`, which this Domain keeps for as
         // long as the VM exists (`vm` is declared, hence dropped, first).
         unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("set memory region"))?;
-        let loaded = boot::load_image(&mem, spec.memory, image, &name, image_name)?;
+        let loaded = boot::load_image(&mem, spec.memory, &image, &name, image_name)?;
         let layout = boot::layout_for(loaded.end, spec).map_err(fail)?;
         boot::write_system_pages(&mem, &layout, &name)?;
         let entry_point = loaded.entry;
@@ -235,7 +236,7 @@ impl Domain {
             ipc: spec.ipc,
             limits: spec.limits,
             restarter: OnceLock::new(),
-            image: image.to_vec(),
+            image,
             image_name: image_name.to_owned(),
             entry_point,
             health: AtomicU8::new(Health::Running as u8),
