@@ -63,6 +63,15 @@ fn set_nofile(soft: u64, hard: u64) {
     assert_eq!(r, 0, "setrlimit: {}", std::io::Error::last_os_error());
 }
 
+/// The count a limit's sentence gives in "the first N of the M domains fit".
+fn domains_that_fit(text: &str) -> usize {
+    text.split("the first ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of domains that fit in: {text}"))
+}
+
 #[test]
 fn a_low_soft_limit_is_raised_and_a_low_hard_limit_refuses_the_boot() {
     let _dog = common::Watchdog::arm("fd limits");
@@ -89,12 +98,7 @@ fn a_low_soft_limit_is_raised_and_a_low_hard_limit_refuses_the_boot() {
         text.contains("the hard limit (RLIMIT_NOFILE) is 128"),
         "{text}"
     );
-    let fit: usize = text
-        .split("the first ")
-        .nth(1)
-        .and_then(|t| t.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count of domains that fit in: {text}"));
+    let fit = domains_that_fit(&text);
     assert!((1..40).contains(&fit), "{fit} of 40 fit? {text}");
     // That many do boot under the same limit.
     System::boot(loggers(fit), None).unwrap_or_else(|e| panic!("{fit} domains should boot: {e}"));
@@ -150,12 +154,7 @@ fn guest_memory_refused_by_the_address_space_limit() {
     let text = e.to_string();
     assert!(text.contains("mapping its guest memory failed"), "{text}");
     assert!(text.contains("RLIMIT_AS"), "{text}");
-    let fit: usize = text
-        .split("the first ")
-        .nth(1)
-        .and_then(|t| t.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count of domains that fit in: {text}"));
+    let fit = domains_that_fit(&text);
     assert!((1..40).contains(&fit), "{fit} of 40 fit? {text}");
     assert!(
         text.contains(&format!("domain `big{fit}` could not boot")),
