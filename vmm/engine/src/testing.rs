@@ -28,6 +28,20 @@ pub fn write_guest(domain: &Domain, addr: u64, bytes: &[u8]) -> Result<(), Strin
     crate::guest_io::write(domain.mem(), addr, bytes).map_err(|e| e.to_string())
 }
 
+/// Read `len` bytes of `domain`'s memory at `addr`, as a test checking
+/// what a reset left there.
+pub fn read_guest(domain: &Domain, addr: u64, len: usize) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0; len];
+    crate::guest_io::read(domain.mem(), addr, &mut buf).map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
+/// Guest addresses of `domain`'s resident pages, as a test picks a page
+/// the guest has touched.
+pub fn resident_pages(domain: &Domain) -> Result<Vec<u64>, String> {
+    domain.resident_page_addrs().map_err(|e| e.to_string())
+}
+
 /// Entry points for the cargo-fuzz targets in `fuzz/`: each feeds a
 /// fuzzer's raw bytes to one decoder of guest input, laid out as a guest
 /// would present them in the memory of a small real domain, and panics if

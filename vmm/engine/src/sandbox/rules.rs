@@ -126,6 +126,13 @@ pub const ALLOWED: &[Allowed] = &[
          C library releases an ending thread's stack",
     ),
     allow(
+        "mincore",
+        libc::SYS_mincore,
+        Args::Any,
+        "a domain reset asks which guest pages are resident, to zero its boot pages in place \
+         (reads page tables only)",
+    ),
+    allow(
         "brk",
         libc::SYS_brk,
         Args::Any,
