@@ -6,11 +6,24 @@
 //! A limit reached halfway through a (parallel) boot — here the address
 //! space limit refusing guest memory — ends the same way; it runs in a child
 //! process of this binary, since RLIMIT_AS would starve the other test.
+//!
+//! KVM's own limits (VMs, memory slots, vCPUs, the kernel's memory for
+//! KVM) cannot be reached cheaply here — the descriptor check before a
+//! boot refuses first — so the kernel's answer to one boot operation is
+//! replaced (`host_limits::inject`) and the rest runs for real: the VMs
+//! before it boot, the failing one is torn down, the sentence names the
+//! operation, the limit and how many domains fit, and that many do boot.
 
 mod common;
 
+use ferry_engine::host_limits::{inject, BootResource};
 use ferry_engine::manifest::{Document, DomainEntry, System as Manifest};
 use ferry_engine::system::{System, SystemError};
+use std::sync::{Mutex, PoisonError};
+
+/// Tests that boot in this process take turns: the limits they set and the
+/// failures they inject are process-wide.
+static TURNS: Mutex<()> = Mutex::new(());
 
 /// `n` logger domains of 4 stacks: each takes 1 VM fd + up to 5 vCPU fds.
 fn loggers(n: usize) -> Manifest {
@@ -74,6 +87,7 @@ fn domains_that_fit(text: &str) -> usize {
 
 #[test]
 fn a_low_soft_limit_is_raised_and_a_low_hard_limit_refuses_the_boot() {
+    let _turn = TURNS.lock().unwrap_or_else(PoisonError::into_inner);
     let _dog = common::Watchdog::arm("fd limits");
     common::require_kvm();
     let (_, hard) = nofile();
@@ -161,4 +175,80 @@ fn guest_memory_refused_by_the_address_space_limit() {
         "{text}"
     );
     println!("{text}");
+}
+
+#[test]
+fn kvm_limits_reached_during_a_boot_are_one_sentence_each() {
+    let _turn = TURNS.lock().unwrap_or_else(PoisonError::into_inner);
+    let _dog = common::Watchdog::arm("kvm limits");
+    common::require_kvm();
+    let cases = [
+        (
+            BootResource::Vm,
+            libc::EMFILE,
+            "KVM_CREATE_VM",
+            "(RLIMIT_NOFILE)",
+        ),
+        (
+            BootResource::Vm,
+            libc::ENOSPC,
+            "KVM_CREATE_VM",
+            "KVM's limit on VMs",
+        ),
+        (
+            BootResource::Vm,
+            libc::ENOMEM,
+            "KVM_CREATE_VM",
+            "the kernel's memory for KVM",
+        ),
+        (
+            BootResource::MemorySlot,
+            libc::ENOSPC,
+            "KVM_SET_USER_MEMORY_REGION",
+            "KVM's limit on memory slots",
+        ),
+        (
+            BootResource::Vcpu,
+            libc::ENFILE,
+            "KVM_CREATE_VCPU",
+            "(fs.file-max)",
+        ),
+        (
+            BootResource::Vcpu,
+            libc::ENOMEM,
+            "KVM_CREATE_VCPU",
+            "the kernel's memory for KVM",
+        ),
+    ];
+    for (resource, errno, op, limit) in cases {
+        // The fourth such operation fails (domains boot in parallel, so
+        // not always the fourth domain's). Six domains fit under the hard
+        // limit the other test may have left (128).
+        inject::fail_boot_op(resource, errno, 3);
+        let result = System::boot(loggers(6), None);
+        inject::disarm();
+        let e = result.err().expect("the boot fails");
+        let text = e.to_string();
+        assert!(
+            matches!(e, SystemError::HostLimit(_)),
+            "{resource:?}: {e:?}"
+        );
+        assert!(text.contains(op), "{text}");
+        assert!(text.contains(limit), "{text}");
+        let fit = domains_that_fit(&text);
+        assert!((1..6).contains(&fit), "{fit} of 6 fit? {text}");
+        assert!(
+            text.contains(&format!("domain `log{fit}` could not boot")),
+            "{text}"
+        );
+        assert!(text.contains("of the 6 domains fit"), "{text}");
+        // Nothing was left armed, and that many domains do boot.
+        System::boot(loggers(fit), None).unwrap_or_else(|e| panic!("{fit} domains: {e}"));
+    }
+    // An error that is no limit stays the boot error it is.
+    inject::fail_boot_op(BootResource::Vcpu, libc::EINVAL, 0);
+    let result = System::boot(loggers(3), None);
+    inject::disarm();
+    let e = result.err().expect("the boot fails");
+    assert!(matches!(e, SystemError::Boot(_)), "{e:?}");
 }

@@ -129,6 +129,68 @@ impl BootResource {
     }
 }
 
+/// Make a boot operation fail as the kernel would when a limit is
+/// reached: the limits of VMs, memory slots and vCPUs cannot be reached
+/// cheaply on a test host (the descriptor check before a boot refuses
+/// first), so tests replace the kernel's answer at the call site and check
+/// that what follows — the boot's error, the sentence, the count of
+/// domains that fit — is right with real VMs around it.
+#[cfg(feature = "test-util")]
+pub mod inject {
+    use super::BootResource;
+    use std::sync::Mutex;
+
+    /// Armed: (operation, errno, operations of that kind still to pass).
+    static ARMED: Mutex<Option<(BootResource, i32, u32)>> = Mutex::new(None);
+
+    /// Fail the boot operation `resource` with `errno` once `pass` more
+    /// of them have succeeded (process-wide; one at a time).
+    pub fn fail_boot_op(resource: BootResource, errno: i32, pass: u32) {
+        if let Ok(mut armed) = ARMED.lock() {
+            *armed = Some((resource, errno, pass));
+        }
+    }
+
+    /// Disarm whatever [`fail_boot_op`] armed and has not fired.
+    pub fn disarm() {
+        if let Ok(mut armed) = ARMED.lock() {
+            *armed = None;
+        }
+    }
+
+    /// The errno `resource` must fail with now, if armed for it.
+    pub(crate) fn take(resource: BootResource) -> Option<i32> {
+        let mut armed = ARMED.lock().ok()?;
+        match armed.as_mut() {
+            Some((r, errno, pass)) if *r == resource => {
+                if *pass == 0 {
+                    let errno = *errno;
+                    *armed = None;
+                    Some(errno)
+                } else {
+                    *pass -= 1;
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The errno a test armed for `resource` (always `None` in a build
+/// without the `test-util` feature).
+pub(crate) fn injected(resource: BootResource) -> Option<i32> {
+    #[cfg(feature = "test-util")]
+    {
+        inject::take(resource)
+    }
+    #[cfg(not(feature = "test-util"))]
+    {
+        let _ = resource;
+        None
+    }
+}
+
 const FD_ADVICE: &str =
     "raise the hard limit (`ulimit -Hn`, as root) or `fs.file-max`, or boot fewer domains";
 const MEMORY_ADVICE: &str = "free host memory or boot fewer (or smaller) domains";

@@ -21,6 +21,7 @@ pub use boot::{
 use crate::fault::{self, FaultReport};
 use crate::guest_io;
 use crate::guest_text::{self, PrintLimiter, PrintVerdict, RefusalLog};
+use crate::host_limits::{self, BootResource};
 use crate::ids::{DomainId, EntryIndex, StackIndex};
 use crate::manifest::{DomainSpec, Ipc, Limits, StackPolicy};
 use crate::region::DataRegion;
@@ -186,6 +187,11 @@ impl Domain {
         let name = spec.name.clone();
         let fail = |kind: BootFailure| BootError::new(&name, kind);
         let kvm_err = |what: &'static str| move |source| fail(BootFailure::Kvm { what, source });
+        let injected = |r: BootResource| match host_limits::injected(r) {
+            Some(errno) => Err(kvm_ioctls::Error::new(errno)),
+            None => Ok(()),
+        };
+        injected(BootResource::Vm).map_err(kvm_err("create VM"))?;
         let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
         let size =
             usize::try_from(spec.memory).map_err(|_| fail(BootFailure::MemorySize(spec.memory)))?;
@@ -216,6 +222,7 @@ impl Domain {
         // SAFETY: the range is exactly the mapping owned by `mem`; the
         // advice changes no contents and no permissions.
         let _ = unsafe { libc::madvise(host_addr as *mut libc::c_void, size, advice) };
+        injected(BootResource::MemorySlot).map_err(kvm_err("set memory region"))?;
         // SAFETY: `host_addr` is the start of a live mmap of exactly
         // `spec.memory` bytes owned by `mem`, which this Domain keeps for as
         // long as the VM exists (`vm` is declared, hence dropped, first).
@@ -267,6 +274,7 @@ impl Domain {
             vm,
             mem,
         };
+        injected(BootResource::Vcpu).map_err(kvm_err("create vCPU"))?;
         let vcpu = d.new_vcpu().map_err(kvm_err("create vCPU"))?;
         d.tsc_khz = vcpu.tsc_khz().unwrap_or(0);
         let pending = d.under_boot_meter(meter, || d.boot_to_hello(vcpu, entry_point, meter))?;
