@@ -427,18 +427,28 @@ impl Core {
         // the servers' entries, and a client may boot before its servers.
         // Ids count up from 0 in manifest order (the manifest caps the count
         // far below u32::MAX), so no conversion can fail.
+        // Every VM before any domain maps its vCPUs (see Domain::create_vm).
+        let vms = crate::parallel::run_indexed(
+            spec.domains.iter().collect(),
+            workers,
+            || (),
+            |(), i, d| {
+                Domain::create_vm(&kvm, &d.name)
+                    .map_err(|e| explain_boot_failure(e, i, spec.domains.len()))
+            },
+        )?;
         let jobs: Vec<_> = (0u32..)
             .map(DomainId::new)
-            .zip(spec.domains.iter().zip(&images))
+            .zip(vms.into_iter().zip(spec.domains.iter().zip(&images)))
             .collect();
         let booted = crate::parallel::run_indexed(
             jobs,
             workers,
             register,
-            |reg, _, (id, (d, (image_name, bytes)))| {
+            |reg, _, (id, (vm, (d, (image_name, bytes))))| {
                 let meter = meter_of(reg);
                 Domain::boot(
-                    &kvm,
+                    vm,
                     &cpuid,
                     id,
                     d,

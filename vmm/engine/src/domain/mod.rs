@@ -169,14 +169,38 @@ pub struct Domain {
 }
 
 impl Domain {
-    /// Create the VM, load the image, boot the guest to its `Hello` and
+    /// The VM a domain named `name` will boot in ([`Domain::boot`]).
+    ///
+    /// A system creates all of its VMs before any domain boots: KVM
+    /// registers an MMU notifier for every VM, which locks every mapping of
+    /// the process (`mm_take_all_locks`), and each booted domain adds a
+    /// mapping per vCPU (its `kvm_run` page). Created last, the VMs of N
+    /// domains would cost O(N) each; created first, each walks the few
+    /// mappings of a process that has no vCPU yet.
+    pub(crate) fn create_vm(kvm: &Kvm, name: &str) -> Result<VmFd, BootError> {
+        let fail = |source| {
+            BootError::new(
+                name,
+                BootFailure::Kvm {
+                    what: "create VM",
+                    source,
+                },
+            )
+        };
+        if let Some(errno) = host_limits::injected(BootResource::Vm) {
+            return Err(fail(kvm_ioctls::Error::new(errno)));
+        }
+        kvm.create_vm().map_err(fail)
+    }
+
+    /// Load the image into `vm`, boot the guest to its `Hello` and
     /// check it against `spec`; the boot stops there, unanswered, until
     /// [`Domain::finish_boot`] (the system first needs every domain's
     /// tables). With `meter` (the booting thread's, listed with the
     /// watchdog) each half of the boot may use at most `restart_ms` of CPU
     /// time, like a restart: a guest whose init loops cannot hang the boot.
     pub(crate) fn boot(
-        kvm: &Kvm,
+        vm: VmFd,
         cpuid: &CpuId,
         id: DomainId,
         spec: &DomainSpec,
@@ -191,8 +215,6 @@ impl Domain {
             Some(errno) => Err(kvm_ioctls::Error::new(errno)),
             None => Ok(()),
         };
-        injected(BootResource::Vm).map_err(kvm_err("create VM"))?;
-        let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
         let size =
             usize::try_from(spec.memory).map_err(|_| fail(BootFailure::MemorySize(spec.memory)))?;
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size)])
