@@ -4,6 +4,7 @@
 
 use super::{answer_call, Asked, Chain, Engine, Frame, Observed, Pending, Step};
 use crate::clock;
+use crate::domain::lease::{Lease, LeaseError};
 use crate::domain::{Domain, Health};
 use crate::guest_io;
 use crate::ids::{EntryIndex, Slot};
@@ -13,7 +14,9 @@ use crate::thread::copy::{self, Kept};
 use crate::thread::handoff::{Handoff, Reply, ReplySlot};
 use crate::thread::MAX_DEPTH;
 use crate::watch::meter::UNLIMITED;
-use shared_abi::{ArgDesc, ErrorCode, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
+use shared_abi::{
+    ArgDesc, ArgMode, ErrorCode, Invocation, ARG_LEND, MAX_ARGS, MAX_SCALARS, NO_CALLER,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -78,10 +81,15 @@ impl<'e, E: Engine> Chain<'e, E> {
         if self.depth() >= MAX_DEPTH {
             return self.refuse(Some(callee), slot, ErrorCode::TooDeep, &MAX_DEPTH);
         }
-        let plan = match arglist::validate(&req, &caller.region, callee.arg_budget()) {
-            Ok(p) => p,
-            Err(e) => return self.refuse(Some(callee), slot, e.code(), &e),
-        };
+        // Only a migrating call lends: a message-mode server runs on another
+        // host thread, which a caller that stops waiting would leave behind
+        // with its pages mapped.
+        let lending = callee.ipc == Ipc::Migrate;
+        let plan =
+            match arglist::validate_lending(&req, &caller.region, callee.arg_budget(), lending) {
+                Ok(p) => p,
+                Err(e) => return self.refuse(Some(callee), slot, e.code(), &e),
+            };
         if callee.ipc == Ipc::Message {
             let asked = Asked::call(callee, budget_us, wait_us);
             return self.forward(caller, callee, slot, cap.entry, plan, req.scalars, asked);
@@ -139,6 +147,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             stack,
             top: callee.stack_top(stack),
             plan,
+            leases: Vec::new(),
             observed: None,
             enter_cycles: 0,
             copy_in_cycles: 0,
@@ -183,7 +192,11 @@ impl<'e, E: Engine> Chain<'e, E> {
                 return Err(ErrorCode::BadPointer);
             }
             frame.copy_in_cycles = clock::now().wrapping_sub(t);
+            if frame.plan.lends() {
+                frame.leases = Self::lend(c.domain, callee, &frame.plan)?;
+            }
         }
+        let (top, plan) = (frame.top, &frame.plan);
         let mut inv = Invocation {
             caller_domain: caller.as_ref().map_or(NO_CALLER, |c| c.domain.id.raw()),
             entry: frame.entry.raw(),
@@ -193,12 +206,14 @@ impl<'e, E: Engine> Chain<'e, E> {
             scalars,
             args: [ArgDesc::default(); MAX_ARGS],
         };
+        let mut leases = frame.leases.iter();
         for (d, p) in inv.args.iter_mut().zip(plan.objects()) {
+            let lease = if p.lent { leases.next() } else { None };
             *d = ArgDesc {
-                addr: top - p.offset_from_top,
+                addr: lease.map_or(top - p.offset_from_top, Lease::addr),
                 len: p.len(),
                 mode: p.mode as u32,
-                reserved: 0,
+                flags: if lease.is_some() { ARG_LEND } else { 0 },
             };
         }
         let inv_addr = top - plan.invocation_offset;
@@ -235,6 +250,48 @@ impl<'e, E: Engine> Chain<'e, E> {
             }));
         }
         Ok(())
+    }
+
+    /// Lend `plan`'s lent objects of `caller` to `callee`, in descriptor
+    /// order: read-only for IN, writable for OUT and INOUT; an OUT object's
+    /// pages are zero-filled first, so the callee never reads the caller's
+    /// old bytes (as with a copy, where it gets zeros). On a failure the
+    /// leases made so far are taken back: a full window is `TooLarge`, any
+    /// other failure the VMM's own (`Internal`).
+    fn lend(caller: &Domain, callee: &Domain, plan: &ArgPlan) -> Result<Vec<Lease>, ErrorCode> {
+        let mut leases = Vec::new();
+        for p in plan.objects().iter().filter(|p| p.lent) {
+            let (addr, len) = (p.caller.addr(), p.len());
+            let made = if p.mode == ArgMode::Out {
+                copy::zero(caller.mem(), addr, len).map_err(|e| {
+                    log::error!("zeroing an OUT lease in `{}` failed: {e}", caller.name);
+                    ErrorCode::Internal
+                })
+            } else {
+                Ok(())
+            }
+            .and_then(|()| {
+                callee
+                    .lend_from(caller, addr, len, p.mode.copies_out())
+                    .map_err(|e| match e {
+                        LeaseError::WindowFull(_) => ErrorCode::TooLarge,
+                        other => {
+                            log::error!("lending to `{}` failed: {other}", callee.name);
+                            ErrorCode::Internal
+                        }
+                    })
+            });
+            match made {
+                Ok(lease) => leases.push(lease),
+                Err(code) => {
+                    for l in leases {
+                        callee.take_back(l);
+                    }
+                    return Err(code);
+                }
+            }
+        }
+        Ok(leases)
     }
 
     /// Hand a validated call to a server of a message-mode `callee` and
