@@ -134,7 +134,11 @@ fn workload() -> Document {
         .thread(ThreadEntry::new("spawner", "spawner", &[2]))
         .thread(ThreadEntry::new("mdriver", "forward", &[7, 8]))
         // An INOUT object of 4 pages lent (a memory slot added and deleted).
-        .thread(ThreadEntry::new("lender", "drive", &[0, 0x4000, 3, 1, 0, 0]))
+        .thread(ThreadEntry::new(
+            "lender",
+            "drive",
+            &[0, 0x4000, 3, 1, 0, 0],
+        ))
 }
 
 fn returned(outcome: &ThreadResult) -> [u64; 2] {

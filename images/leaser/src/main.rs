@@ -6,6 +6,8 @@
 //! |------|----------------|
 //! | `drive(s0 = slot, s1 = len, s2 = mode, s3 = lend, s4 = offset, s5 = fill)` | a page-aligned buffer, the object `len` bytes at byte `offset` of it, filled with `pattern(i) = i ^ 0x5A`; one call on `slot` with it as IN (mode 1), OUT (2) or INOUT (3), lent if `lend` = 1; then checks what it must (below) and returns `[a, code | nonzero << 32]`: `a` the callee's `r1` (the object's address in the callee) on success, CR2 on a fault, 0 otherwise; `code` the call's raw status word (0 on success); `nonzero` the bytes of the object not zero after the call |
 //!
+//! | `drive_nested(s0 = slot, s1 = len, s2 = mode, s3 = relay mode, s4 = relay lend)` | `drive` of a lent object (offset 0, fill 0x33) on `slot`, a `relay`, which passes it on (slot 0) as `relay mode`, lent if `relay lend` = 1 |
+//!
 //! `drive`'s checks, each a distinct application status: 10 the callee saw
 //! other bytes than the caller's (IN/INOUT sum), 11 an OUT object was not
 //! all zero in the callee, 12 an OUT/INOUT object does not hold the
@@ -51,6 +53,26 @@ fn sum(bytes: &[u8]) -> u64 {
 fn drive(c: &mut Call) -> Result<[u64; 2], u32> {
     let (slot, len, mode) = (c.scalar(0) as u32, c.scalar(1) as usize, c.scalar(2));
     let (lend, offset, fill) = (c.scalar(3) == 1, c.scalar(4) as usize, c.scalar(5) as u8);
+    one_call(slot, len, mode, lend, offset, fill, &[u64::from(fill)])
+}
+
+fn drive_nested(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (slot, len, mode) = (c.scalar(0) as u32, c.scalar(1) as usize, c.scalar(2));
+    let (relay_mode, relay_lend, fill) = (c.scalar(3), c.scalar(4), 0x33);
+    let relayed = [0, relay_mode, relay_lend, u64::from(fill)];
+    one_call(slot, len, mode, true, 0, fill, &relayed)
+}
+
+/// `drive`'s call and checks, with `scalars` for the callee.
+fn one_call(
+    slot: u32,
+    len: usize,
+    mode: u64,
+    lend: bool,
+    offset: usize,
+    fill: u8,
+    scalars: &[u64],
+) -> Result<[u64; 2], u32> {
     let pages = (offset + len).div_ceil(4096).max(1);
     let mut buf = PageBuf::new(pages).ok_or(NO_MEMORY)?;
     let obj = buf.get_mut(offset..offset + len).ok_or(BAD_ARG)?;
@@ -65,7 +87,7 @@ fn drive(c: &mut Call) -> Result<[u64; 2], u32> {
         _ => return Err(BAD_ARG),
     };
     let arg = if lend { arg.lend() } else { arg };
-    let result = call(slot, &[u64::from(fill)], &mut [arg]);
+    let result = call(slot, scalars, &mut [arg]);
     if mode == 1 && obj.iter().enumerate().any(|(i, &b)| b != pattern(i)) {
         return Err(13);
     }
@@ -197,6 +219,7 @@ fn relay(c: &mut Call) -> Result<[u64; 2], u32> {
 
 ferry_guest::entries! {
     "drive" => drive,
+    "drive_nested" => drive_nested,
     "sum_in" => sum_in,
     "fill_out" => fill_out,
     "inc_inout" => inc_inout,

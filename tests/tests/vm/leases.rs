@@ -21,6 +21,7 @@ const PAGE: u64 = 4096;
 /// Every entry of the `leaser` image.
 const ENTRIES: &[&str] = &[
     "drive",
+    "drive_nested",
     "sum_in",
     "fill_out",
     "inc_inout",
@@ -248,5 +249,63 @@ fn lent_objects_larger_than_the_lease_window_are_refused() {
     let fits = drive(&sys, 0, LEASE_WINDOW_SIZE, IN, true, 0);
     assert_eq!(fits.code, 0, "{fits:?}");
     assert_eq!(sys.domain_by_name("b").unwrap().memory_slots(), 1);
-    let _ = APP_ERROR_BASE;
+}
+
+/// `a.drive_nested` on slot 0 (`b.relay`, which passes the object on to
+/// its slot 0 as `relay_mode`, lent if `relay_lend`).
+fn drive_nested(sys: &System, len: u64, mode: u64, relay_mode: u64, relay_lend: bool) -> Drive {
+    let args = [0, len, mode, relay_mode, u64::from(relay_lend)];
+    let [addr, word] = ok(&sys.run_thread("a", "drive_nested", &args).result);
+    Drive {
+        addr,
+        code: word & 0xffff_ffff,
+        nonzero: word >> 32,
+    }
+}
+
+/// a → b.relay → c.`entry`: the object a lends to b is lent on to c.
+fn nested(name: &'static str, entry: &str) -> (crate::common::Watchdog, System) {
+    let doc = Document::default()
+        .domain(leaser("a", &["b.relay"]))
+        .domain(leaser("b", &[&format!("c.{entry}")]))
+        .domain(leaser("c", &[]));
+    boot(name, doc)
+}
+
+#[test]
+fn a_lease_is_lent_on_to_a_further_callee_without_a_copy() {
+    for (entry, mode) in [("sum_in", IN), ("fill_out", OUT), ("inc_inout", INOUT)] {
+        let (_dog, sys) = nested("a_lease_is_lent_on", entry);
+        // `drive` checks the bytes in a: c's work arrived through b's lease.
+        let d = drive_nested(&sys, 8 * PAGE, mode, mode, true);
+        assert_eq!(d.code, 0, "{entry}: {d:?}");
+        assert!(in_window(d.addr), "c saw its own lease: {:#x}", d.addr);
+        for name in ["b", "c"] {
+            no_lease_left(sys.domain_by_name(name).unwrap());
+        }
+    }
+}
+
+#[test]
+fn a_read_only_lease_is_lent_on_read_only_or_not_at_all() {
+    let (_dog, sys) = nested("a_read_only_lease_is_lent_on_read_only", "write_in");
+    // b lends its IN lease on as IN: c's store faults in c.
+    let d = drive_nested(&sys, 2 * PAGE, IN, IN, true);
+    let relayed = APP_ERROR_BASE + 1000 + FAULT;
+    assert_eq!(d.code, relayed, "b's call faulted in c: {d:?}");
+    let f = sys.domain_by_name("c").unwrap().fault().expect("c faulted");
+    assert_eq!((f.vector, f.error_code & 0x7), (14, 0x7), "{f:?}");
+    // b asks to lend its read-only lease on as INOUT or OUT: refused.
+    let out_of_range = APP_ERROR_BASE + 1000 + ErrorCode::OutOfRange as u64;
+    for mode in [INOUT, OUT] {
+        let d = drive_nested(&sys, 2 * PAGE, IN, mode, true);
+        assert_eq!(d.code, out_of_range, "mode {mode}: {d:?}");
+    }
+    // Or to copy it (not lent): refused too, the VMM copies only from a
+    // caller's own memory.
+    let d = drive_nested(&sys, 2 * PAGE, IN, IN, false);
+    assert_eq!(d.code, out_of_range, "copy of a lease: {d:?}");
+    for name in ["b", "c"] {
+        no_lease_left(sys.domain_by_name(name).unwrap());
+    }
 }

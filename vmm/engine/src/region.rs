@@ -160,6 +160,14 @@ impl DataRegion {
         }
     }
 
+    /// This region plus the `extra` pieces `[start, end)`: a frame's view
+    /// when it holds leases (ranges it may name only to lend them on).
+    pub fn with(&self, extra: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let mut pieces = self.pieces.clone();
+        pieces.extend(extra);
+        Self::from_pieces(pieces)
+    }
+
     /// The pieces, sorted.
     pub fn pieces(&self) -> &[(u64, u64)] {
         &self.pieces

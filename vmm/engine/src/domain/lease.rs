@@ -30,6 +30,7 @@ use kvm_bindings::{
 use kvm_ioctls::VmFd;
 use shared_abi::layout::{LEASE_WINDOW_BASE, LEASE_WINDOW_SIZE, PAGE_SIZE};
 use std::sync::{Mutex, Once, PoisonError};
+use vm_memory::VolatileSlice;
 
 /// The memory slot of a lease whose first window page is page 0; page `i`
 /// gives slot `LEASE_SLOT_BASE + i`. Far above the one slot of guest
@@ -68,8 +69,6 @@ pub(crate) fn keep_slot_deletes_local(vm: &VmFd) {
 pub enum LeaseError {
     #[error("no run of {0} free pages in the lease window")]
     WindowFull(u64),
-    #[error("the lent range is not whole pages of the lender's memory")]
-    BadRange,
     #[error("KVM refused the lease's memory slot {slot}")]
     Slot {
         /// The slot.
@@ -82,6 +81,41 @@ pub enum LeaseError {
     Ptes(#[source] GuestMemError),
 }
 
+/// Whole pages of a domain's guest memory, by host address: what a lease
+/// maps. Made only from a domain's own memory ([`Domain::pages`], checked
+/// against it) or from a live lease ([`Lease::pages`], a part of it), so it
+/// always lies inside some domain's guest-memory mmap, which lives as long
+/// as the system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pages {
+    host: u64,
+    len: u64,
+}
+
+impl Pages {
+    /// Write zeros over them (an OUT object before it is lent: the borrower
+    /// never reads the lender's old bytes).
+    pub(crate) fn zero(&self) {
+        static ZEROS: [u8; 4096] = [0; 4096];
+        let Ok(n) = usize::try_from(self.len) else {
+            return;
+        };
+        // SAFETY: `host..host + len` lies inside a live guest-memory mmap
+        // (see the type's documentation) for the whole call that lends it;
+        // every other access to guest memory is volatile (vm-memory's
+        // slices, or a guest through KVM).
+        let slice = unsafe { VolatileSlice::new(self.host as *mut u8, n) };
+        let mut off = 0;
+        while off < n {
+            let chunk = (n - off).min(ZEROS.len());
+            if let Ok(part) = slice.subslice(off, chunk) {
+                part.copy_from(ZEROS.get(..chunk).unwrap_or(&[]));
+            }
+            off += chunk;
+        }
+    }
+}
+
 /// One live lease in a borrower domain: where it is mapped and what backs
 /// it. Taken back only by [`Domain::take_back`], which consumes it.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,9 +124,28 @@ pub struct Lease {
     len: u64,
     slot: u32,
     writable: bool,
+    host: u64,
 }
 
 impl Lease {
+    /// The pages backing `[addr, addr + len)` of this lease (whole pages,
+    /// inside it), to lend them on to a further callee.
+    pub(crate) fn pages(&self, addr: u64, len: u64) -> Option<Pages> {
+        let inside = addr >= self.addr && addr.checked_add(len)? <= self.addr + self.len;
+        (inside && crate::region::whole_pages(addr, len)).then(|| Pages {
+            host: self.host + (addr - self.addr),
+            len,
+        })
+    }
+
+    /// Whether `[addr, addr + len)` lies inside it.
+    pub fn contains(&self, addr: u64, len: u64) -> bool {
+        addr >= self.addr
+            && addr
+                .checked_add(len)
+                .is_some_and(|e| e <= self.addr + self.len)
+    }
+
     /// Its address in the borrower's lease window.
     pub fn addr(&self) -> u64 {
         self.addr
@@ -157,21 +210,10 @@ impl LeaseWindow {
 }
 
 impl Domain {
-    /// Lend `len` bytes (whole pages) of `lender`'s memory at `addr` to this
-    /// domain: map them into its lease window, writable or not. The range
-    /// must already be checked against `lender`'s data region; it is
-    /// checked again against its memory here (never trusted).
-    pub(crate) fn lend_from(
-        &self,
-        lender: &Domain,
-        addr: u64,
-        len: u64,
-        writable: bool,
-    ) -> Result<Lease, LeaseError> {
-        if !crate::region::whole_pages(addr, len) {
-            return Err(LeaseError::BadRange);
-        }
-        let host = lender.host_range(addr, len).ok_or(LeaseError::BadRange)?;
+    /// Lend `pages` to this domain: map them into its lease window,
+    /// writable or not.
+    pub(crate) fn lend(&self, from: Pages, writable: bool) -> Result<Lease, LeaseError> {
+        let Pages { host, len } = from;
         let pages = len / PAGE_SIZE;
         let first = self
             .leases
@@ -183,6 +225,7 @@ impl Domain {
             // `first` < WINDOW_PAGES (asserted to fit a slot id).
             slot: LEASE_SLOT_BASE + u32::try_from(first).unwrap_or(0),
             writable,
+            host,
         };
         let region = kvm_userspace_memory_region {
             slot: lease.slot,
@@ -191,10 +234,11 @@ impl Domain {
             memory_size: len,
             userspace_addr: host,
         };
-        // SAFETY: `host..host + len` lies inside the lender's guest-memory
-        // mmap (checked by `host_range`), which lives as long as the system
-        // and so outlives this lease: the lease is taken back (slot deleted)
-        // before the frame that holds it is popped, on every path.
+        // SAFETY: `host..host + len` lies inside a domain's guest-memory mmap
+        // (what `Pages` guarantees), which lives as long as the system and
+        // so outlives this lease: the lease is taken back (slot deleted)
+        // before the frame that holds it is popped, on every path, and a
+        // lease lent on is taken back before the one it came from.
         if let Err(source) = unsafe { self.vm.set_user_memory_region(region) } {
             self.leases.release(first);
             return Err(LeaseError::Slot {
@@ -240,13 +284,19 @@ impl Domain {
         }
     }
 
-    /// The host address of `[addr, addr + len)` of this domain's memory, if
-    /// all of it is there.
-    fn host_range(&self, addr: u64, len: u64) -> Option<u64> {
+    /// The pages `[addr, addr + len)` of this domain's own memory, if they
+    /// are whole pages and all of them are there.
+    pub(crate) fn pages(&self, addr: u64, len: u64) -> Option<Pages> {
         use vm_memory::{GuestAddress, GuestMemoryBackend};
+        if !crate::region::whole_pages(addr, len) {
+            return None;
+        }
         let n = usize::try_from(len).ok()?;
         let slice = self.mem.get_slice(GuestAddress(addr), n).ok()?;
-        (slice.len() == n).then(|| slice.ptr_guard().as_ptr() as u64)
+        (slice.len() == n).then(|| Pages {
+            host: slice.ptr_guard().as_ptr() as u64,
+            len,
+        })
     }
 
     /// KVM memory slots this domain's VM has right now: its guest memory

@@ -14,6 +14,7 @@ use crate::thread::copy::{self, Kept};
 use crate::thread::handoff::{Handoff, Reply, ReplySlot};
 use crate::thread::MAX_DEPTH;
 use crate::watch::meter::UNLIMITED;
+use shared_abi::layout::LEASE_WINDOW_BASE;
 use shared_abi::{
     ArgDesc, ArgMode, ErrorCode, Invocation, ARG_LEND, MAX_ARGS, MAX_SCALARS, NO_CALLER,
 };
@@ -25,6 +26,30 @@ use std::time::Instant;
 pub(super) struct Caller<'e> {
     pub(super) domain: &'e Domain,
     pub(super) slot: Slot,
+}
+
+/// Objects that lie in the caller frame's leases (`held`) may only be lent
+/// on, never copied (the VMM reads and writes the caller's own memory only),
+/// and a read-only lease stays read-only: lent on as IN only.
+fn leased_objects_lent_on(plan: &ArgPlan, held: &[Lease]) -> Result<(), &'static str> {
+    for p in plan
+        .objects()
+        .iter()
+        .filter(|p| p.caller.addr() >= LEASE_WINDOW_BASE)
+    {
+        let Some(lease) = held.iter().find(|l| l.contains(p.caller.addr(), p.len())) else {
+            continue;
+        };
+        if !p.lent {
+            return Err(
+                "an object in a lease can only be lent on (whole pages, ARG_LEND), not copied",
+            );
+        }
+        if p.mode.copies_out() && !lease.writable() {
+            return Err("a read-only lease can only be lent on as IN");
+        }
+    }
+    Ok(())
 }
 
 impl<'e, E: Engine> Chain<'e, E> {
@@ -55,9 +80,10 @@ impl<'e, E: Engine> Chain<'e, E> {
     }
 
     pub(super) fn call(&mut self, request: u64, budget_us: u64, wait_us: u64) -> Step {
-        let Some(caller) = self.frames.last().map(|f| f.domain) else {
+        let Some(top) = self.frames.last() else {
             return self.lost("call on an empty chain");
         };
+        let (caller, held) = (top.domain, top.leases.as_slice());
         let region = &caller.region;
         let req = match guest_io::read_call_request(caller.mem(), request, |a, l| {
             region.check(a, l).is_ok()
@@ -85,11 +111,23 @@ impl<'e, E: Engine> Chain<'e, E> {
         // host thread, which a caller that stops waiting would leave behind
         // with its pages mapped.
         let lending = callee.ipc == Ipc::Migrate;
-        let plan =
-            match arglist::validate_lending(&req, &caller.region, callee.arg_budget(), lending) {
-                Ok(p) => p,
-                Err(e) => return self.refuse(Some(callee), slot, e.code(), &e),
-            };
+        // A frame holding leases may also name them (only to lend them on).
+        let with_leases;
+        let region = if held.is_empty() {
+            &caller.region
+        } else {
+            with_leases = caller
+                .region
+                .with(held.iter().map(|l| (l.addr(), l.addr() + l.len())));
+            &with_leases
+        };
+        let plan = match arglist::validate_lending(&req, region, callee.arg_budget(), lending) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(Some(callee), slot, e.code(), &e),
+        };
+        if let Err(why) = leased_objects_lent_on(&plan, held) {
+            return self.refuse(Some(callee), slot, ErrorCode::OutOfRange, &why);
+        }
         if callee.ipc == Ipc::Message {
             let asked = Asked::call(callee, budget_us, wait_us);
             return self.forward(caller, callee, slot, cap.entry, plan, req.scalars, asked);
@@ -193,7 +231,8 @@ impl<'e, E: Engine> Chain<'e, E> {
             }
             frame.copy_in_cycles = clock::now().wrapping_sub(t);
             if frame.plan.lends() {
-                frame.leases = Self::lend(c.domain, callee, &frame.plan)?;
+                let held = self.frames.last().map_or(&[][..], |f| f.leases.as_slice());
+                frame.leases = Self::lend(c.domain, held, callee, &frame.plan)?;
             }
         }
         let (top, plan) = (frame.top, &frame.plan);
@@ -252,35 +291,52 @@ impl<'e, E: Engine> Chain<'e, E> {
         Ok(())
     }
 
-    /// Lend `plan`'s lent objects of `caller` to `callee`, in descriptor
-    /// order: read-only for IN, writable for OUT and INOUT; an OUT object's
-    /// pages are zero-filled first, so the callee never reads the caller's
-    /// old bytes (as with a copy, where it gets zeros). On a failure the
-    /// leases made so far are taken back: a full window is `TooLarge`, any
-    /// other failure the VMM's own (`Internal`).
-    fn lend(caller: &Domain, callee: &Domain, plan: &ArgPlan) -> Result<Vec<Lease>, ErrorCode> {
+    /// Lend `plan`'s lent objects to `callee`, in descriptor order:
+    /// read-only for IN, writable for OUT and INOUT. An object in the
+    /// caller's own memory is lent from there; one in the caller frame's
+    /// lease window (`held`) is lent on from the lease it lies in (the same
+    /// pages: nothing is copied at any depth). An OUT object's pages are
+    /// zero-filled first, so the callee never reads the old bytes (as with
+    /// a copy, where it gets zeros). On a failure the leases made so far are
+    /// taken back: a full window is `TooLarge`, any other failure the VMM's
+    /// own (`Internal`).
+    fn lend(
+        caller: &Domain,
+        held: &[Lease],
+        callee: &Domain,
+        plan: &ArgPlan,
+    ) -> Result<Vec<Lease>, ErrorCode> {
         let mut leases = Vec::new();
         for p in plan.objects().iter().filter(|p| p.lent) {
             let (addr, len) = (p.caller.addr(), p.len());
-            let made = if p.mode == ArgMode::Out {
-                copy::zero(caller.mem(), addr, len).map_err(|e| {
-                    log::error!("zeroing an OUT lease in `{}` failed: {e}", caller.name);
-                    ErrorCode::Internal
-                })
+            let pages = if addr >= LEASE_WINDOW_BASE {
+                held.iter().find_map(|l| l.pages(addr, len))
             } else {
-                Ok(())
-            }
-            .and_then(|()| {
-                callee
-                    .lend_from(caller, addr, len, p.mode.copies_out())
-                    .map_err(|e| match e {
-                        LeaseError::WindowFull(_) => ErrorCode::TooLarge,
-                        other => {
-                            log::error!("lending to `{}` failed: {other}", callee.name);
-                            ErrorCode::Internal
-                        }
-                    })
-            });
+                caller.pages(addr, len)
+            };
+            let made = match pages {
+                Some(pages) => {
+                    if p.mode == ArgMode::Out {
+                        pages.zero();
+                    }
+                    callee
+                        .lend(pages, p.mode.copies_out())
+                        .map_err(|e| match e {
+                            LeaseError::WindowFull(_) => ErrorCode::TooLarge,
+                            other => {
+                                log::error!("lending to `{}` failed: {other}", callee.name);
+                                ErrorCode::Internal
+                            }
+                        })
+                }
+                None => {
+                    log::error!(
+                        "a lent object of `{}` has no pages after validation",
+                        caller.name
+                    );
+                    Err(ErrorCode::Internal)
+                }
+            };
             match made {
                 Ok(lease) => leases.push(lease),
                 Err(code) => {
