@@ -11,6 +11,7 @@
 //! 0x0020_0000  image (.text first)           user  ─┐
 //!              guard | stack 0 | guard | stack 1 …  user   │ the data region:
 //!              heap up to the end of memory  user  ─┘ what descriptors may name
+//! 0x2000_0000  lease window (64 MiB)          user, only while lent (ARG_LEND)
 //! ```
 //! Only the image, the stacks (not their guard pages) and the heap may be
 //! named by an argument descriptor; everything below [`IMAGE_BASE`] is the

@@ -309,3 +309,42 @@ fn a_read_only_lease_is_lent_on_read_only_or_not_at_all() {
         no_lease_left(sys.domain_by_name(name).unwrap());
     }
 }
+
+#[test]
+fn a_caller_going_down_while_its_object_is_lent_leaves_no_slot_in_the_callee() {
+    let doc = Document::default()
+        .domain(leaser("a", &["b.hold_spin"]))
+        .domain(leaser("b", &[]).limits(Millis::Ms(300), Millis::Ms(2000), 1000));
+    let (_dog, sys) = boot("a_caller_going_down_while_its_object_is_lent", doc);
+    let (a, b) = (
+        sys.domain_by_name("a").unwrap(),
+        sys.domain_by_name("b").unwrap(),
+    );
+    std::thread::scope(|s| {
+        let lender = s.spawn(|| {
+            sys.run_thread("a", "drive", &[0, 4 * PAGE, INOUT, 1, 0, 0])
+                .result
+        });
+        // The lease is there while b holds it: a second slot.
+        let start = std::time::Instant::now();
+        while b.memory_slots() != 2 {
+            assert!(start.elapsed() < std::time::Duration::from_secs(20));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Another thread brings the lender down meanwhile (`hold_fault`
+        // with no object: a `ud2` in a).
+        let faulted = sys.run_thread("a", "hold_fault", &[]);
+        assert!(
+            matches!(faulted.result, ThreadResult::Faulted(_)),
+            "{faulted:?}"
+        );
+        // b's budget runs out; the chain unwinds past the quarantined a.
+        match lender.join().unwrap() {
+            ThreadResult::Faulted(_) => {}
+            other => panic!("the lending thread was not unwound: {other:?}"),
+        }
+    });
+    no_lease_left(b);
+    settled(a);
+    assert_eq!(a.generation(), 1, "a restarted once its last frame left");
+}
