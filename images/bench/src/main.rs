@@ -14,7 +14,7 @@
 //! | `loop_rr(scalar0 = n, scalar1 = k)` | n calls, call i on slot `i % k` (each slot a `null` in another domain) |
 //! | `loop_floor(scalar0 = n)` | `measure_floor(n)`: n `Nop`s, samples with `FLOOR_SLOT`; `Ok([n, 0])` (n capped at `u32::MAX`) |
 //! | `loop_fn(scalar0 = n)` | n plain in-guest calls of an `#[inline(never)]` function, each timed with `rdtsc` and recorded with `FUNCTION_SLOT`; `Ok([n, 0])` |
-//! | `loop_lend(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = mode)` | as `loop_call`, but the object is a page-aligned heap buffer (`size` ≤ [`MAX_LEND_SIZE`], rounded up to whole pages) passed with `Arg::lend`: whole pages are lent (mapped into the callee), not copied; mode 1 IN (`sink_in`), 2 OUT (`sink_out`), 3 INOUT (`sink_inout`) |
+//! | `loop_lend(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = mode, scalar4 = copy)` | as `loop_call`, but the object is a page-aligned heap buffer (`size` ≤ [`MAX_LEND_SIZE`], rounded up to whole pages) passed with `Arg::lend`: whole pages are lent (mapped into the callee), not copied; mode 1 IN (`sink_in`), 2 OUT (`sink_out`), 3 INOUT (`sink_inout`); with `copy` = 1 the same object is passed without `lend` (copied), for a comparison on the same buffer |
 //! | `loop_stub(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = typed)` | n calls of `callee`'s `null` (size 0) or `sink_inout` (one INOUT object of `size` bytes), through the raw API on `slot` (typed = 0) or through a [`bench_api::BenchClient`] bound to the domain named `callee` (typed = 1); each call's own guest cycles — the time around it minus the `Call` hypercall itself — recorded with `GUEST_SIDE_SLOT` |
 //!
 //! The `loop_*` calling entries return `Ok([calls that succeeded, raw
@@ -145,6 +145,7 @@ fn loop_call(c: &mut Call) -> Result<[u64; 2], u32> {
 
 fn loop_lend(c: &mut Call) -> Result<[u64; 2], u32> {
     let (slot, n, size, mode) = (c.scalar(0) as u32, c.scalar(1), c.scalar(2), c.scalar(3));
+    let lend = c.scalar(4) == 0;
     if !(1..=3).contains(&mode) || size == 0 || size > MAX_LEND_SIZE {
         return Err(BAD_ARG);
     }
@@ -159,7 +160,8 @@ fn loop_lend(c: &mut Call) -> Result<[u64; 2], u32> {
             2 => Arg::output(&mut buf[..]),
             _ => Arg::inout(&mut buf[..]),
         };
-        t.add(call(slot, &[], &mut [arg.lend()]));
+        let arg = if lend { arg.lend() } else { arg };
+        t.add(call(slot, &[], &mut [arg]));
     }
     t.result()
 }

@@ -348,3 +348,96 @@ fn a_caller_going_down_while_its_object_is_lent_leaves_no_slot_in_the_callee() {
     settled(a);
     assert_eq!(a.generation(), 1, "a restarted once its last frame left");
 }
+
+/// Lease against copy, for a person to read (not a check: it asserts only
+/// that every call succeeded). Run by hand, in release:
+/// `cargo test --release -p ferry-tests --test vm lease_against_copy -- --ignored --nocapture`.
+/// Prints the median call latency (µs, the caller's own `rdtsc` around the
+/// `Call` hypercall) per size, mode and path, in rounds interleaved with the
+/// exit floor, and each median as a ratio to the floor of its round.
+#[test]
+#[ignore = "a measurement, run by hand in release"]
+fn lease_against_copy() {
+    use ferry_engine::shared_abi::FLOOR_SLOT;
+    const SIZES: [u64; 4] = [4 << 10, 64 << 10, 1 << 20, 16 << 20];
+    const ROUNDS: u64 = 5;
+    let bench = |name: &str| {
+        DomainEntry::new(name, "bench")
+            .exports([
+                "null",
+                "sink_in",
+                "sink_out",
+                "sink_inout",
+                "loop_lend",
+                "loop_floor",
+            ])
+            .huge_pages(true)
+    };
+    let doc = Document::default()
+        .domain(
+            bench("caller")
+                .capabilities(["callee.sink_in", "callee.sink_out", "callee.sink_inout"])
+                .memory_mib(64),
+        )
+        // Stacks for a 16 MiB copy: the budget is half a stack.
+        .domain(bench("callee").stacks(2, 40 << 10).memory_mib(96));
+    let (_dog, sys) = crate::common::boot_for(
+        "lease_against_copy",
+        doc,
+        std::time::Duration::from_secs(600),
+    );
+    let caller = sys.domain_by_name("caller").unwrap();
+    let khz = f64::from(caller.tsc_khz.max(1));
+    let median = |mut v: Vec<u64>| -> f64 {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0) as f64 * 1000.0 / khz
+    };
+    let samples = |slot: u32, run: &dyn Fn()| -> Vec<u64> {
+        let since = caller.sample_count();
+        run();
+        caller
+            .samples_since(since)
+            .into_iter()
+            .filter(|s| s.slot == slot)
+            .map(|s| s.cycles)
+            .collect()
+    };
+    println!("size      mode   copy µs  lease µs   copy/floor  lease/floor  (medians of {ROUNDS} rounds)");
+    for size in SIZES {
+        let n = if size >= 1 << 20 { 6 } else { 40 };
+        for (slot, mode, name) in [(0u32, 1u64, "IN"), (1, 2, "OUT"), (2, 3, "INOUT")] {
+            let (mut copy, mut lease, mut floor_r) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                let floor = samples(FLOOR_SLOT, &|| {
+                    ok(&sys.run_thread("caller", "loop_floor", &[n]).result);
+                });
+                let one = |copy_flag: u64| {
+                    samples(slot, &|| {
+                        let args = [u64::from(slot), n, size, mode, copy_flag];
+                        let [done, first_err] =
+                            ok(&sys.run_thread("caller", "loop_lend", &args).result);
+                        assert_eq!((done, first_err), (n, 0), "size {size} mode {mode}");
+                    })
+                };
+                copy.push(median(one(1)));
+                lease.push(median(one(0)));
+                floor_r.push(median(floor));
+            }
+            let med = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let ratio =
+                |v: &[f64]| -> f64 { med(v.iter().zip(&floor_r).map(|(x, f)| x / f).collect()) };
+            println!(
+                "{:>8}  {name:<5} {:>8.1}  {:>8.1}   {:>10.2}  {:>11.2}",
+                size,
+                med(copy.clone()),
+                med(lease.clone()),
+                ratio(&copy),
+                ratio(&lease)
+            );
+        }
+    }
+    assert_eq!(sys.domain_by_name("callee").unwrap().memory_slots(), 1);
+}
