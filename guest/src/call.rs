@@ -88,7 +88,7 @@ impl<'a> Arg<'a> {
                 addr,
                 len: len as u64,
                 mode: mode as u32,
-                reserved: 0,
+                flags: 0,
             },
             _borrow: PhantomData,
         }
@@ -111,6 +111,20 @@ impl<'a> Arg<'a> {
     pub fn inout<T: ?Sized + Pod>(v: &'a mut T) -> Self {
         let len = core::mem::size_of_val(v);
         Self::new(v as *mut T as *mut u8 as u64, len, ArgMode::InOut)
+    }
+
+    /// Ask the VMM to lend this object instead of copying it
+    /// ([`shared_abi::ARG_LEND`]): for the call, the callee works on these
+    /// very pages, mapped into its lease window (read-only for an IN
+    /// object). Only whole pages are lent (page-aligned start, length a
+    /// multiple of 4 KiB: see [`PageBuf`](crate::PageBuf)); anything else,
+    /// or a call to a message-mode domain, is copied as without this.
+    /// Lending an OUT object zero-fills it when the call starts; a lent
+    /// OUT/INOUT object holds whatever the callee wrote, even if the call
+    /// fails.
+    pub fn lend(mut self) -> Self {
+        self.desc.flags |= shared_abi::ARG_LEND;
+        self
     }
 
     /// Any descriptor at all, for tests that feed the VMM hostile input.

@@ -43,8 +43,9 @@ impl Call {
             return Some(&[]);
         }
         // SAFETY: the VMM copied object `i` to `addr..addr+len` on this
-        // invocation's stack, which stays live until the dispatcher's Return;
-        // the borrow of `self` keeps `arg_mut` from aliasing it.
+        // invocation's stack, or lent it there (mapped in the lease window),
+        // and either stays live until the dispatcher's Return; the borrow of
+        // `self` keeps `arg_mut` from aliasing it.
         Some(unsafe { core::slice::from_raw_parts(d.addr as *const u8, d.len as usize) })
     }
 
@@ -63,6 +64,15 @@ impl Call {
         // SAFETY: as in `arg`; objects do not overlap each other or the
         // invocation frame, and `&mut self` makes this borrow unique.
         Some(unsafe { core::slice::from_raw_parts_mut(d.addr as *mut u8, d.len as usize) })
+    }
+
+    /// Whether object `i` was lent (its pages mapped from the caller for
+    /// this call: read-only if IN), not copied: `shared_abi::ARG_LEND` in
+    /// its descriptor. `false` for a missing object.
+    pub fn lent(&self, i: usize) -> bool {
+        self.inv.args[..self.nargs()]
+            .get(i)
+            .is_some_and(|d| d.flags & shared_abi::ARG_LEND != 0)
     }
 
     /// The calling domain's id (`shared_abi::NO_CALLER` for a thread's

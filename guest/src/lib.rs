@@ -38,6 +38,7 @@ mod entry;
 mod hypercall;
 mod image;
 mod mem;
+mod pages;
 mod print;
 mod rng;
 mod rt;
@@ -49,6 +50,7 @@ pub use call::{call, call_raw, call_with, last_call_cycles, Answer, Arg, CallErr
 pub use entry::{Call, EntryFn, BAD_ERROR_STATUS, UNKNOWN_ENTRY_STATUS};
 pub use hypercall::{exit, hypercall_raw, nop, rdtsc};
 pub use image::ImageDecl;
+pub use pages::PageBuf;
 pub use print::_print;
 pub use rng::Rng;
 #[doc(hidden)]

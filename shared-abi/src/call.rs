@@ -55,10 +55,23 @@ pub struct ArgDesc {
     pub len: u64,
     /// An [`ArgMode`] as `u32`.
     pub mode: u32,
-    /// Must be zero.
-    pub reserved: u32,
+    /// Flags: in a [`CallRequest`] only [`ARG_LEND`] may be set (any other
+    /// bit makes the argument list malformed); in an [`Invocation`],
+    /// [`ARG_LEND`] is set exactly when the object was lent, not copied.
+    pub flags: u32,
 }
 const _: () = assert!(core::mem::size_of::<ArgDesc>() == 24);
+
+/// [`ArgDesc::flags`] bit: lend the object instead of copying it. The
+/// caller's pages are mapped into the callee's lease window for the
+/// duration of the call (read-only for IN, writable for OUT/INOUT). Only an
+/// object of whole pages (page-aligned address, length a non-zero multiple
+/// of the page size) in a migrate-mode callee is lent; any other object
+/// marked so is copied as if the bit were clear, and its [`Invocation`]
+/// descriptor says so (the bit is clear there).
+pub const ARG_LEND: u32 = 1;
+/// Every [`ArgDesc::flags`] bit this ABI defines.
+pub const ARG_FLAGS: u32 = ARG_LEND;
 
 /// What a caller hands to the `Call` hypercall (by address, in `RDI`).
 #[repr(C)]

@@ -11,6 +11,7 @@
 //! 0x0020_0000  image (.text first)           user  ─┐
 //!              guard | stack 0 | guard | stack 1 …  user   │ the data region:
 //!              heap up to the end of memory  user  ─┘ what descriptors may name
+//! 0x2000_0000  lease window (64 MiB)          user, only while lent (ARG_LEND)
 //! ```
 //! Only the image, the stacks (not their guard pages) and the heap may be
 //! named by an argument descriptor; everything below [`IMAGE_BASE`] is the
@@ -53,6 +54,20 @@ pub const IMAGE_BASE: u64 = 0x20_0000;
 /// Most memory a domain may have (bounded by the page-table area).
 pub const MAX_MEMORY: u64 = 256 << 20;
 
+/// The lease window: where the VMM maps objects lent to a callee
+/// (`ARG_LEND`) for the duration of a call. Guest-physical = guest-virtual,
+/// above [`MAX_MEMORY`] and inside the first GiB, so the one page directory
+/// covers it; its page tables are [`LEASE_PAGE_TABLES_ADDR`]`..`
+/// [`LEASE_PAGE_TABLES_END`]. Nothing is mapped there outside a call.
+pub const LEASE_WINDOW_BASE: u64 = 0x2000_0000;
+/// Bytes of the lease window: what its page-table pages can map (each maps
+/// 2 MiB with 4 KiB pages). Shared by every frame inside the domain.
+pub const LEASE_WINDOW_SIZE: u64 = (LEASE_PAGE_TABLES_END - LEASE_PAGE_TABLES_ADDR) / 8 * PAGE_SIZE;
+/// First page-table page (a PT) of the lease window, in the page-table area.
+pub const LEASE_PAGE_TABLES_ADDR: u64 = 0xC_0000;
+/// End of the lease window's page-table pages.
+pub const LEASE_PAGE_TABLES_END: u64 = 0xE_0000;
+
 /// GDT selectors.
 pub mod selector {
     /// Kernel (CPL0) code: the exception stubs.
@@ -74,6 +89,18 @@ const _: () = assert!(VCPU_AREA_ADDR + MAX_VCPUS as u64 * VCPU_SLOT_SIZE <= IMAG
 const _: () = assert!(TSS_OFFSET + TSS_SIZE <= EXC_STACK_OFFSET - PAGE_SIZE);
 const _: () = assert!(EXC_STACK_OFFSET + EXC_STACK_SIZE <= IST_STACK_OFFSET - PAGE_SIZE);
 const _: () = assert!(IST_STACK_OFFSET + EXC_STACK_SIZE < VCPU_SLOT_SIZE);
+// The lease window: above all guest memory, 2 MiB-aligned (one PT per 2
+// MiB), inside the first GiB (the PD that maps memory maps it too), and its
+// PTs in the page-table area past those of the largest data region (PML4,
+// PDPT, one PD, one PT per 2 MiB of MAX_MEMORY).
+const _: () = assert!(LEASE_WINDOW_BASE >= MAX_MEMORY);
+const _: () = assert!(LEASE_WINDOW_BASE.is_multiple_of(2 << 20));
+const _: () = assert!(LEASE_WINDOW_BASE + LEASE_WINDOW_SIZE <= 1 << 30);
+const _: () = assert!(LEASE_WINDOW_SIZE == 64 << 20);
+const _: () =
+    assert!(PAGE_TABLES_ADDR + (3 + MAX_MEMORY / (2 << 20)) * PAGE_SIZE <= LEASE_PAGE_TABLES_ADDR);
+const _: () = assert!(LEASE_PAGE_TABLES_END <= PAGE_TABLES_END);
+const _: () = assert!(LEASE_PAGE_TABLES_ADDR.is_multiple_of(PAGE_SIZE));
 
 /// Round `v` up to a page boundary (`None` on overflow).
 pub const fn page_up(v: u64) -> Option<u64> {

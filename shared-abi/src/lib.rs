@@ -22,7 +22,10 @@ pub use boot::{
     BootInfo, CapDecl, EntryDecl, Hello, Name, Sample, ENTRY_NAME_MAX, FLOOR_SLOT, FUNCTION_SLOT,
     GUEST_SIDE_SLOT, RAW_METHOD,
 };
-pub use call::{ArgDesc, ArgMode, CallRequest, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
+pub use call::{
+    ArgDesc, ArgMode, CallRequest, Invocation, ARG_FLAGS, ARG_LEND, MAX_ARGS, MAX_SCALARS,
+    NO_CALLER,
+};
 pub use error::{pseudo_vector, runtime_status, CallStatus, ErrorCode, APP_ERROR_BASE};
 pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT};
 
@@ -40,4 +43,4 @@ pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT
 /// image's imports and a buffer the VMM fills with its capability table
 /// (`CapDecl`, `BootInfo::cap_count`); application statuses from
 /// `runtime_status::BASE` up belong to the guest runtime.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;

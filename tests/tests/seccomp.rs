@@ -17,7 +17,7 @@ mod common;
 
 use common::{boot_observed, chain, testguest, DRIVE_BASIC_CAPS};
 use ferry_engine::ids::{DomainId, Slot};
-use ferry_engine::manifest::{Document, Ipc, Millis, ThreadEntry};
+use ferry_engine::manifest::{Document, DomainEntry, Ipc, Millis, ThreadEntry};
 use ferry_engine::observe::{CallEvent, CallObserver};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;
@@ -122,11 +122,23 @@ fn workload() -> Document {
         .domain(testguest("spawner", &[]))
         .domain(testguest("mdriver", &["m.echo"]))
         .domain(testguest("m", &[]).ipc(Ipc::Message))
+        .domain(
+            DomainEntry::new("lender", "leaser")
+                .exports(["drive"])
+                .capabilities(["borrower.inc_inout"]),
+        )
+        .domain(DomainEntry::new("borrower", "leaser").exports(["inc_inout"]))
         .thread(ThreadEntry::new("driver", "drive_basic", &[]))
         .thread(ThreadEntry::new("faulter", "drive_fault", &[0]))
         .thread(ThreadEntry::new("limited", "call_limited", &[]))
         .thread(ThreadEntry::new("spawner", "spawner", &[2]))
         .thread(ThreadEntry::new("mdriver", "forward", &[7, 8]))
+        // An INOUT object of 4 pages lent (a memory slot added and deleted).
+        .thread(ThreadEntry::new(
+            "lender",
+            "drive",
+            &[0, 0x4000, 3, 1, 0, 0],
+        ))
 }
 
 fn returned(outcome: &ThreadResult) -> [u64; 2] {
@@ -172,6 +184,10 @@ fn child() {
     assert_eq!(limited[0], ErrorCode::Timeout as u64, "{limited:?}");
     assert_eq!(returned(&by_start("spawner.spawner").result), [2, 0]);
     assert_eq!(returned(&by_start("mdriver.forward").result), [7, 8]);
+    let [lent_at, word] = returned(&by_start("lender.drive").result);
+    assert_eq!(word & 0xffff_ffff, 0, "the lending call succeeded");
+    assert_eq!(lent_at, ferry_engine::shared_abi::layout::LEASE_WINDOW_BASE);
+    assert_eq!(sys.domain_by_name("borrower").unwrap().memory_slots(), 1);
     let spawned = sys.spawn_tally();
     assert_eq!((spawned.ended, spawned.succeeded), (2, 2), "{spawned:?}");
     // The restart ran on the confined restarter.

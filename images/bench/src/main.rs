@@ -14,6 +14,7 @@
 //! | `loop_rr(scalar0 = n, scalar1 = k)` | n calls, call i on slot `i % k` (each slot a `null` in another domain) |
 //! | `loop_floor(scalar0 = n)` | `measure_floor(n)`: n `Nop`s, samples with `FLOOR_SLOT`; `Ok([n, 0])` (n capped at `u32::MAX`) |
 //! | `loop_fn(scalar0 = n)` | n plain in-guest calls of an `#[inline(never)]` function, each timed with `rdtsc` and recorded with `FUNCTION_SLOT`; `Ok([n, 0])` |
+//! | `loop_lend(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = mode, scalar4 = copy)` | as `loop_call`, but the object is a page-aligned heap buffer (`size` ≤ [`MAX_LEND_SIZE`], rounded up to whole pages) passed with `Arg::lend`: whole pages are lent (mapped into the callee), not copied; mode 1 IN (`sink_in`), 2 OUT (`sink_out`), 3 INOUT (`sink_inout`); with `copy` = 1 the same object is passed without `lend` (copied), for a comparison on the same buffer |
 //! | `loop_stub(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = typed)` | n calls of `callee`'s `null` (size 0) or `sink_inout` (one INOUT object of `size` bytes), through the raw API on `slot` (typed = 0) or through a [`bench_api::BenchClient`] bound to the domain named `callee` (typed = 1); each call's own guest cycles — the time around it minus the `Call` hypercall itself — recorded with `GUEST_SIDE_SLOT` |
 //!
 //! The `loop_*` calling entries return `Ok([calls that succeeded, raw
@@ -22,7 +23,8 @@
 //! sample (slot, cycles) per call in the ring the VMM reads after the run.
 //!
 //! Application status codes of the raw entries: 2 bad argument
-//! (`loop_call`: mode > 3 or size > [`MAX_SIZE`]; `loop_rr`: k = 0;
+//! (`loop_call`: mode > 3 or size > [`MAX_SIZE`]; `loop_lend`: mode not
+//! 1..=3, size 0 or > [`MAX_LEND_SIZE`]; `loop_rr`: k = 0;
 //! `loop_stub`: typed > 1, size > [`MAX_SIZE`] or no `callee` granted);
 //! 3 a loop could not allocate its buffer (caller heap too small).
 #![no_std]
@@ -36,11 +38,14 @@ use core::hint::black_box;
 use ferry_guest::interface::Error;
 use ferry_guest::shared_abi::{FUNCTION_SLOT, GUEST_SIDE_SLOT};
 use ferry_guest::{
-    call, last_call_cycles, measure_floor, rdtsc, record_sample, Arg, Call, CallError, Vmm,
+    call, last_call_cycles, measure_floor, rdtsc, record_sample, Arg, Call, CallError, PageBuf, Vmm,
 };
 
 /// Largest `loop_call` object: 1 MiB plus 64 KiB.
 pub const MAX_SIZE: u64 = (1 << 20) + (64 << 10);
+
+/// Largest `loop_lend` object: 16 MiB (the caller's memory must hold it).
+pub const MAX_LEND_SIZE: u64 = 16 << 20;
 
 /// A scalar argument is out of range.
 const BAD_ARG: u32 = 2;
@@ -134,6 +139,29 @@ fn loop_call(c: &mut Call) -> Result<[u64; 2], u32> {
             _ => call(slot, &[], &mut [Arg::inout(&mut buf[..])]),
         };
         t.add(r);
+    }
+    t.result()
+}
+
+fn loop_lend(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (slot, n, size, mode) = (c.scalar(0) as u32, c.scalar(1), c.scalar(2), c.scalar(3));
+    let lend = c.scalar(4) == 0;
+    if !(1..=3).contains(&mode) || size == 0 || size > MAX_LEND_SIZE {
+        return Err(BAD_ARG);
+    }
+    let mut buf = PageBuf::new(size.div_ceil(4096) as usize).ok_or(NO_MEMORY)?;
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i as u8) ^ 0x5A;
+    }
+    let mut t = Tally::default();
+    for _ in 0..n {
+        let arg = match mode {
+            1 => Arg::input(&buf[..]),
+            2 => Arg::output(&mut buf[..]),
+            _ => Arg::inout(&mut buf[..]),
+        };
+        let arg = if lend { arg.lend() } else { arg };
+        t.add(call(slot, &[], &mut [arg]));
     }
     t.result()
 }
@@ -237,5 +265,6 @@ ferry_guest::image! {
         "loop_floor" => loop_floor,
         "loop_fn" => loop_fn,
         "loop_stub" => loop_stub,
+        "loop_lend" => loop_lend,
     ],
 }

@@ -120,13 +120,13 @@ fn prepare(c: &mut Call) -> Result<[u64; 2], u32> {
             addr: input as u64,
             len: RACE_IN_LEN,
             mode: ArgMode::In as u32,
-            reserved: 0,
+            flags: 0,
         };
         v1.args[1] = ArgDesc {
             addr: (*race).output.as_mut_ptr() as u64,
             len: RACE_OUT_LEN,
             mode: ArgMode::Out as u32,
-            reserved: 0,
+            flags: 0,
         };
         let bytes = core::slice::from_raw_parts(input, RACE_IN_LEN as usize);
         v1.scalars = [
@@ -394,7 +394,7 @@ impl Worker {
                 addr: start + off,
                 len,
                 mode: mode as u32,
-                reserved: 0,
+                flags: 0,
             };
         }
         if n > 0 && self.rng.chance(250) {
@@ -406,7 +406,7 @@ impl Worker {
                 addr,
                 len: len.min(2048),
                 mode: ArgMode::In as u32,
-                reserved: 0,
+                flags: 0,
             };
         }
         self.submit(req, rec)
@@ -429,14 +429,15 @@ impl Worker {
                 addr: self.scratch + i as u64 * seg + off,
                 len: self.rng.below(seg - off + 1),
                 mode: mode as u32,
-                reserved: 0,
+                flags: 0,
             };
         }
         let k = self.rng.below(n) as usize;
         let l = self.layout;
         match self.rng.below(10) {
             0 => req.args[k].mode = self.rng.pick(&[0, 4, 7, 0x101, u32::MAX]),
-            1 => req.args[k].reserved = 1 + self.rng.below(u64::from(u32::MAX - 1)) as u32,
+            // An undefined flag bit (never ARG_LEND alone: lending is tested elsewhere).
+            1 => req.args[k].flags = 2 + self.rng.below(u64::from(u32::MAX - 1)) as u32,
             2 => {
                 req.args[k].addr = u64::MAX - self.rng.below(4096);
                 req.args[k].len = 4097 + self.rng.below(1 << 20);
@@ -466,7 +467,7 @@ impl Worker {
                     addr: a.addr + self.rng.below(a.len.max(1)),
                     len: b.len.max(1),
                     mode: ArgMode::InOut as u32,
-                    reserved: 0,
+                    flags: 0,
                 };
             }
             5 => {
@@ -475,7 +476,7 @@ impl Worker {
                     addr: l.heap_base() + PAGE_SIZE,
                     len: budget - wire::FRAME - 64 + self.rng.below(256),
                     mode: ArgMode::In as u32,
-                    reserved: 0,
+                    flags: 0,
                 };
             }
             6 => req.slot = self.rng.pick(&[SLOTS, 0x7f, u32::MAX]),
@@ -511,7 +512,7 @@ impl Worker {
             let (addr, len) = self.any_range();
             let mode = self.mode();
             let reserved = if self.rng.chance(30) {
-                1 + self.rng.below(u64::from(u32::MAX)) as u32
+                2 + self.rng.below(u64::from(u32::MAX - 1)) as u32
             } else {
                 0
             };
@@ -519,7 +520,7 @@ impl Worker {
                 addr,
                 len,
                 mode,
-                reserved,
+                flags: reserved,
             };
         }
         if (2..=16).contains(&nargs) && self.rng.chance(200) {
@@ -531,13 +532,13 @@ impl Worker {
                 addr,
                 len: len.max(2),
                 mode: ArgMode::Out as u32,
-                reserved: 0,
+                flags: 0,
             };
             req.args[b] = ArgDesc {
                 addr: addr + len.max(2) / 2,
                 len: len.max(2),
                 mode: ArgMode::InOut as u32,
-                reserved: 0,
+                flags: 0,
             };
         }
         self.submit(req, rec)
@@ -631,7 +632,7 @@ impl Worker {
                 addr: self.scratch + i as u64 * seg,
                 len,
                 mode: mode as u32,
-                reserved: 0,
+                flags: 0,
             };
         }
         let text = |r: &mut Rng| {

@@ -12,7 +12,7 @@
 //! host reads the rings back and judges every record.
 
 use shared_abi::layout::{DomainLayout, IMAGE_BASE};
-use shared_abi::{ArgMode, CallRequest, ErrorCode, MAX_ARGS};
+use shared_abi::{ArgMode, CallRequest, ErrorCode, ARG_FLAGS, MAX_ARGS};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Marks a [`Directory`] and a [`Setup`] of this format version.
@@ -271,7 +271,7 @@ pub const RACE_VARIANTS: [(usize, u8); 6] = [
     (0, 0x7f),  // slot 0 → 127: BadSlot
     (4, 17),    // nargs 2 → 17: TooManyArgs
     (72, 9),    // args[0].mode 1 → 9: BadMode
-    (76, 1),    // args[0].reserved 0 → 1: BadMode
+    (76, 2),    // args[0].flags 0 → 2 (an undefined bit): BadMode
     (87, 0x80), // args[1].addr bit 63: OutOfRange
     (95, 0xff), // args[1].len's top byte: Overflow
 ];
@@ -471,7 +471,7 @@ pub fn predict(
         .unwrap_or(&[]);
     let mut used: u64 = 0;
     for d in descs {
-        if ArgMode::from_u32(d.mode).is_none() || d.reserved != 0 {
+        if ArgMode::from_u32(d.mode).is_none() || d.flags & !ARG_FLAGS != 0 {
             return Err(ErrorCode::BadMode);
         }
         if d.len > 0 {

@@ -358,7 +358,7 @@ fn drive_raw(c: &mut Call) -> Result<[u64; 2], u32> {
         addr: local.as_ptr() as u64,
         len: local.len() as u64,
         mode: ArgMode::In as u32,
-        reserved: 0,
+        flags: 0,
     };
     // Kept alive until after the call.
     let mut heap: Vec<u8> = Vec::new();
@@ -384,7 +384,7 @@ fn drive_raw(c: &mut Call) -> Result<[u64; 2], u32> {
                 addr: base,
                 len: 64,
                 mode: ArgMode::Out as u32,
-                reserved: 0,
+                flags: 0,
             };
             req.args[1] = ArgDesc {
                 addr: base + 32,
@@ -397,7 +397,7 @@ fn drive_raw(c: &mut Call) -> Result<[u64; 2], u32> {
             req.args[0].len = heap.len() as u64;
         }
         9 => req.slot = 1000,
-        10 => req.args[0].reserved = 1,
+        10 => req.args[0].flags = 2,
         11 => {
             // SAFETY: a wild request pointer; the VMM must refuse it
             // without touching guest memory.

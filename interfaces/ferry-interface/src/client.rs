@@ -163,7 +163,7 @@ fn desc(addr: u64, len: usize, mode: ArgMode) -> ArgDesc {
         addr,
         len: len as u64,
         mode: mode as u32,
-        reserved: 0,
+        flags: 0,
     }
 }
 

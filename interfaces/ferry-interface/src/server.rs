@@ -203,7 +203,7 @@ mod tests {
             addr: p as u64,
             len,
             mode: mode as u32,
-            reserved: 0,
+            flags: 0,
         }
     }
 

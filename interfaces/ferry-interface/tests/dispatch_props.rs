@@ -75,7 +75,7 @@ proptest! {
                 addr: mem.0[i * CHUNK + offset..].as_mut_ptr() as u64,
                 len,
                 mode,
-                reserved: 0,
+                flags: 0,
             };
         }
         let imp = leak(KvImpl::default());

@@ -26,7 +26,7 @@ impl Mem {
             addr: self.0[i * 256 + offset..].as_mut_ptr() as u64,
             len,
             mode: mode as u32,
-            reserved: 0,
+            flags: 0,
         }
     }
 }

@@ -217,7 +217,7 @@ fn client_method(index: usize, m: &Method, trait_ident: &Ident) -> TokenStream {
             addr: 0,
             len: 0,
             mode: 0,
-            reserved: 0
+            flags: 0
         }));
     }
     let docs = if m.docs.is_empty() {

@@ -30,7 +30,7 @@ fn each_malformed_class_is_refused_with_its_code() {
             ErrorCode::TooLarge,
         ),
         (9, "slot 1000", ErrorCode::BadSlot),
-        (10, "a non-zero reserved word", ErrorCode::BadMode),
+        (10, "an undefined flag bit", ErrorCode::BadMode),
         (11, "a wild request pointer", ErrorCode::BadPointer),
         (12, "hypercall 77", ErrorCode::UnknownHypercall),
         (14, "Hello after boot", ErrorCode::BootOver),

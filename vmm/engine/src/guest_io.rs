@@ -158,7 +158,7 @@ mod tests {
             addr: 1,
             len: 2,
             mode: 3,
-            reserved: 4,
+            flags: 4,
         };
         let bytes: [u8; 440] = r.as_bytes().try_into().unwrap();
         assert_eq!(decode_call_request(&bytes), r);
@@ -185,7 +185,7 @@ mod tests {
             addr: 12,
             len: 13,
             mode: 1,
-            reserved: 0,
+            flags: 0,
         };
         let bytes = encode_invocation(&inv);
         let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());

@@ -2,8 +2,14 @@
 //! pointer may name. A guest address is an allegation until it is checked
 //! here, end included (Hubris's `USlice` idea).
 
-use shared_abi::layout::{DomainLayout, IMAGE_BASE};
+use shared_abi::layout::{DomainLayout, IMAGE_BASE, PAGE_SIZE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Whether `[addr, addr + len)` is whole pages: a non-empty run of pages
+/// from a page boundary, what a memory slot can map (a lendable object).
+pub const fn whole_pages(addr: u64, len: u64) -> bool {
+    len > 0 && addr.is_multiple_of(PAGE_SIZE) && len.is_multiple_of(PAGE_SIZE)
+}
 
 /// Why a range was refused.
 #[allow(
@@ -152,6 +158,14 @@ impl DataRegion {
             Ok(buf) => String::from_utf8_lossy(&buf).into_owned(),
             Err(e) => format!("(text unreadable: {e})"),
         }
+    }
+
+    /// This region plus the `extra` pieces `[start, end)`: a frame's view
+    /// when it holds leases (ranges it may name only to lend them on).
+    pub fn with(&self, extra: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let mut pieces = self.pieces.clone();
+        pieces.extend(extra);
+        Self::from_pieces(pieces)
     }
 
     /// The pieces, sorted.

@@ -161,7 +161,7 @@ impl Transport for &Mock {
             let Some(mode) = ArgMode::from_u32(d.mode) else {
                 return Mock::status(ErrorCode::BadMode);
             };
-            if d.reserved != 0 {
+            if d.flags != 0 {
                 return Mock::status(ErrorCode::BadMode);
             }
             let Ok(len) = usize::try_from(d.len) else {
@@ -201,7 +201,7 @@ impl Transport for &Mock {
                 addr: c.buf.as_mut_ptr() as u64,
                 len: c.len as u64,
                 mode: c.mode as u32,
-                reserved: 0,
+                flags: 0,
             };
         }
         // SAFETY: every descriptor names its own live buffer in `copies`,

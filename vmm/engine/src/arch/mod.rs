@@ -14,6 +14,8 @@
     reason = "x86 encodings of compile-time layout constants; usize is 64 bits (asserted)"
 )]
 
+pub mod lease;
+
 use kvm_bindings::{kvm_segment, kvm_sregs};
 use shared_abi::layout::{
     self, selector, DomainLayout, EXC_STACK_OFFSET, EXC_STACK_SIZE, GDT_ADDR, IDT_ADDR, IMAGE_BASE,

@@ -293,6 +293,7 @@ pub(super) fn write_system_pages(
 ) -> Result<(), BootError> {
     let blobs = [
         arch::page_tables(layout),
+        arch::lease::pd_entries(),
         arch::gdt(),
         arch::idt(),
         arch::stubs(),

@@ -6,6 +6,7 @@
 pub(crate) mod boot;
 mod footprint;
 pub mod free_list;
+pub mod lease;
 pub mod loader;
 pub mod restarter;
 pub mod vcpu_pool;
@@ -162,6 +163,8 @@ pub struct Domain {
     /// Its refused hypercalls since their last summary.
     refusals: RefusalLog,
     vcpus: VcpuPool,
+    /// Its lease window: which pages are lent to frames inside it now.
+    leases: lease::LeaseWindow,
     cpuid: CpuId,
     // Declared before `mem`: the VM goes first, then the memory it mapped.
     vm: VmFd,
@@ -215,6 +218,7 @@ impl Domain {
             Some(errno) => Err(kvm_ioctls::Error::new(errno)),
             None => Ok(()),
         };
+        lease::keep_slot_deletes_local(&vm);
         let size =
             usize::try_from(spec.memory).map_err(|_| fail(BootFailure::MemorySize(spec.memory)))?;
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size)])
@@ -292,6 +296,7 @@ impl Domain {
             refusals: RefusalLog::default(),
             // One boot vCPU plus at most one per stack: every invocation holds a stack.
             vcpus: VcpuPool::new(vcpu_capacity(spec)),
+            leases: lease::LeaseWindow::default(),
             cpuid: cpuid.clone(),
             vm,
             mem,

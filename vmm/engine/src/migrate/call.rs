@@ -4,6 +4,7 @@
 
 use super::{answer_call, Asked, Chain, Engine, Frame, Observed, Pending, Step};
 use crate::clock;
+use crate::domain::lease::{Lease, LeaseError};
 use crate::domain::{Domain, Health};
 use crate::guest_io;
 use crate::ids::{EntryIndex, Slot};
@@ -13,7 +14,10 @@ use crate::thread::copy::{self, Kept};
 use crate::thread::handoff::{Handoff, Reply, ReplySlot};
 use crate::thread::MAX_DEPTH;
 use crate::watch::meter::UNLIMITED;
-use shared_abi::{ArgDesc, ErrorCode, Invocation, MAX_ARGS, MAX_SCALARS, NO_CALLER};
+use shared_abi::layout::LEASE_WINDOW_BASE;
+use shared_abi::{
+    ArgDesc, ArgMode, ErrorCode, Invocation, ARG_LEND, MAX_ARGS, MAX_SCALARS, NO_CALLER,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +26,30 @@ use std::time::Instant;
 pub(super) struct Caller<'e> {
     pub(super) domain: &'e Domain,
     pub(super) slot: Slot,
+}
+
+/// Objects that lie in the caller frame's leases (`held`) may only be lent
+/// on, never copied (the VMM reads and writes the caller's own memory only),
+/// and a read-only lease stays read-only: lent on as IN only.
+fn leased_objects_lent_on(plan: &ArgPlan, held: &[Lease]) -> Result<(), &'static str> {
+    for p in plan
+        .objects()
+        .iter()
+        .filter(|p| p.caller.addr() >= LEASE_WINDOW_BASE)
+    {
+        let Some(lease) = held.iter().find(|l| l.contains(p.caller.addr(), p.len())) else {
+            continue;
+        };
+        if !p.lent {
+            return Err(
+                "an object in a lease can only be lent on (whole pages, ARG_LEND), not copied",
+            );
+        }
+        if p.mode.copies_out() && !lease.writable() {
+            return Err("a read-only lease can only be lent on as IN");
+        }
+    }
+    Ok(())
 }
 
 impl<'e, E: Engine> Chain<'e, E> {
@@ -52,9 +80,10 @@ impl<'e, E: Engine> Chain<'e, E> {
     }
 
     pub(super) fn call(&mut self, request: u64, budget_us: u64, wait_us: u64) -> Step {
-        let Some(caller) = self.frames.last().map(|f| f.domain) else {
+        let Some(top) = self.frames.last() else {
             return self.lost("call on an empty chain");
         };
+        let (caller, held) = (top.domain, top.leases.as_slice());
         let region = &caller.region;
         let req = match guest_io::read_call_request(caller.mem(), request, |a, l| {
             region.check(a, l).is_ok()
@@ -78,10 +107,27 @@ impl<'e, E: Engine> Chain<'e, E> {
         if self.depth() >= MAX_DEPTH {
             return self.refuse(Some(callee), slot, ErrorCode::TooDeep, &MAX_DEPTH);
         }
-        let plan = match arglist::validate(&req, &caller.region, callee.arg_budget()) {
+        // Only a migrating call lends: a message-mode server runs on another
+        // host thread, which a caller that stops waiting would leave behind
+        // with its pages mapped.
+        let lending = callee.ipc == Ipc::Migrate;
+        // A frame holding leases may also name them (only to lend them on).
+        let with_leases;
+        let region = if held.is_empty() {
+            &caller.region
+        } else {
+            with_leases = caller
+                .region
+                .with(held.iter().map(|l| (l.addr(), l.addr() + l.len())));
+            &with_leases
+        };
+        let plan = match arglist::validate_lending(&req, region, callee.arg_budget(), lending) {
             Ok(p) => p,
             Err(e) => return self.refuse(Some(callee), slot, e.code(), &e),
         };
+        if let Err(why) = leased_objects_lent_on(&plan, held) {
+            return self.refuse(Some(callee), slot, ErrorCode::OutOfRange, &why);
+        }
         if callee.ipc == Ipc::Message {
             let asked = Asked::call(callee, budget_us, wait_us);
             return self.forward(caller, callee, slot, cap.entry, plan, req.scalars, asked);
@@ -139,6 +185,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             stack,
             top: callee.stack_top(stack),
             plan,
+            leases: Vec::new(),
             observed: None,
             enter_cycles: 0,
             copy_in_cycles: 0,
@@ -183,7 +230,12 @@ impl<'e, E: Engine> Chain<'e, E> {
                 return Err(ErrorCode::BadPointer);
             }
             frame.copy_in_cycles = clock::now().wrapping_sub(t);
+            if frame.plan.lends() {
+                let held = self.frames.last().map_or(&[][..], |f| f.leases.as_slice());
+                frame.leases = Self::lend(c.domain, held, callee, &frame.plan)?;
+            }
         }
+        let (top, plan) = (frame.top, &frame.plan);
         let mut inv = Invocation {
             caller_domain: caller.as_ref().map_or(NO_CALLER, |c| c.domain.id.raw()),
             entry: frame.entry.raw(),
@@ -193,12 +245,14 @@ impl<'e, E: Engine> Chain<'e, E> {
             scalars,
             args: [ArgDesc::default(); MAX_ARGS],
         };
+        let mut leases = frame.leases.iter();
         for (d, p) in inv.args.iter_mut().zip(plan.objects()) {
+            let lease = if p.lent { leases.next() } else { None };
             *d = ArgDesc {
-                addr: top - p.offset_from_top,
+                addr: lease.map_or(top - p.offset_from_top, Lease::addr),
                 len: p.len(),
                 mode: p.mode as u32,
-                reserved: 0,
+                flags: if lease.is_some() { ARG_LEND } else { 0 },
             };
         }
         let inv_addr = top - plan.invocation_offset;
@@ -235,6 +289,65 @@ impl<'e, E: Engine> Chain<'e, E> {
             }));
         }
         Ok(())
+    }
+
+    /// Lend `plan`'s lent objects to `callee`, in descriptor order:
+    /// read-only for IN, writable for OUT and INOUT. An object in the
+    /// caller's own memory is lent from there; one in the caller frame's
+    /// lease window (`held`) is lent on from the lease it lies in (the same
+    /// pages: nothing is copied at any depth). An OUT object's pages are
+    /// zero-filled first, so the callee never reads the old bytes (as with
+    /// a copy, where it gets zeros). On a failure the leases made so far are
+    /// taken back: a full window is `TooLarge`, any other failure the VMM's
+    /// own (`Internal`).
+    fn lend(
+        caller: &Domain,
+        held: &[Lease],
+        callee: &Domain,
+        plan: &ArgPlan,
+    ) -> Result<Vec<Lease>, ErrorCode> {
+        let mut leases = Vec::new();
+        for p in plan.objects().iter().filter(|p| p.lent) {
+            let (addr, len) = (p.caller.addr(), p.len());
+            let pages = if addr >= LEASE_WINDOW_BASE {
+                held.iter().find_map(|l| l.pages(addr, len))
+            } else {
+                caller.pages(addr, len)
+            };
+            let made = match pages {
+                Some(pages) => {
+                    if p.mode == ArgMode::Out {
+                        pages.zero();
+                    }
+                    callee
+                        .lend(pages, p.mode.copies_out())
+                        .map_err(|e| match e {
+                            LeaseError::WindowFull(_) => ErrorCode::TooLarge,
+                            other => {
+                                log::error!("lending to `{}` failed: {other}", callee.name);
+                                ErrorCode::Internal
+                            }
+                        })
+                }
+                None => {
+                    log::error!(
+                        "a lent object of `{}` has no pages after validation",
+                        caller.name
+                    );
+                    Err(ErrorCode::Internal)
+                }
+            };
+            match made {
+                Ok(lease) => leases.push(lease),
+                Err(code) => {
+                    for l in leases {
+                        callee.take_back(l);
+                    }
+                    return Err(code);
+                }
+            }
+        }
+        Ok(leases)
     }
 
     /// Hand a validated call to a server of a message-mode `callee` and

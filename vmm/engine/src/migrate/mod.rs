@@ -29,6 +29,7 @@ mod unwind;
 
 pub use context::Engine;
 
+use crate::domain::lease::Lease;
 use crate::domain::Domain;
 use crate::ids::{DomainId, EntryIndex, Slot, StackIndex, ThreadId};
 use crate::thread::arglist::ArgPlan;
@@ -71,6 +72,9 @@ struct Frame<'e> {
     stack: StackIndex,
     top: u64,
     plan: ArgPlan,
+    /// The objects lent to this frame (mapped into its domain's lease
+    /// window), in descriptor order: taken back when the frame is popped.
+    leases: Vec<Lease>,
     observed: Option<Box<Observed>>,
     /// VMM cycles spent on the call path that created this frame.
     enter_cycles: u64,

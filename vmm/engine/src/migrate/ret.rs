@@ -52,9 +52,14 @@ fn settle(
 
 impl<'e, E: Engine> Chain<'e, E> {
     /// Give a popped frame's stack and vCPU back to its domain, and count it
-    /// out (the last frame out of a quarantined domain resets it).
+    /// out (the last frame out of a quarantined domain resets it). Its
+    /// leases are taken back first, on every path that pops a frame (return,
+    /// fault, budget, exit, refusal): nothing lent outlives the frame.
     pub(super) fn release(frame: Frame<'_>) {
         let d = frame.domain;
+        for lease in frame.leases {
+            d.take_back(lease);
+        }
         d.give_stack(frame.stack);
         d.give_vcpu(frame.vcpu);
         d.leave();

@@ -29,7 +29,7 @@ fn desc() -> BoxedStrategy<ArgDesc> {
             addr,
             len,
             mode,
-            reserved,
+            flags: reserved,
         })
         .boxed()
 }
@@ -116,7 +116,7 @@ fn requests_are_read_only_from_the_region_and_accepted_plans_stay_inside_it() {
                 }
                 Err(ArgListError::BadMode { index, .. }) => {
                     let d = req.args[index];
-                    prop_assert!(ArgMode::from_u32(d.mode).is_none() || d.reserved != 0);
+                    prop_assert!(ArgMode::from_u32(d.mode).is_none() || d.flags != 0);
                 }
                 Err(_) => {}
             }

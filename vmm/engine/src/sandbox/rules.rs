@@ -73,6 +73,14 @@ const fn allow(name: &'static str, nr: i64, args: Args, why: &'static str) -> Al
     }
 }
 
+/// `KVM_SET_USER_MEMORY_REGION`: a lease adds a memory slot to the
+/// callee's VM at the call and deletes it when the frame is popped.
+pub const KVM_SET_USER_MEMORY_REGION: u64 = kvm_ioc(
+    WRITE,
+    0x46,
+    size_of::<kvm_bindings::kvm_userspace_memory_region>(),
+);
+
 /// The KVM requests a thread running guest code may make.
 pub const KVM_REQUESTS: &[u64] = &[
     KVM_RUN,
@@ -84,6 +92,7 @@ pub const KVM_REQUESTS: &[u64] = &[
     KVM_GET_SREGS,
     KVM_SET_SREGS,
     KVM_SET_XSAVE,
+    KVM_SET_USER_MEMORY_REGION,
 ];
 
 /// The allowlist. Anything else ends the process (see `sigsys.rs`), except
@@ -96,7 +105,8 @@ pub const ALLOWED: &[Allowed] = &[
         "KVM_RUN (hot path); KVM_CREATE_VCPU, KVM_CHECK_EXTENSION (XSAVE2 size), KVM_SET_CPUID2 \
          for a vCPU created lazily; KVM_GET/SET_SREGS, KVM_SET_REGS, KVM_SET_XSAVE for the reset \
          of a vCPU (creation, after a fault, after a restart); KVM_GET_SREGS/KVM_GET_REGS for a \
-         fault report (CR2, registers after a shutdown)",
+         fault report (CR2, registers after a shutdown); KVM_SET_USER_MEMORY_REGION to add and \
+         delete a lease's memory slot in the callee's VM (objects lent with ARG_LEND)",
     ),
     allow(
         "mmap",
@@ -304,6 +314,7 @@ mod tests {
         assert_eq!(KVM_SET_SREGS, 0x4138_AE84);
         assert_eq!(KVM_SET_CPUID2, 0x4008_AE90);
         assert_eq!(KVM_SET_XSAVE, 0x5000_AEA5);
+        assert_eq!(KVM_SET_USER_MEMORY_REGION, 0x4020_AE46);
     }
 
     #[test]

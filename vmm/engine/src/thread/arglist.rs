@@ -10,7 +10,8 @@
 
 use crate::region::{DataRegion, GuestRange, RangeError};
 use arrayvec::ArrayVec;
-use shared_abi::{ArgMode, CallRequest, ErrorCode, Invocation, MAX_ARGS};
+use shared_abi::layout::LEASE_WINDOW_SIZE;
+use shared_abi::{ArgMode, CallRequest, ErrorCode, Invocation, ARG_FLAGS, ARG_LEND, MAX_ARGS};
 
 /// Objects are placed on the callee's stack at this alignment.
 pub const OBJECT_ALIGN: u64 = 16;
@@ -31,14 +32,14 @@ const fn round_up(v: u64) -> u64 {
 pub enum ArgListError {
     #[error("{0} descriptors (at most {MAX_ARGS})")]
     TooManyArgs(u32),
-    #[error("descriptor {index}: mode {mode} / reserved {reserved} is not valid")]
+    #[error("descriptor {index}: mode {mode} / flags {flags:#x} is not valid")]
     BadMode {
         /// Which descriptor.
         index: usize,
         /// Its mode word.
         mode: u32,
-        /// Its reserved word.
-        reserved: u32,
+        /// Its flags word.
+        flags: u32,
     },
     #[error("descriptor {index}: {range}")]
     Overflow {
@@ -68,6 +69,13 @@ pub enum ArgListError {
         /// The callee's budget.
         budget: u64,
     },
+    #[error(
+        "lent objects need {need} bytes of the callee's lease window, it has {LEASE_WINDOW_SIZE}"
+    )]
+    WindowTooSmall {
+        /// Bytes of all lent objects.
+        need: u64,
+    },
 }
 
 impl ArgListError {
@@ -79,7 +87,7 @@ impl ArgListError {
             Self::Overflow { .. } => ErrorCode::Overflow,
             Self::OutOfRange { .. } => ErrorCode::OutOfRange,
             Self::OverlappingOutputs { .. } => ErrorCode::OverlappingOutputs,
-            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::TooLarge { .. } | Self::WindowTooSmall { .. } => ErrorCode::TooLarge,
         }
     }
 }
@@ -92,8 +100,11 @@ pub struct Placed {
     pub caller: GuestRange,
     /// Its mode, decoded once by the validator.
     pub mode: ArgMode,
-    /// The copy starts `offset_from_top` bytes below the callee stack's top.
+    /// The copy starts `offset_from_top` bytes below the callee stack's top
+    /// (0 for a lent object: it takes no room on the stack).
     pub offset_from_top: u64,
+    /// Lent (mapped into the callee's lease window), not copied.
+    pub lent: bool,
 }
 
 impl Default for Placed {
@@ -102,6 +113,7 @@ impl Default for Placed {
             caller: GuestRange::EMPTY,
             mode: ArgMode::In,
             offset_from_top: 0,
+            lent: false,
         }
     }
 }
@@ -146,14 +158,38 @@ impl ArgPlan {
     pub fn count(&self) -> usize {
         self.objects.len()
     }
+
+    /// Whether any object is lent (the call maps pages into the callee).
+    pub fn lends(&self) -> bool {
+        self.objects.iter().any(|p| p.lent)
+    }
+}
+
+/// Whether an object marked [`ARG_LEND`] at `addr` of `len` bytes can be
+/// lent: whole pages only (a memory slot maps whole pages).
+pub const fn lendable(addr: u64, len: u64) -> bool {
+    crate::region::whole_pages(addr, len)
 }
 
 /// Check `req`'s argument list against the caller's `region` and the callee's
-/// stack `budget`, and lay the objects out from the top of the callee's stack.
+/// stack `budget`, and lay the objects out from the top of the callee's
+/// stack. Nothing is lent: an object marked [`ARG_LEND`] is copied.
 pub fn validate(
     req: &CallRequest,
     region: &DataRegion,
     budget: u64,
+) -> Result<ArgPlan, ArgListError> {
+    validate_lending(req, region, budget, false)
+}
+
+/// [`validate`], and with `lending`, every object marked [`ARG_LEND`] that
+/// is [`lendable`] is planned as lent: it takes no stack room, and all lent
+/// objects together must fit the callee's lease window.
+pub fn validate_lending(
+    req: &CallRequest,
+    region: &DataRegion,
+    budget: u64,
+    lending: bool,
 ) -> Result<ArgPlan, ArgListError> {
     let count = req.nargs as usize;
     let descs = req
@@ -165,14 +201,15 @@ pub fn validate(
         invocation_offset: 0,
     };
     let mut used: u64 = 0;
+    let mut window: u64 = 0;
     for (index, d) in descs.iter().enumerate() {
         let mode = match ArgMode::from_u32(d.mode) {
-            Some(m) if d.reserved == 0 => m,
+            Some(m) if d.flags & !ARG_FLAGS == 0 => m,
             _ => {
                 return Err(ArgListError::BadMode {
                     index,
                     mode: d.mode,
-                    reserved: d.reserved,
+                    flags: d.flags,
                 })
             }
         };
@@ -189,14 +226,20 @@ pub fn validate(
         } else {
             GuestRange::EMPTY
         };
-        // In range implies len < 2^64 - addr, so this cannot overflow for
-        // realistic memory; saturate anyway so the budget check catches it.
-        used = used.saturating_add(round_up(d.len.min(u64::MAX - OBJECT_ALIGN)));
+        let lent = lending && d.flags & ARG_LEND != 0 && lendable(d.addr, d.len);
+        if lent {
+            window = window.saturating_add(d.len);
+        } else {
+            // In range implies len < 2^64 - addr, so this cannot overflow for
+            // realistic memory; saturate anyway so the budget check catches it.
+            used = used.saturating_add(round_up(d.len.min(u64::MAX - OBJECT_ALIGN)));
+        }
         // Cannot fail: `descs` has at most MAX_ARGS entries.
         let _ = plan.objects.try_push(Placed {
             caller,
             mode,
-            offset_from_top: used,
+            offset_from_top: if lent { 0 } else { used },
+            lent,
         });
     }
     for (a, pa) in plan.objects().iter().enumerate() {
@@ -211,6 +254,9 @@ pub fn validate(
     if need > budget {
         return Err(ArgListError::TooLarge { need, budget });
     }
+    if window > LEASE_WINDOW_SIZE {
+        return Err(ArgListError::WindowTooSmall { need: window });
+    }
     plan.invocation_offset = need;
     Ok(plan)
 }
@@ -219,6 +265,7 @@ pub fn validate(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use shared_abi::layout::PAGE_SIZE;
     use shared_abi::ArgDesc;
 
     const LO: u64 = 0x10_0000;
@@ -242,7 +289,7 @@ mod tests {
             addr,
             len,
             mode: mode as u32,
-            reserved: 0,
+            flags: 0,
         }
     }
 
@@ -257,14 +304,14 @@ mod tests {
             addr: LO,
             len: 1,
             mode: 9,
-            reserved: 0,
+            flags: 0,
         };
         assert_eq!(
             validate(&req(&[bad]), &r, big).unwrap_err().code(),
             ErrorCode::BadMode
         );
         let res = ArgDesc {
-            reserved: 1,
+            flags: 2,
             ..d(LO, 1, ArgMode::In)
         };
         assert_eq!(
@@ -307,21 +354,83 @@ mod tests {
         assert_eq!(plan.invocation_offset, 128 + INVOCATION_FOOTPRINT);
     }
 
+    #[test]
+    fn whole_pages_marked_lend_are_lent_the_rest_copied() {
+        let r = DataRegion::from_pieces(vec![(0x10_0000, 0x30_0000)]);
+        let lend = |addr, len, mode: ArgMode| ArgDesc {
+            flags: ARG_LEND,
+            ..d(addr, len, mode)
+        };
+        let descs = [
+            lend(0x10_0000, 0x2000, ArgMode::In),
+            lend(0x10_0800, 0x1000, ArgMode::Out), // not page-aligned: copied
+            lend(0x12_0000, 0x1800, ArgMode::InOut), // not whole pages: copied
+            lend(0x13_0000, 0, ArgMode::Out),      // empty: nothing to lend
+            d(0x14_0000, 0x1000, ArgMode::In),     // not marked: copied
+        ];
+        let plan = validate_lending(&req(&descs), &r, 1 << 20, true).unwrap();
+        let lent: Vec<bool> = plan.objects().iter().map(|p| p.lent).collect();
+        assert_eq!(lent, [true, false, false, false, false]);
+        assert!(plan.lends());
+        assert_eq!(plan.objects()[0].offset_from_top, 0);
+        assert_eq!(plan.objects()[1].offset_from_top, 0x1000);
+        assert_eq!(
+            plan.invocation_offset,
+            0x1000 + 0x1800 + 0x1000 + INVOCATION_FOOTPRINT
+        );
+        // Without lending (a message-mode callee) the same list is all copied.
+        let copied = validate(&req(&descs), &r, 1 << 20).unwrap();
+        assert!(!copied.lends());
+        // A lent object takes no stack room: 1 MiB passes a 4 KiB budget.
+        let big = [lend(0x10_0000, 0x10_0000, ArgMode::InOut)];
+        assert!(validate_lending(&req(&big), &r, 0x1000, true).is_ok());
+        assert_eq!(
+            validate(&req(&big), &r, 0x1000).unwrap_err().code(),
+            ErrorCode::TooLarge
+        );
+    }
+
+    #[test]
+    fn lent_objects_must_fit_the_lease_window() {
+        let top = LEASE_WINDOW_SIZE + 0x20_0000;
+        let r = DataRegion::from_pieces(vec![(0x10_0000, 0x10_0000 + top)]);
+        let half = LEASE_WINDOW_SIZE / 2;
+        let lend = |addr, len| ArgDesc {
+            flags: ARG_LEND,
+            ..d(addr, len, ArgMode::In)
+        };
+        let fits = [lend(0x10_0000, half), lend(0x10_0000 + half, half)];
+        assert!(validate_lending(&req(&fits), &r, 0x1000, true).is_ok());
+        let over = [lend(0x10_0000, half), lend(0x10_0000, half + PAGE_SIZE)];
+        assert_eq!(
+            validate_lending(&req(&over), &r, 0x1000, true),
+            Err(ArgListError::WindowTooSmall {
+                need: LEASE_WINDOW_SIZE + PAGE_SIZE
+            })
+        );
+    }
+
     fn any_desc() -> impl Strategy<Value = ArgDesc> {
         let addr = prop_oneof![
             LO - 0x100..HI + 0x100,
             0x30_0000u64 - 0x100..0x30_4100,
             any::<u64>(),
             Just(u64::MAX - 3),
+            (LO / PAGE_SIZE..HI / PAGE_SIZE).prop_map(|p| p * PAGE_SIZE),
         ];
-        let len = prop_oneof![0u64..0x200, 0u64..0x4_0000, any::<u64>()];
+        let len = prop_oneof![
+            0u64..0x200,
+            0u64..0x4_0000,
+            any::<u64>(),
+            (1u64..16).prop_map(|n| n * PAGE_SIZE),
+        ];
         let mode = prop_oneof![1u32..=3, any::<u32>()];
-        let reserved = prop_oneof![9 => Just(0u32), 1 => any::<u32>()];
+        let reserved = prop_oneof![8 => Just(0u32), 2 => Just(ARG_LEND), 1 => any::<u32>()];
         (addr, len, mode, reserved).prop_map(|(addr, len, mode, reserved)| ArgDesc {
             addr,
             len,
             mode,
-            reserved,
+            flags: reserved,
         })
     }
 
@@ -333,18 +442,25 @@ mod tests {
         /// budget with every object at its own 16-aligned place.
         #[test]
         fn accepted_plans_are_safe(descs in proptest::collection::vec(any_desc(), 0..=18),
-                                   nargs_fudge in 0u32..3, budget in 0u64..0x8_0000) {
+                                   nargs_fudge in 0u32..3, budget in 0u64..0x8_0000,
+                                   lending in any::<bool>()) {
             let r = region();
             let mut rq = req(&descs[..descs.len().min(MAX_ARGS)]);
             if descs.len() > MAX_ARGS { rq.nargs = u32::try_from(descs.len()).unwrap() + nargs_fudge; }
-            match validate(&rq, &r, budget) {
+            match validate_lending(&rq, &r, budget, lending) {
                 Ok(plan) => {
                     prop_assert!(rq.nargs as usize <= MAX_ARGS);
                     prop_assert!(plan.invocation_offset <= budget);
                     let mut prev_end = 0;
-                    for p in plan.objects() {
+                    for (p, dd) in plan.objects().iter().zip(rq.args.iter()) {
                         if !p.is_empty() {
                             prop_assert!(r.check(p.caller.addr(), p.len()).is_ok());
+                        }
+                        // Lent: only when asked, allowed, and whole pages.
+                        prop_assert_eq!(p.lent, lending && dd.flags & ARG_LEND != 0 && lendable(dd.addr, dd.len));
+                        if p.lent {
+                            prop_assert_eq!(p.offset_from_top, 0);
+                            continue;
                         }
                         // Callee copies are disjoint and below the top.
                         prop_assert!(p.offset_from_top >= prev_end + p.len());
@@ -365,7 +481,7 @@ mod tests {
                         ArgListError::TooManyArgs(n) => prop_assert!(n as usize > MAX_ARGS),
                         ArgListError::BadMode { index, .. } => {
                             let dd = rq.args[index];
-                            prop_assert!(ArgMode::from_u32(dd.mode).is_none() || dd.reserved != 0);
+                            prop_assert!(ArgMode::from_u32(dd.mode).is_none() || dd.flags & !ARG_FLAGS != 0);
                         }
                         ArgListError::Overflow { index, .. } => {
                             let dd = rq.args[index];
@@ -380,6 +496,7 @@ mod tests {
                             prop_assert!(x.addr < y.addr + y.len && y.addr < x.addr + x.len);
                         }
                         ArgListError::TooLarge { need, budget: b } => prop_assert!(need > b),
+                        ArgListError::WindowTooSmall { need } => prop_assert!(need > LEASE_WINDOW_SIZE),
                     }
                 }
             }

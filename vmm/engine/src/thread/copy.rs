@@ -95,7 +95,8 @@ fn copy_maybe_kept(
     }
 }
 
-fn zero(dst: &GuestMemoryMmap, to: u64, len: u64) -> Result<(), GuestMemError> {
+/// Zero `len` bytes of `dst` at `to` (checked against that memory).
+pub fn zero(dst: &GuestMemoryMmap, to: u64, len: u64) -> Result<(), GuestMemError> {
     let d = slice(dst, to, len)?;
     let n = d.len();
     let mut off = 0;
@@ -122,7 +123,8 @@ pub fn copy_in(
 ) -> Result<(), GuestMemError> {
     for p in plan.objects() {
         let to = top - p.offset_from_top;
-        let bytes = if p.is_empty() {
+        let bytes = if p.is_empty() || p.lent {
+            // A lent object is mapped, not copied (the lease, not this).
             Vec::new()
         } else if p.mode.copies_in() {
             copy_maybe_kept(caller, p.caller.addr(), callee, to, p.len(), keep.is_some())?
@@ -148,7 +150,7 @@ pub fn copy_out(
     mut keep: Option<&mut Kept>,
 ) -> Result<(), GuestMemError> {
     for p in plan.objects() {
-        let bytes = if p.is_empty() || !p.mode.copies_out() {
+        let bytes = if p.is_empty() || p.lent || !p.mode.copies_out() {
             Vec::new()
         } else {
             copy_maybe_kept(
@@ -192,19 +194,19 @@ mod tests {
             addr: 0x100,
             len: 8,
             mode: ArgMode::In as u32,
-            reserved: 0,
+            flags: 0,
         };
         req.args[1] = ArgDesc {
             addr: 0x200,
             len: 8,
             mode: ArgMode::Out as u32,
-            reserved: 0,
+            flags: 0,
         };
         req.args[2] = ArgDesc {
             addr: 0x300,
             len: 8,
             mode: ArgMode::InOut as u32,
-            reserved: 0,
+            flags: 0,
         };
         let plan = validate(&req, &DataRegion::from_pieces(vec![(0, 0x1000)]), 0x1000).unwrap();
         let top = 0x9000;
@@ -245,7 +247,7 @@ mod tests {
             addr,
             len,
             mode: mode as u32,
-            reserved: 0,
+            flags: 0,
         };
         req.args[0] = desc(0x100, 8, ArgMode::In);
         req.args[1] = desc(0x200, 8, ArgMode::Out);

@@ -8,7 +8,8 @@ use super::FuzzError;
 use ferry_engine::domain::Domain;
 use shared_abi::layout::{
     vcpu_slot, DomainLayout, EXC_STACK_OFFSET, EXC_STACK_SIZE, GDT_ADDR, IMAGE_BASE,
-    IST_STACK_OFFSET, MAX_VCPUS, PAGE_SIZE, PAGE_TABLES_ADDR, VCPU_AREA_ADDR,
+    IST_STACK_OFFSET, LEASE_PAGE_TABLES_ADDR, LEASE_PAGE_TABLES_END, MAX_VCPUS, PAGE_SIZE,
+    PAGE_TABLES_ADDR, VCPU_AREA_ADDR,
 };
 use vm_memory::{Bytes, GuestAddress};
 use zerocopy::{FromBytes, IntoBytes};
@@ -88,7 +89,13 @@ pub fn canary_ranges(l: &DomainLayout) -> Vec<(u64, u64)> {
             GDT_ADDR + 3 * PAGE_SIZE,
             PAGE_TABLES_ADDR - GDT_ADDR - 3 * PAGE_SIZE,
         ),
-        (tables_end, VCPU_AREA_ADDR - tables_end),
+        // The lease window's page tables (zero unless a call lends) are
+        // no canary: a pattern there would map window pages.
+        (tables_end, LEASE_PAGE_TABLES_ADDR - tables_end),
+        (
+            LEASE_PAGE_TABLES_END,
+            VCPU_AREA_ADDR - LEASE_PAGE_TABLES_END,
+        ),
     ];
     for slot in 0..MAX_VCPUS {
         let base = vcpu_slot(slot);
@@ -263,6 +270,10 @@ mod tests {
             assert!(
                 end <= PAGE_TABLES_ADDR || addr >= tables,
                 "{addr:#x} overlaps page tables"
+            );
+            assert!(
+                end <= LEASE_PAGE_TABLES_ADDR || addr >= LEASE_PAGE_TABLES_END,
+                "{addr:#x} overlaps the lease window's page tables"
             );
         }
     }

@@ -583,7 +583,7 @@ mod tests {
             addr: c.scratch[0],
             len: 16,
             mode: ArgMode::Out as u32,
-            reserved: 0,
+            flags: 0,
         };
         r.in_digest = DIGEST_SEED;
         r.req.scalars = [7, DIGEST_SEED, 1, 0, 0, 0];

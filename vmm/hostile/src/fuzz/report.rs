@@ -314,8 +314,8 @@ pub fn render(worker: usize, seq: usize, rec: &Record) -> String {
         for (i, d) in r.args.iter().take(n).enumerate() {
             let _ = write!(
                 s,
-                " [{i}] {:#x}+{:#x} mode={} res={}",
-                d.addr, d.len, d.mode, d.reserved
+                " [{i}] {:#x}+{:#x} mode={} flags={:#x}",
+                d.addr, d.len, d.mode, d.flags
             );
         }
     }
