@@ -92,8 +92,13 @@ pub struct Placed {
     pub caller: GuestRange,
     /// Its mode, decoded once by the validator.
     pub mode: ArgMode,
-    /// The copy starts `offset_from_top` bytes below the callee stack's top.
+    /// The copy starts `offset_from_top` bytes below the callee stack's top
+    /// (0 for an object passed in place).
     pub offset_from_top: u64,
+    /// Passed in place (mapped stack mode): the object lies on the
+    /// thread's window stack, which the callee runs on too; it is neither
+    /// copied in nor back, and the callee gets the caller's address.
+    pub in_place: bool,
 }
 
 impl Default for Placed {
@@ -102,6 +107,7 @@ impl Default for Placed {
             caller: GuestRange::EMPTY,
             mode: ArgMode::In,
             offset_from_top: 0,
+            in_place: false,
         }
     }
 }
@@ -155,6 +161,19 @@ pub fn validate(
     region: &DataRegion,
     budget: u64,
 ) -> Result<ArgPlan, ArgListError> {
+    validate_in_place(req, region, budget, None)
+}
+
+/// [`validate`], for a callee that runs on the thread's window stack
+/// `[lo, hi)` (mapped stack mode): an object wholly inside it is passed in
+/// place (no copy, no room taken below the top); every other object is
+/// laid out as [`validate`] does.
+pub fn validate_in_place(
+    req: &CallRequest,
+    region: &DataRegion,
+    budget: u64,
+    in_place: Option<(u64, u64)>,
+) -> Result<ArgPlan, ArgListError> {
     let count = req.nargs as usize;
     let descs = req
         .args
@@ -189,14 +208,19 @@ pub fn validate(
         } else {
             GuestRange::EMPTY
         };
-        // In range implies len < 2^64 - addr, so this cannot overflow for
-        // realistic memory; saturate anyway so the budget check catches it.
-        used = used.saturating_add(round_up(d.len.min(u64::MAX - OBJECT_ALIGN)));
+        let here = !caller.is_empty()
+            && in_place.is_some_and(|(lo, hi)| caller.addr() >= lo && caller.end() <= hi);
+        if !here {
+            // In range implies len < 2^64 - addr, so this cannot overflow for
+            // realistic memory; saturate anyway so the budget check catches it.
+            used = used.saturating_add(round_up(d.len.min(u64::MAX - OBJECT_ALIGN)));
+        }
         // Cannot fail: `descs` has at most MAX_ARGS entries.
         let _ = plan.objects.try_push(Placed {
             caller,
             mode,
-            offset_from_top: used,
+            offset_from_top: if here { 0 } else { used },
+            in_place: here,
         });
     }
     for (a, pa) in plan.objects().iter().enumerate() {
@@ -305,6 +329,23 @@ mod tests {
         assert_eq!(plan.objects()[0].offset_from_top, 64);
         assert_eq!(plan.objects()[1].offset_from_top, 128);
         assert_eq!(plan.invocation_offset, 128 + INVOCATION_FOOTPRINT);
+    }
+
+    #[test]
+    fn objects_on_the_window_pass_in_place() {
+        let r = region();
+        let window = (0x30_0000, 0x30_4000);
+        let on_stack = d(0x30_1000, 64, ArgMode::InOut);
+        let heap = d(LO, 32, ArgMode::In);
+        let plan = validate_in_place(&req(&[on_stack, heap]), &r, 1 << 20, Some(window)).unwrap();
+        assert!(plan.objects()[0].in_place);
+        assert_eq!(plan.objects()[0].offset_from_top, 0);
+        assert!(!plan.objects()[1].in_place);
+        assert_eq!(plan.objects()[1].offset_from_top, 32);
+        assert_eq!(plan.invocation_offset, 32 + INVOCATION_FOOTPRINT);
+        // Without a window the same object is copied.
+        let plan = validate(&req(&[on_stack]), &r, 1 << 20).unwrap();
+        assert!(!plan.objects()[0].in_place);
     }
 
     fn any_desc() -> impl Strategy<Value = ArgDesc> {

@@ -122,7 +122,7 @@ pub fn copy_in(
 ) -> Result<(), GuestMemError> {
     for p in plan.objects() {
         let to = top - p.offset_from_top;
-        let bytes = if p.is_empty() {
+        let bytes = if p.is_empty() || p.in_place {
             Vec::new()
         } else if p.mode.copies_in() {
             copy_maybe_kept(caller, p.caller.addr(), callee, to, p.len(), keep.is_some())?
@@ -148,7 +148,7 @@ pub fn copy_out(
     mut keep: Option<&mut Kept>,
 ) -> Result<(), GuestMemError> {
     for p in plan.objects() {
-        let bytes = if p.is_empty() || !p.mode.copies_out() {
+        let bytes = if p.is_empty() || p.in_place || !p.mode.copies_out() {
             Vec::new()
         } else {
             copy_maybe_kept(
