@@ -99,15 +99,15 @@ const _: () = assert!(IST_STACK_OFFSET + EXC_STACK_SIZE < VCPU_SLOT_SIZE);
 // The data region's page tables (PML4, PDPT, one PD, a PT per 2 MiB of
 // MAX_MEMORY) end below the stack window's; those fit the page-table area,
 // and the window lies above all domain memory, inside the first GiB.
-const _: () = assert!(
-    PAGE_TABLES_ADDR + (3 + MAX_MEMORY / (2 << 20)) * PAGE_SIZE <= STACK_WINDOW_PT_ADDR
-);
+const _: () =
+    assert!(PAGE_TABLES_ADDR + (3 + MAX_MEMORY / (2 << 20)) * PAGE_SIZE <= STACK_WINDOW_PT_ADDR);
 const _: () = assert!(
     STACK_WINDOW_PT_ADDR + STACK_WINDOW_SIZE / (2 << 20) * PAGE_SIZE <= STACK_WINDOW_PT_END
 );
 const _: () = assert!(STACK_WINDOW_PT_END <= PAGE_TABLES_END);
 const _: () = assert!(STACK_WINDOW_BASE >= MAX_MEMORY);
-const _: () = assert!(STACK_WINDOW_BASE % (2 << 20) == 0 && STACK_WINDOW_SIZE % (2 << 20) == 0);
+const _: () =
+    assert!(STACK_WINDOW_BASE.is_multiple_of(2 << 20) && STACK_WINDOW_SIZE.is_multiple_of(2 << 20));
 const _: () = assert!(STACK_WINDOW_BASE + STACK_WINDOW_SIZE <= 1 << 30);
 
 /// Round `v` up to a page boundary (`None` on overflow).
@@ -140,12 +140,12 @@ impl WindowLayout {
 
     /// How many slots the window holds.
     pub const fn slots(&self) -> u32 {
-        let n = STACK_WINDOW_SIZE / self.stride();
-        if n > u32::MAX as u64 {
-            u32::MAX
-        } else {
-            n as u32
-        }
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "at most STACK_WINDOW_SIZE / PAGE_SIZE = 16384 slots"
+        )]
+        let n = (STACK_WINDOW_SIZE / self.stride()) as u32;
+        n
     }
 
     /// Lowest usable byte of slot `i` (its guard page is just below).

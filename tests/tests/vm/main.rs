@@ -16,6 +16,7 @@ mod exits;
 mod faults;
 mod gaps;
 mod manifest;
+mod mapped;
 mod message;
 mod pools;
 mod privacy;

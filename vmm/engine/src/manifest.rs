@@ -201,7 +201,7 @@ pub enum ManifestError {
     },
     /// A thread's window stack must hold at least a mapped-mode callee's
     /// minimum stack twice, and at least one slot must fit the window.
-    #[error("manifest: [stacks] window_kib = {window_kib} (must be a multiple of 4, {}..={})", 2 * MAPPED_MIN_STACK >> 10, (STACK_WINDOW_SIZE - PAGE_SIZE) >> 10)]
+    #[error("manifest: [stacks] window_kib = {window_kib} (must be a multiple of 4, {}..={})", (2 * MAPPED_MIN_STACK) >> 10, (STACK_WINDOW_SIZE - PAGE_SIZE) >> 10)]
     BadWindowSize {
         /// The value as written.
         window_kib: u64,

@@ -109,7 +109,10 @@ impl StackWindow {
 
     /// Slots not lent right now.
     pub fn free_slots(&self) -> usize {
-        self.free.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Lend a free slot.
@@ -137,21 +140,19 @@ impl StackWindow {
     }
 
     fn region(&self, index: u32) -> Result<Arc<GuestRegionMmap>, WindowError> {
-        let cell = self
-            .regions
-            .get(index as usize)
-            .ok_or(WindowError::Full {
-                slots: self.layout.slots(),
-            })?;
+        let cell = self.regions.get(index as usize).ok_or(WindowError::Full {
+            slots: self.layout.slots(),
+        })?;
         if let Some(r) = cell.get() {
             return Ok(Arc::clone(r));
         }
         let size = usize::try_from(self.layout.stack_size).unwrap_or(usize::MAX);
         let mapping = MmapRegion::new(size).map_err(WindowError::Map)?;
-        let region = GuestRegionMmap::new(mapping, GuestAddress(self.layout.bottom(index)))
-            .ok_or(WindowError::Full {
+        let region = GuestRegionMmap::new(mapping, GuestAddress(self.layout.bottom(index))).ok_or(
+            WindowError::Full {
                 slots: self.layout.slots(),
-            })?;
+            },
+        )?;
         Ok(Arc::clone(cell.get_or_init(|| Arc::new(region))))
     }
 
@@ -192,9 +193,7 @@ mod tests {
 
     #[test]
     fn slots_are_lent_once_and_zeroed_on_return() {
-        let w = StackWindow::new(WindowLayout {
-            stack_size: 0x8000,
-        });
+        let w = StackWindow::new(WindowLayout { stack_size: 0x8000 });
         let total = w.free_slots();
         let a = w.take().unwrap();
         let b = w.take().unwrap();

@@ -733,12 +733,7 @@ impl Domain {
         if loaded.entry != self.entry_point || loaded.end != self.layout.image_end {
             return Err(fail(BootFailure::ImageChanged));
         }
-        boot::write_system_pages(
-            &self.mem,
-            &self.layout,
-            self.window.as_ref(),
-            &self.name,
-        )?;
+        boot::write_system_pages(&self.mem, &self.layout, self.window.as_ref(), &self.name)?;
         // The TSSs of the vCPUs it has, and no others: the same pages as
         // before the reset.
         for slot in 0..self.vcpus.created() {

@@ -5,11 +5,11 @@
 
 use crate::domain::Domain;
 use crate::ids::{DomainId, Slot, ThreadId};
+use crate::manifest::Mapping;
 use crate::observe::CallObserver;
 use crate::thread::caps::Capability;
 use crate::thread::counters::Counters;
 use crate::thread::handoff::Handoff;
-use crate::manifest::Mapping;
 use crate::watch::Watchdog;
 use crate::window::StackWindow;
 use shared_abi::ErrorCode;

@@ -262,13 +262,19 @@ mod tests {
         assert_eq!(below_caller(top, bottom, top), Ok(top - RED_ZONE));
         assert_eq!(below_caller(top - 8, bottom, top), Ok(top - RED_ZONE - 16));
         assert_eq!(below_caller(top + 8, bottom, top), Err(ErrorCode::BadStack));
-        assert_eq!(below_caller(bottom - 8, bottom, top), Err(ErrorCode::BadStack));
+        assert_eq!(
+            below_caller(bottom - 8, bottom, top),
+            Err(ErrorCode::BadStack)
+        );
         assert_eq!(
             below_caller(bottom + MAPPED_MIN_STACK, bottom, top),
             Err(ErrorCode::BadStack),
             "no room for the callee below the red zone"
         );
-        assert_eq!(below_caller(u64::MAX, bottom, top), Err(ErrorCode::BadStack));
+        assert_eq!(
+            below_caller(u64::MAX, bottom, top),
+            Err(ErrorCode::BadStack)
+        );
         assert_eq!(below_caller(0, bottom, top), Err(ErrorCode::BadStack));
         let t = below_caller(top - 0x1003, bottom, top).unwrap();
         assert_eq!(t % 16, 0);
@@ -280,9 +286,6 @@ mod tests {
         let bottom = 0x1000_1000;
         let w = window_top(bottom + MAPPED_MIN_STACK + 0x100, bottom).unwrap();
         assert_eq!(w.budget, 0x100);
-        assert_eq!(
-            window_top(bottom + 0x10, bottom),
-            Err(ErrorCode::BadStack)
-        );
+        assert_eq!(window_top(bottom + 0x10, bottom), Err(ErrorCode::BadStack));
     }
 }

@@ -102,7 +102,9 @@ impl Frame<'_> {
 
     /// What this frame's descriptors and hypercall pointers may name.
     fn region(&self) -> &crate::region::DataRegion {
-        self.view.as_ref().map_or(&self.domain.region, |v| &v.region)
+        self.view
+            .as_ref()
+            .map_or(&self.domain.region, |v| &v.region)
     }
 }
 
