@@ -25,6 +25,7 @@
 //! | 15 | `pass_both(scalar0 = len ≤ 4096)` | a stack buffer and a heap buffer (byte i = i each), both INOUT to slot 0 (`inc_both`): `Ok([callee's r0, callee's r1])`; 0x8000 \| raw word on failure, 3 if bytes are wrong |
 //! | 16 | `inc_both(INOUT, INOUT)` | + 1 to every byte of both: `Ok([address of object 0 here, address of object 1 here])`; 2 if the objects are missing |
 //! | 17 | `bad_rsp(scalar0 = RSP)` | the `Call` hypercall on slot 0 (no objects) with RSP = scalar0 during the `out` (0: its real RSP): `Ok([raw status word, 0])` |
+//! | 18 | `forward(scalar0..=5)` | calls slot 0 with its own six scalars, no objects: `Ok([0 or the raw status word, callee's r0])`; a `Fault` answer's vector replaces r0 |
 #![no_std]
 #![no_main]
 
@@ -409,6 +410,15 @@ fn bad_rsp(c: &mut Call) -> Result<[u64; 2], u32> {
     Ok([status, 0])
 }
 
+fn forward(c: &mut Call) -> Result<[u64; 2], u32> {
+    let scalars: [u64; 6] = core::array::from_fn(|i| c.scalar(i));
+    Ok(match call(0, &scalars, &mut []) {
+        Ok(r) => [0, r[0]],
+        Err(e @ CallError::Fault { vector, .. }) => [e.code(), vector],
+        Err(e) => [e.code(), 0],
+    })
+}
+
 ferry_guest::entries! {
     "null" => null,
     "where_sp" => where_sp,
@@ -428,4 +438,5 @@ ferry_guest::entries! {
     "pass_both" => pass_both,
     "inc_both" => inc_both,
     "bad_rsp" => bad_rsp,
+    "forward" => forward,
 }

@@ -8,7 +8,7 @@
 use crate::common::{boot, ok, settled, Watchdog};
 use ferry_engine::manifest::{Document, DomainEntry, Mapping, StackMode, StacksEntry};
 use ferry_engine::shared_abi::layout::{PAGE_SIZE, STACK_WINDOW_BASE, STACK_WINDOW_SIZE};
-use ferry_engine::shared_abi::ErrorCode;
+use ferry_engine::shared_abi::{pseudo_vector, ErrorCode};
 use ferry_engine::system::System;
 use ferry_engine::thread::{NotStarted, ThreadResult};
 
@@ -32,6 +32,7 @@ const STACKER_ENTRIES: &[&str] = &[
     "pass_both",
     "inc_both",
     "bad_rsp",
+    "forward",
 ];
 
 /// `stacker`'s secret, marker and sentinel (see its entry table).
@@ -298,4 +299,237 @@ fn no_free_window_slot_refuses_a_thread_clearly() {
     });
     settled(sys.domain_by_name("b").unwrap());
     assert_eq!(sys.window_free_slots(), Some(1));
+}
+
+/// Stacks (seats: a mapped domain's frames run on the window, but each
+/// still takes one of its pool's places and a vCPU) for deep chains.
+const SEATS: (u32, u64) = (10, 16);
+
+#[test]
+fn nesting_16_with_call_backs() {
+    for mapping in BOTH {
+        let (_dog, sys) = system(
+            "nesting_16",
+            mapping,
+            vec![
+                stacker("a", MAPPED, &["b.relay"]).stacks(SEATS.0, SEATS.1),
+                stacker("b", MAPPED, &["a.relay"]).stacks(SEATS.0, SEATS.1),
+            ],
+        );
+        // a → b → a → … 16 calls deep, one counter on the window stack of
+        // each frame, handed down in place.
+        let r = ok(&sys.run_thread("a", "relay", &[16]).result);
+        assert_eq!(r, [17, 16], "{mapping:?}");
+        assert_eq!(sys.counters().calls(), 16);
+        assert_clean(&sys);
+    }
+}
+
+#[test]
+fn pool_and_mapped_frames_interleave() {
+    for mapping in BOTH {
+        // pool → mapped → pool → mapped: each mapped frame goes below the
+        // deepest live window frame, whatever lies between.
+        let (_dog, sys) = system(
+            "interleave",
+            mapping,
+            vec![
+                stacker("a", POOL, &["b.relay"]),
+                stacker("b", MAPPED, &["c.relay"]),
+                stacker("c", POOL, &["d.relay"]),
+                stacker("d", MAPPED, &[]),
+            ],
+        );
+        assert_eq!(ok(&sys.run_thread("a", "relay", &[3]).result), [4, 3]);
+        assert_clean(&sys);
+    }
+}
+
+#[test]
+fn pool_caller_into_mapped_callee_and_back() {
+    for mapping in BOTH {
+        // The callee runs at the top of the thread's window stack; the
+        // caller's stack object is copied there and back.
+        let (_dog, sys) = pair("pool_to_mapped", mapping, (POOL, MAPPED), "inc_inout");
+        let [callee_saw, caller_had] = ok(&sys.run_thread("a", "pass_stack", &[64]).result);
+        assert!(!in_window(caller_had));
+        assert!(in_window(callee_saw), "{callee_saw:#x}");
+        assert_clean(&sys);
+        // A mapped caller into a pool callee: a fresh pool stack, copied.
+        let (_dog, sys) = pair("mapped_to_pool", mapping, (MAPPED, POOL), "inc_inout");
+        let [callee_saw, caller_had] = ok(&sys.run_thread("a", "pass_stack", &[64]).result);
+        assert!(in_window(caller_had));
+        assert!(!in_window(callee_saw), "{callee_saw:#x}");
+        assert_clean(&sys);
+    }
+}
+
+#[test]
+fn mapped_caller_into_message_mode() {
+    let doc = Document {
+        stacks: Some(window(Mapping::Premapped)),
+        ..Document::default()
+    }
+    .domain(stacker("a", MAPPED, &["b.inc_inout"]))
+    .domain(stacker("b", POOL, &[]).ipc(ferry_engine::manifest::Ipc::Message));
+    let (_dog, sys) = boot("mapped_to_message", doc);
+    // An object on the window stack cannot reach a server thread: refused.
+    let out = sys.run_thread("a", "pass_stack", &[64]);
+    assert_eq!(
+        out.result,
+        ThreadResult::Returned {
+            status: 0x8000 | ErrorCode::OutOfRange as u64,
+            results: [0, 0]
+        }
+    );
+    // A heap object travels by copy, as in every mode.
+    let [callee_saw, caller_had] = ok(&sys.run_thread("a", "pass_heap", &[64]).result);
+    assert_ne!(callee_saw, caller_had);
+    assert_clean(&sys);
+}
+
+#[test]
+fn concurrent_threads_in_one_domain() {
+    for mapping in BOTH {
+        let mut doc = Document {
+            stacks: Some(window(mapping)),
+            ..Document::default()
+        }
+        .domain(stacker("a", MAPPED, &["b.inc_inout"]).stacks(4, 16))
+        .domain(stacker("b", MAPPED, &[]).stacks(4, 16));
+        for _ in 0..4 {
+            doc = doc.thread(ferry_engine::manifest::ThreadEntry::new(
+                "a",
+                "call_n",
+                &[100, 512],
+            ));
+        }
+        // Manifest threads run on host threads of their own, under seccomp.
+        let (_dog, sys) = boot("concurrent", doc);
+        let outcomes = sys.run();
+        assert_eq!(outcomes.len(), 4);
+        for o in &outcomes {
+            assert_eq!(ok(&o.result), [100, 0], "{mapping:?}");
+        }
+        assert_clean(&sys);
+    }
+}
+
+#[test]
+fn every_fault_kind_is_the_callees_and_the_caller_goes_on() {
+    for mapping in BOTH {
+        let (_dog, sys) = pair("faults", mapping, (MAPPED, MAPPED), "fault");
+        let b = sys.domain_by_name("b").unwrap();
+        // Slot 1 of the window: no thread holds it, so it is mapped nowhere.
+        let unmapped_slot = STACK_WINDOW_BASE + STRIDE + PAGE_SIZE;
+        for (kind, arg, vector) in [
+            (0, 0, 6),
+            (1, 0, 0),
+            (2, 0, 14),
+            (3, 0, 14),
+            (4, 0, pseudo_vector::PANIC),
+            (5, unmapped_slot, pseudo_vector::UNBACKED_ACCESS),
+        ] {
+            let r = ok(&sys.run_thread("a", "forward", &[kind, arg]).result);
+            assert_eq!(
+                r,
+                [ErrorCode::Fault as u64, vector],
+                "{mapping:?}: kind {kind}"
+            );
+            // The latest fault of b (one domain, one report).
+            let f = sys.faults();
+            assert_eq!(f.len(), 1, "{f:?}");
+            let f = &f[0];
+            assert_eq!((f.domain.as_str(), f.vector), ("b", vector), "{f}");
+            if kind == 3 {
+                // The overflow hit the guard page below the thread's slot.
+                let bottom = STACK_WINDOW_BASE + PAGE_SIZE;
+                assert!((bottom - PAGE_SIZE..bottom).contains(&f.cr2), "{f}");
+            }
+            settled(b);
+        }
+        assert_eq!(b.generation(), 6);
+        assert_clean(&sys);
+    }
+}
+
+#[test]
+fn the_window_stack_outlives_a_restart() {
+    for mapping in BOTH {
+        let (_dog, sys) = system(
+            "restart",
+            mapping,
+            vec![
+                stacker("a", MAPPED, &["b.fault", "b.inc_inout"]),
+                stacker("b", MAPPED, &[]),
+            ],
+        );
+        // a's buffer on its window stack: b faults, restarts, and then
+        // works on the very same buffer in place.
+        let [first, _] = ok(&sys.run_thread("a", "survive", &[10_000]).result);
+        assert_eq!(first, ErrorCode::Fault as u64);
+        assert!(sys.domain_by_name("b").unwrap().generation() >= 1);
+        assert_clean(&sys);
+    }
+}
+
+#[test]
+fn a_budget_stops_a_mapped_callee() {
+    for mapping in BOTH {
+        let (_dog, sys) = system(
+            "budget",
+            mapping,
+            vec![
+                stacker("a", MAPPED, &["b.spin"]),
+                stacker("b", MAPPED, &[]).limits(
+                    ferry_engine::manifest::Millis::Ms(100),
+                    ferry_engine::manifest::Millis::Ms(2000),
+                    1000,
+                ),
+            ],
+        );
+        let r = ok(&sys.run_thread("a", "forward", &[]).result);
+        assert_eq!(r, [ErrorCode::Timeout as u64, 0], "{mapping:?}");
+        settled(sys.domain_by_name("b").unwrap());
+        assert_clean(&sys);
+    }
+}
+
+#[test]
+fn premapped_maps_every_reachable_domain_on_call_only_the_entered_one() {
+    // a (pool) can reach b and c (mapped); its call into b spins until its
+    // budget runs out. Meanwhile: b has the thread's slot in both variants;
+    // c, never entered, only when pre-mapped. Afterwards neither has it.
+    for (mapping, c_during) in [(Mapping::OnCall, 0), (Mapping::Premapped, 1)] {
+        let (_dog, sys) = system(
+            "mapping_variants",
+            mapping,
+            vec![
+                stacker("a", POOL, &["b.spin", "c.null"]),
+                stacker("b", MAPPED, &[]).limits(
+                    ferry_engine::manifest::Millis::Ms(300),
+                    ferry_engine::manifest::Millis::Ms(2000),
+                    1000,
+                ),
+                stacker("c", MAPPED, &[]),
+            ],
+        );
+        let b = sys.domain_by_name("b").unwrap();
+        let c = sys.domain_by_name("c").unwrap();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| sys.run_thread("a", "forward", &[]));
+            // b has the slot once the call is in it (it spins there for
+            // 300 ms of CPU; bounded by that and by the watchdog); the
+            // thread's pre-mapping is over before its first call.
+            while (b.active_frames() == 0 || b.window_slots_mapped() == 0) && !t.is_finished() {
+                std::thread::yield_now();
+            }
+            assert_eq!(b.window_slots_mapped(), 1, "{mapping:?}");
+            assert_eq!(c.window_slots_mapped(), c_during, "{mapping:?}");
+            let r = ok(&t.join().unwrap().result);
+            assert_eq!(r, [ErrorCode::Timeout as u64, 0]);
+        });
+        settled(b);
+        assert_clean(&sys);
+    }
 }
