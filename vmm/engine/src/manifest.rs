@@ -1024,6 +1024,66 @@ mod tests {
     }
 
     #[test]
+    fn stack_modes_and_the_window() {
+        let text = r#"
+            [stacks]
+            mapping = "on-call"
+            window_kib = 128
+            [[domain]]
+            name = "a"
+            image = "stacker"
+            stack = "mapped"
+            [[domain]]
+            name = "b"
+            image = "stacker"
+        "#;
+        let s = System::parse(text, None).unwrap();
+        assert_eq!(s.window.mapping, Mapping::OnCall);
+        assert_eq!(s.window.layout.stack_size, 128 << 10);
+        assert_eq!(s.domains[0].stack, StackMode::Mapped);
+        assert_eq!(s.domains[0].window, Some(s.window));
+        assert_eq!(s.domains[1].stack, StackMode::Pool, "pool by default");
+        assert_eq!(s.domains[1].window, None);
+        // Without [stacks]: pre-mapped, 256 KiB.
+        let s = System::parse(GOOD, None).unwrap();
+        assert_eq!(s.window, WindowSpec::default());
+        assert_eq!(s.window.mapping, Mapping::Premapped);
+        for bad in [0, 16, 30, 65536, i64::MAX as u64] {
+            let text =
+                format!("[stacks]\nwindow_kib = {bad}\n[[domain]]\nname = \"a\"\nimage = \"x\"\n");
+            assert!(
+                matches!(
+                    System::parse(&text, None),
+                    Err(ManifestError::BadWindowSize { window_kib }) if window_kib == bad
+                ),
+                "{bad}"
+            );
+        }
+        let text =
+            "[[domain]]\nname = \"a\"\nimage = \"x\"\nstack = \"mapped\"\nipc = \"message\"\n";
+        assert!(matches!(
+            System::parse(text, None),
+            Err(ManifestError::MappedMessage { .. })
+        ));
+        let text = "[stacks]\nmapping = \"lazy\"\n[[domain]]\nname = \"a\"\nimage = \"x\"\n";
+        assert!(matches!(
+            System::parse(text, None),
+            Err(ManifestError::Parse(_))
+        ));
+        // A built document with both round-trips through TOML.
+        let doc = Document {
+            stacks: Some(StacksEntry {
+                mapping: Mapping::OnCall,
+                window_kib: 64,
+            }),
+            ..Document::default()
+        }
+        .domain(DomainEntry::new("a", "x").stack(StackMode::Mapped));
+        let back: Document = toml::from_str(&toml::to_string(&doc).unwrap()).unwrap();
+        assert_eq!(back, doc);
+    }
+
+    #[test]
     fn demo_manifest_is_valid() {
         System::demo().unwrap();
     }

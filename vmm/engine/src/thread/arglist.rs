@@ -369,6 +369,41 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(10_000))]
 
+        /// With a window (mapped stack mode), an object is passed in place
+        /// exactly when it lies wholly inside the window; only the others
+        /// take room below the top, and the plan is otherwise the same
+        /// checks as without one.
+        #[test]
+        fn in_place_objects_lie_in_the_window(descs in proptest::collection::vec(any_desc(), 0..=MAX_ARGS),
+                                              budget in 0u64..0x8_0000) {
+            let r = region();
+            let window = (0x30_0000u64, 0x30_4000u64);
+            let rq = req(&descs);
+            let plain = validate(&rq, &r, u64::MAX);
+            match validate_in_place(&rq, &r, budget, Some(window)) {
+                Ok(plan) => {
+                    prop_assert!(plain.is_ok());
+                    let mut copied = 0;
+                    for p in plan.objects() {
+                        let inside = !p.is_empty()
+                            && p.caller.addr() >= window.0
+                            && p.caller.end() <= window.1;
+                        prop_assert_eq!(p.in_place, inside);
+                        if p.in_place {
+                            prop_assert_eq!(p.offset_from_top, 0);
+                        } else {
+                            copied += (p.len() + OBJECT_ALIGN - 1) & !(OBJECT_ALIGN - 1);
+                            prop_assert_eq!(p.offset_from_top, copied);
+                        }
+                    }
+                    prop_assert_eq!(plan.invocation_offset, copied + INVOCATION_FOOTPRINT);
+                    prop_assert!(plan.invocation_offset <= budget);
+                }
+                Err(ArgListError::TooLarge { need, budget: b }) => prop_assert!(need > b),
+                Err(e) => prop_assert_eq!(plain.unwrap_err(), e),
+            }
+        }
+
         /// Whatever a guest sends, an accepted plan only names memory inside
         /// one data-region piece, never overlaps two outputs, and fits the
         /// budget with every object at its own 16-aligned place.
