@@ -64,6 +64,11 @@ pub enum ErrorCode {
     /// the callee's frame is gone (its stack and vCPU back in its pool, its
     /// domain still serving) and the caller resumes here to clean up.
     CalleeExited = 20,
+    /// A call into a `mapped` stack-mode domain from a frame running on the
+    /// thread's window stack, whose stack pointer is not inside that frame's
+    /// part of the thread's window slot, or leaves less than
+    /// [`crate::layout::MAPPED_MIN_STACK`] below the callee's frame.
+    BadStack = 21,
 }
 
 impl ErrorCode {
@@ -134,7 +139,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for v in 1..=20u64 {
+        for v in 1..=21u64 {
             let e = ErrorCode::from_u64(v).unwrap();
             assert_eq!(u64::from(u32::from(e)), v);
             assert_eq!(CallStatus::from_u64(v), CallStatus::Ferry(e));
@@ -143,7 +148,7 @@ mod tests {
         assert_eq!(ErrorCode::from_u64(18), Some(ErrorCode::BootOver));
         assert_eq!(ErrorCode::from_u64(19), Some(ErrorCode::Timeout));
         assert_eq!(ErrorCode::from_u64(20), Some(ErrorCode::CalleeExited));
-        for v in [0u64, 21, u64::from(u32::MAX), 1 << 32 | 1] {
+        for v in [0u64, 22, u64::from(u32::MAX), 1 << 32 | 1] {
             assert_eq!(ErrorCode::from_u64(v), None);
         }
     }

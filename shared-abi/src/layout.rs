@@ -11,6 +11,9 @@
 //! 0x0020_0000  image (.text first)           user  ─┐
 //!              guard | stack 0 | guard | stack 1 …  user   │ the data region:
 //!              heap up to the end of memory  user  ─┘ what descriptors may name
+//! 0x1000_0000  stack window (v6, mapped-mode  user: one slot per live thread,
+//!              domains only): guard | slot 0 |      each its own memory slot,
+//!              guard | slot 1 …                     present only where mapped
 //! 0x2000_0000  lease window (64 MiB)          user, only while lent (ARG_LEND)
 //! ```
 //! Only the image, the stacks (not their guard pages) and the heap may be
@@ -67,6 +70,24 @@ pub const LEASE_WINDOW_SIZE: u64 = (LEASE_PAGE_TABLES_END - LEASE_PAGE_TABLES_AD
 pub const LEASE_PAGE_TABLES_ADDR: u64 = 0xC_0000;
 /// End of the lease window's page-table pages.
 pub const LEASE_PAGE_TABLES_END: u64 = 0xE_0000;
+/// Base of the stack window (v6): the thread stacks of `mapped` stack mode,
+/// one slot per concurrently live thread, each at the same guest address
+/// in every domain that maps it. Above [`MAX_MEMORY`], inside the first GiB
+/// (the one page directory every domain has).
+pub const STACK_WINDOW_BASE: u64 = 0x1000_0000;
+/// Bytes of the stack window. The page tables that map it have 32 pages
+/// ([`STACK_WINDOW_PT_ADDR`]..[`STACK_WINDOW_PT_END`]), one per 2 MiB: 64 MiB.
+pub const STACK_WINDOW_SIZE: u64 = 64 << 20;
+/// First page-table page of the stack window (one PT per 2 MiB of window).
+pub const STACK_WINDOW_PT_ADDR: u64 = 0xA_0000;
+/// End of the stack window's page-table pages.
+pub const STACK_WINDOW_PT_END: u64 = 0xC_0000;
+/// Bytes a mapped-mode callee gets at least below its invocation frame:
+/// a call whose caller stack pointer leaves less is refused (`BadStack`).
+pub const MAPPED_MIN_STACK: u64 = 16 << 10;
+/// The System V red zone below a caller's stack pointer, which a mapped-mode
+/// callee's frame never overlaps.
+pub const RED_ZONE: u64 = 128;
 
 /// GDT selectors.
 pub mod selector {
@@ -101,6 +122,19 @@ const _: () =
     assert!(PAGE_TABLES_ADDR + (3 + MAX_MEMORY / (2 << 20)) * PAGE_SIZE <= LEASE_PAGE_TABLES_ADDR);
 const _: () = assert!(LEASE_PAGE_TABLES_END <= PAGE_TABLES_END);
 const _: () = assert!(LEASE_PAGE_TABLES_ADDR.is_multiple_of(PAGE_SIZE));
+// The data region's page tables (PML4, PDPT, one PD, a PT per 2 MiB of
+// MAX_MEMORY) end below the stack window's; those fit the page-table area,
+// and the window lies above all domain memory, inside the first GiB.
+const _: () =
+    assert!(PAGE_TABLES_ADDR + (3 + MAX_MEMORY / (2 << 20)) * PAGE_SIZE <= STACK_WINDOW_PT_ADDR);
+const _: () = assert!(
+    STACK_WINDOW_PT_ADDR + STACK_WINDOW_SIZE / (2 << 20) * PAGE_SIZE <= STACK_WINDOW_PT_END
+);
+const _: () = assert!(STACK_WINDOW_PT_END <= PAGE_TABLES_END);
+const _: () = assert!(STACK_WINDOW_BASE >= MAX_MEMORY);
+const _: () =
+    assert!(STACK_WINDOW_BASE.is_multiple_of(2 << 20) && STACK_WINDOW_SIZE.is_multiple_of(2 << 20));
+const _: () = assert!(STACK_WINDOW_BASE + STACK_WINDOW_SIZE <= 1 << 30);
 
 /// Round `v` up to a page boundary (`None` on overflow).
 pub const fn page_up(v: u64) -> Option<u64> {
@@ -113,6 +147,52 @@ pub const fn page_up(v: u64) -> Option<u64> {
 /// Base of vCPU slot `i`.
 pub const fn vcpu_slot(i: u32) -> u64 {
     VCPU_AREA_ADDR + i as u64 * VCPU_SLOT_SIZE
+}
+
+/// The stack window cut into slots of `stack_size` bytes (a multiple of
+/// the page size), each above a guard page: the same for every domain of a
+/// system (the manifest's `[stacks] window_kib`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowLayout {
+    /// Bytes per thread stack.
+    pub stack_size: u64,
+}
+
+impl WindowLayout {
+    /// Bytes from one slot's guard page to the next one's.
+    pub const fn stride(&self) -> u64 {
+        self.stack_size + PAGE_SIZE
+    }
+
+    /// How many slots the window holds.
+    pub const fn slots(&self) -> u32 {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "at most STACK_WINDOW_SIZE / PAGE_SIZE = 16384 slots"
+        )]
+        let n = (STACK_WINDOW_SIZE / self.stride()) as u32;
+        n
+    }
+
+    /// Lowest usable byte of slot `i` (its guard page is just below).
+    pub const fn bottom(&self, i: u32) -> u64 {
+        STACK_WINDOW_BASE + i as u64 * self.stride() + PAGE_SIZE
+    }
+
+    /// One past the highest byte of slot `i`.
+    pub const fn top(&self, i: u32) -> u64 {
+        self.bottom(i) + self.stack_size
+    }
+
+    /// Whether the window page at `addr` belongs to a slot (not a guard
+    /// page, not past the last slot).
+    pub const fn is_stack_page(&self, addr: u64) -> bool {
+        if addr < STACK_WINDOW_BASE {
+            return false;
+        }
+        let off = addr - STACK_WINDOW_BASE;
+        off / self.stride() < self.slots() as u64 && off % self.stride() >= PAGE_SIZE
+    }
 }
 
 /// Where a domain's stacks and heap lie, computed from its image end and
@@ -166,6 +246,20 @@ mod tests {
         let pts = MAX_MEMORY / (2 << 20);
         let pds = MAX_MEMORY.div_ceil(1 << 30);
         assert!(PAGE_TABLES_ADDR + (2 + pds + pts) * PAGE_SIZE <= PAGE_TABLES_END);
+    }
+
+    #[test]
+    fn window_slots_have_guards_and_fit() {
+        let w = WindowLayout {
+            stack_size: 0x4_0000,
+        };
+        assert_eq!(w.bottom(0), STACK_WINDOW_BASE + PAGE_SIZE);
+        assert_eq!(w.top(0) + PAGE_SIZE, w.bottom(1));
+        assert!(w.top(w.slots() - 1) <= STACK_WINDOW_BASE + STACK_WINDOW_SIZE);
+        assert!(!w.is_stack_page(STACK_WINDOW_BASE));
+        assert!(w.is_stack_page(w.bottom(0)));
+        assert!(!w.is_stack_page(w.top(0)));
+        assert!(!w.is_stack_page(w.top(w.slots() - 1) + PAGE_SIZE));
     }
 
     #[test]

@@ -43,4 +43,7 @@ pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT
 /// image's imports and a buffer the VMM fills with its capability table
 /// (`CapDecl`, `BootInfo::cap_count`); application statuses from
 /// `runtime_status::BASE` up belong to the guest runtime.
+/// 6 — stack strategies: the stack window (`layout::STACK_WINDOW_BASE`)
+/// and `mapped` stack mode, `BadStack` (21); leases: `ArgDesc::flags`
+/// with `ARG_LEND` and the lease window (`layout::LEASE_WINDOW_BASE`).
 pub const ABI_VERSION: u32 = 6;

@@ -17,6 +17,7 @@ mod faults;
 mod gaps;
 mod leases;
 mod manifest;
+mod mapped;
 mod message;
 mod pools;
 mod privacy;

@@ -33,6 +33,7 @@ pub mod parallel;
 pub(crate) mod region;
 pub mod sandbox;
 pub mod watch;
+pub(crate) mod window;
 // Layer 2 and 3: a vCPU, and what its death means.
 pub mod fault;
 pub(crate) mod vcpu;

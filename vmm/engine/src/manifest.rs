@@ -22,6 +22,12 @@
 //! wait_ms = 2000            # wall-clock limit of each wait for it, or "unlimited"
 //! restart_ms = 1000         # time its restart may take (finite)
 //! huge_pages = false        # back its memory with 2 MiB pages (large copies)
+//! stack = "pool"            # or "mapped": callees run on the calling thread's
+//!                           # own stack, mapped at one address in every domain
+//!
+//! [stacks]                  # the stack window of `mapped` domains (optional)
+//! mapping = "premapped"     # or "on-call": when a thread's stack is mapped
+//! window_kib = 256          # bytes of each thread's window stack
 //!
 //! [[thread]]
 //! domain = "client"
@@ -30,7 +36,9 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use shared_abi::layout::{MAX_MEMORY, MAX_VCPUS, PAGE_SIZE};
+use shared_abi::layout::{
+    WindowLayout, MAPPED_MIN_STACK, MAX_MEMORY, MAX_VCPUS, PAGE_SIZE, STACK_WINDOW_SIZE,
+};
 use shared_abi::MAX_SCALARS;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -191,6 +199,20 @@ pub enum ManifestError {
         /// Whether `"unlimited"` would have been accepted.
         unlimited_ok: bool,
     },
+    /// A thread's window stack must hold at least a mapped-mode callee's
+    /// minimum stack twice, and at least one slot must fit the window.
+    #[error("manifest: [stacks] window_kib = {window_kib} (must be a multiple of 4, {}..={})", (2 * MAPPED_MIN_STACK) >> 10, (STACK_WINDOW_SIZE - PAGE_SIZE) >> 10)]
+    BadWindowSize {
+        /// The value as written.
+        window_kib: u64,
+    },
+    /// A message-mode domain's calls run on its server threads' own
+    /// stacks: it cannot also run callers on their mapped stacks.
+    #[error("manifest: domain `{domain}`: stack = \"mapped\" needs ipc = \"migrate\"")]
+    MappedMessage {
+        /// The domain.
+        domain: String,
+    },
     /// Arguments travel in the registers of the call ABI.
     #[error("manifest: thread in `{domain}.{entry}` has {count} args (at most {MAX_SCALARS})")]
     TooManyArgs {
@@ -213,6 +235,10 @@ pub struct Document {
     /// (top-level `max_spawned_total`; [`DEFAULT_MAX_SPAWNED_TOTAL`] if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_spawned_total: Option<u32>,
+    /// The `[stacks]` table: the stack window of `mapped` domains
+    /// ([`StacksEntry::default`] if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<StacksEntry>,
     /// The `[[domain]]` tables, in order (a domain's id is its index).
     #[serde(default, rename = "domain")]
     pub domains: Vec<DomainEntry>,
@@ -234,6 +260,80 @@ impl Document {
     pub fn thread(mut self, t: ThreadEntry) -> Self {
         self.threads.push(t);
         self
+    }
+}
+
+/// The `[stacks]` table as written: how the thread stacks of `mapped`
+/// domains are mapped, and how large each is. System-wide, because a
+/// thread's one stack is mapped at the same address in every domain.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StacksEntry {
+    /// When a thread's window stack is mapped into a domain.
+    #[serde(default)]
+    pub mapping: Mapping,
+    /// KiB of each thread's window stack.
+    #[serde(default = "default_window_kib")]
+    pub window_kib: u64,
+}
+
+impl Default for StacksEntry {
+    fn default() -> Self {
+        Self {
+            mapping: Mapping::default(),
+            window_kib: default_window_kib(),
+        }
+    }
+}
+
+fn default_window_kib() -> u64 {
+    256
+}
+
+/// Where a call into a domain runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackMode {
+    /// On a fresh stack from the domain's pool; objects are copied (Ferry's
+    /// default: a callee never sees its caller's frames).
+    #[default]
+    Pool,
+    /// On the calling thread's own stack in the stack window, below the
+    /// caller's frame; objects on that stack pass as plain pointers.
+    Mapped,
+}
+
+/// When a thread's window stack is mapped into a `mapped` domain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Mapping {
+    /// Into every `mapped` domain the thread can reach, when it starts;
+    /// unmapped when it ends.
+    #[default]
+    #[serde(rename = "premapped")]
+    Premapped,
+    /// Into a domain when a call enters it (unless a frame of the thread is
+    /// there already), unmapped when that frame leaves.
+    #[serde(rename = "on-call")]
+    OnCall,
+}
+
+/// The validated stack window: how it is mapped and cut into slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// When a thread's slot is mapped.
+    pub mapping: Mapping,
+    /// The slots.
+    pub layout: WindowLayout,
+}
+
+impl Default for WindowSpec {
+    fn default() -> Self {
+        Self {
+            mapping: Mapping::default(),
+            layout: WindowLayout {
+                stack_size: default_window_kib() << 10,
+            },
+        }
     }
 }
 
@@ -286,6 +386,9 @@ pub struct DomainEntry {
     /// (each 2 MiB page is cleared on its first touch). Off by default.
     #[serde(default)]
     pub huge_pages: bool,
+    /// Where calls into it run: a pool stack, or the caller's mapped stack.
+    #[serde(default)]
+    pub stack: StackMode,
 }
 
 /// A time limit as written: milliseconds, or a word (only `"unlimited"`
@@ -396,7 +499,15 @@ impl DomainEntry {
             wait_ms: default_wait_ms(),
             restart_ms: default_restart_ms(),
             huge_pages: false,
+            stack: StackMode::default(),
         }
+    }
+
+    /// Set where calls into it run (see [`StackMode`]).
+    #[must_use]
+    pub fn stack(mut self, mode: StackMode) -> Self {
+        self.stack = mode;
+        self
     }
 
     /// Back its memory with transparent huge pages (or not): see
@@ -582,6 +693,11 @@ pub struct DomainSpec {
     pub limits: Limits,
     /// Whether its memory is backed by transparent huge pages.
     pub huge_pages: bool,
+    /// Where calls into it run.
+    pub stack: StackMode,
+    /// The system's stack window, for a `mapped` domain (its page tables
+    /// map the window); `None` for a `pool` domain.
+    pub window: Option<WindowSpec>,
 }
 
 /// One initial thread.
@@ -604,6 +720,8 @@ pub struct System {
     pub threads: Vec<ThreadSpec>,
     /// Most spawned threads (all domains) alive or not yet reclaimed.
     pub max_spawned_total: u32,
+    /// The stack window of `mapped` domains.
+    pub window: WindowSpec,
 }
 
 /// Check one domain's own fields (capabilities are resolved later, once
@@ -674,6 +792,25 @@ fn validate_domain(d: &DomainEntry, base: Option<&Path>) -> Result<DomainSpec, M
         ipc: d.ipc,
         limits,
         huge_pages: d.huge_pages,
+        stack: d.stack,
+        window: None,
+    })
+}
+
+/// Check the `[stacks]` table.
+fn validate_window(s: &StacksEntry) -> Result<WindowSpec, ManifestError> {
+    let stack_size = s
+        .window_kib
+        .checked_mul(1024)
+        .filter(|b| {
+            *b % PAGE_SIZE == 0 && *b >= 2 * MAPPED_MIN_STACK && *b + PAGE_SIZE <= STACK_WINDOW_SIZE
+        })
+        .ok_or(ManifestError::BadWindowSize {
+            window_kib: s.window_kib,
+        })?;
+    Ok(WindowSpec {
+        mapping: s.mapping,
+        layout: WindowLayout { stack_size },
     })
 }
 
@@ -726,9 +863,19 @@ impl System {
             }
         }
         let index_of = |name: &str| doc.domains.iter().position(|d| d.name == name);
+        let window = validate_window(&doc.stacks.clone().unwrap_or_default())?;
         let mut domains = Vec::with_capacity(doc.domains.len());
         for d in &doc.domains {
-            domains.push(validate_domain(d, base)?);
+            let mut spec = validate_domain(d, base)?;
+            if spec.stack == StackMode::Mapped {
+                if spec.ipc == Ipc::Message {
+                    return Err(ManifestError::MappedMessage {
+                        domain: d.name.clone(),
+                    });
+                }
+                spec.window = Some(window);
+            }
+            domains.push(spec);
         }
         for (d, spec) in doc.domains.iter().zip(domains.iter_mut()) {
             let mut caps = Vec::with_capacity(d.capabilities.len());
@@ -795,6 +942,7 @@ impl System {
             domains,
             threads,
             max_spawned_total: doc.max_spawned_total.unwrap_or(DEFAULT_MAX_SPAWNED_TOTAL),
+            window,
         })
     }
 
@@ -873,6 +1021,66 @@ mod tests {
         let doc = Document::default().domain(DomainEntry::new("a", "testguest").huge_pages(true));
         let text = toml::to_string(&doc).unwrap();
         assert!(System::parse(&text, None).unwrap().domains[0].huge_pages);
+    }
+
+    #[test]
+    fn stack_modes_and_the_window() {
+        let text = r#"
+            [stacks]
+            mapping = "on-call"
+            window_kib = 128
+            [[domain]]
+            name = "a"
+            image = "stacker"
+            stack = "mapped"
+            [[domain]]
+            name = "b"
+            image = "stacker"
+        "#;
+        let s = System::parse(text, None).unwrap();
+        assert_eq!(s.window.mapping, Mapping::OnCall);
+        assert_eq!(s.window.layout.stack_size, 128 << 10);
+        assert_eq!(s.domains[0].stack, StackMode::Mapped);
+        assert_eq!(s.domains[0].window, Some(s.window));
+        assert_eq!(s.domains[1].stack, StackMode::Pool, "pool by default");
+        assert_eq!(s.domains[1].window, None);
+        // Without [stacks]: pre-mapped, 256 KiB.
+        let s = System::parse(GOOD, None).unwrap();
+        assert_eq!(s.window, WindowSpec::default());
+        assert_eq!(s.window.mapping, Mapping::Premapped);
+        for bad in [0, 16, 30, 65536, i64::MAX as u64] {
+            let text =
+                format!("[stacks]\nwindow_kib = {bad}\n[[domain]]\nname = \"a\"\nimage = \"x\"\n");
+            assert!(
+                matches!(
+                    System::parse(&text, None),
+                    Err(ManifestError::BadWindowSize { window_kib }) if window_kib == bad
+                ),
+                "{bad}"
+            );
+        }
+        let text =
+            "[[domain]]\nname = \"a\"\nimage = \"x\"\nstack = \"mapped\"\nipc = \"message\"\n";
+        assert!(matches!(
+            System::parse(text, None),
+            Err(ManifestError::MappedMessage { .. })
+        ));
+        let text = "[stacks]\nmapping = \"lazy\"\n[[domain]]\nname = \"a\"\nimage = \"x\"\n";
+        assert!(matches!(
+            System::parse(text, None),
+            Err(ManifestError::Parse(_))
+        ));
+        // A built document with both round-trips through TOML.
+        let doc = Document {
+            stacks: Some(StacksEntry {
+                mapping: Mapping::OnCall,
+                window_kib: 64,
+            }),
+            ..Document::default()
+        }
+        .domain(DomainEntry::new("a", "x").stack(StackMode::Mapped));
+        let back: Document = toml::from_str(&toml::to_string(&doc).unwrap()).unwrap();
+        assert_eq!(back, doc);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::domain::{BootError, BootFailure, Domain};
 use crate::fault::FaultReport;
 use crate::ids::{DomainId, EntryIndex, Slot, ThreadId};
 use crate::kvm::{self, KvmError};
-use crate::manifest::{self, ImageSource, Ipc};
+use crate::manifest::{self, ImageSource, Ipc, Mapping, StackMode};
 use crate::message::{Handler, Inboxes, ServerThreads};
 use crate::migrate::{Chain, Engine, ThreadRun};
 use crate::observe::CallObserver;
@@ -24,6 +24,7 @@ use crate::thread::profile::CopySample;
 use crate::thread::spawns::{KeptOutcomes, SpawnGate, SpawnTally};
 use crate::thread::{NotStarted, ThreadResult, ThreadTime};
 use crate::watch::{WatchError, Watchdog};
+use crate::window::StackWindow;
 use shared_abi::{ErrorCode, MAX_SCALARS};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -259,6 +260,42 @@ struct Core {
     watchdog: Arc<Watchdog>,
     /// Threads running now: id → where they started.
     live: Mutex<std::collections::BTreeMap<ThreadId, String>>,
+    /// The stack window, when some domain is `mapped`.
+    window: Option<StackWindow>,
+    /// Per domain: the `mapped` domains a thread there can reach.
+    mapped_reach: Vec<Vec<DomainId>>,
+}
+
+/// Per domain of `spec`: the `mapped` domains reachable from it through
+/// capabilities (any number of hops, itself included), in id order.
+fn mapped_reach(spec: &manifest::System) -> Vec<Vec<DomainId>> {
+    let n = spec.domains.len();
+    (0..n)
+        .map(|start| {
+            let mut seen = vec![false; n];
+            let mut todo = vec![start];
+            while let Some(d) = todo.pop() {
+                if seen.get(d).copied().unwrap_or(true) {
+                    continue;
+                }
+                if let Some(s) = seen.get_mut(d) {
+                    *s = true;
+                }
+                if let Some(ds) = spec.domains.get(d) {
+                    todo.extend(ds.capabilities.iter().map(|c| c.domain));
+                }
+            }
+            (0..n)
+                .filter(|&d| seen.get(d).copied().unwrap_or(false))
+                .filter(|&d| {
+                    spec.domains
+                        .get(d)
+                        .is_some_and(|ds| ds.stack == StackMode::Mapped)
+                })
+                .filter_map(|d| u32::try_from(d).ok().map(DomainId::new))
+                .collect()
+        })
+        .collect()
 }
 
 /// An image's name as the manifest gave it (built-in name or path) and its
@@ -508,7 +545,15 @@ impl Core {
             started.elapsed().as_secs_f64() * 1e3
         );
         let max_spawned_total = spec.max_spawned_total;
+        let mapped_reach = mapped_reach(&spec);
+        let window = spec
+            .domains
+            .iter()
+            .any(|d| d.stack == StackMode::Mapped)
+            .then(|| StackWindow::new(spec.window.layout));
         Ok(Self {
+            window,
+            mapped_reach,
             spec,
             domains,
             caps,
@@ -756,12 +801,34 @@ impl Engine for Core {
         Some(&self.watchdog)
     }
 
+    fn window(&self) -> Option<&StackWindow> {
+        self.window.as_ref()
+    }
+
+    fn window_mapping(&self) -> Mapping {
+        self.spec.window.mapping
+    }
+
+    fn mapped_reach(&self, domain: DomainId) -> &[DomainId] {
+        self.mapped_reach
+            .get(domain.index())
+            .map_or(&[], Vec::as_slice)
+    }
+
     fn spawn(&self, domain: &Domain, entry: u64, arg: u64) -> Result<ThreadId, ErrorCode> {
         let entry = u32::try_from(entry)
             .ok()
             .map(EntryIndex::new)
             .filter(|e| domain.has_entry(*e))
             .ok_or(ErrorCode::NoSuchEntry)?;
+        // A thread that will need a window slot and finds none would only
+        // fail to start later: answered now (a slot may still run out
+        // between this check and the start; the thread then ends
+        // `NotStarted::NoWindowSlot`).
+        let needs_slot = !self.mapped_reach(domain.id).is_empty();
+        if needs_slot && self.window.as_ref().is_some_and(|w| w.free_slots() == 0) {
+            return Err(ErrorCode::NoStack);
+        }
         let mut thread = None;
         let make = || {
             domain.spawn_begin()?;
@@ -910,6 +977,13 @@ impl System {
     /// The engine's counters.
     pub fn counters(&self) -> &Counters {
         &self.core.counters
+    }
+
+    /// Stack-window slots not lent to a thread right now (`None`: no
+    /// domain is `mapped`, so there is no window): every slot comes back
+    /// when its thread ends.
+    pub fn window_free_slots(&self) -> Option<usize> {
+        self.core.window.as_ref().map(StackWindow::free_slots)
     }
 
     /// Run one thread from `entry` of `domain` to its end, on this host thread.

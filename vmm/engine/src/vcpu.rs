@@ -100,6 +100,12 @@ pub struct Vcpu {
     /// The vCPU's architectural state is unknown (it faulted): its special
     /// registers must be reloaded before it runs guest code again.
     needs_reset: bool,
+    /// Its last exit was an MMIO access (to unbacked memory, e.g. a stack
+    /// window slot not mapped into the domain): KVM completes the access
+    /// at the next `KVM_RUN`, with the registers of the old instruction,
+    /// so a reset runs it once first (with `immediate_exit`) or the
+    /// completion would overwrite the reset's registers.
+    mmio_pending: bool,
 }
 
 impl Vcpu {
@@ -116,6 +122,7 @@ impl Vcpu {
             slot,
             xsave_size,
             needs_reset: true,
+            mmio_pending: false,
         };
         v.reset()?;
         v.fd.set_sync_valid_reg(SyncReg::Register);
@@ -126,6 +133,9 @@ impl Vcpu {
     /// general ones and put every extended register (x87, SSE, AVX, AVX-512)
     /// in its reset state: the state a fresh invocation starts from.
     pub fn reset(&mut self) -> Result<(), kvm_ioctls::Error> {
+        if self.mmio_pending {
+            self.complete_mmio()?;
+        }
         self.reset_xstate()?;
         other_ioctls(3);
         let base = self.fd.get_sregs()?;
@@ -171,6 +181,23 @@ impl Vcpu {
         unsafe { self.fd.set_xsave2(&xsave) }
     }
 
+    /// Let KVM finish the MMIO access the last exit reported: one
+    /// `KVM_RUN` with `immediate_exit` set completes it and returns `EINTR`
+    /// before any guest instruction runs (cloud-hypervisor does the same
+    /// before it saves a vCPU's state after an I/O exit).
+    fn complete_mmio(&mut self) -> Result<(), kvm_ioctls::Error> {
+        self.fd.set_kvm_immediate_exit(1);
+        RUN_IOCTLS.fetch_add(1, Ordering::Relaxed);
+        let done = match self.fd.run() {
+            Ok(_) => Ok(()),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.fd.set_kvm_immediate_exit(0);
+        self.mmio_pending = false;
+        done
+    }
+
     /// Make the vCPU usable again if a fault left it in an unknown state.
     pub fn ensure_clean(&mut self) -> Result<(), kvm_ioctls::Error> {
         if self.needs_reset {
@@ -199,8 +226,9 @@ impl Vcpu {
     pub fn run(&mut self, meter: Option<&Meter>) -> Result<Exit, kvm_ioctls::Error> {
         let Some(meter) = meter else {
             RUN_IOCTLS.fetch_add(1, Ordering::Relaxed);
-            let exit = self.fd.run()?;
-            return Ok(classify(&exit));
+            let exit = classify(&self.fd.run()?);
+            self.note_mmio(exit);
+            return Ok(exit);
         };
         RunSlot::arm(&raw mut self.fd.get_kvm_run().immediate_exit);
         if meter.expired() {
@@ -212,7 +240,16 @@ impl Vcpu {
         let exit = self.fd.run().map(|e| classify(&e));
         RunSlot::disarm();
         self.fd.set_kvm_immediate_exit(0);
+        if let Ok(e) = exit {
+            self.note_mmio(e);
+        }
         exit
+    }
+
+    fn note_mmio(&mut self, exit: Exit) {
+        if matches!(exit, Exit::Unbacked { .. }) {
+            self.mmio_pending = true;
+        }
     }
 
     /// The general registers as of the last exit (sync regs: no ioctl).

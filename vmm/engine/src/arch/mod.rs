@@ -146,6 +146,46 @@ pub fn page_tables(dl: &DomainLayout) -> Blob {
     }
 }
 
+/// The stack window's part of a `mapped` domain's page tables: the page
+/// directory entries that cover the window (written into the PD of
+/// [`page_tables`], which they extend) and one page table per 2 MiB of
+/// window, from [`layout::STACK_WINDOW_PT_ADDR`]. Every slot page is a
+/// present user page; guard pages are not present (a stack overflow is a
+/// clean #PF with CR2 in the guard). Whether a slot page is backed is the
+/// memory slots' business: a present page of an unmapped slot is an access
+/// to unbacked memory, which the VMM reports as a fault of the accessing
+/// domain (`pseudo_vector::UNBACKED_ACCESS`).
+pub fn window_page_tables(w: &layout::WindowLayout) -> [Blob; 2] {
+    use layout::{STACK_WINDOW_BASE, STACK_WINDOW_PT_ADDR, STACK_WINDOW_SIZE};
+    let n_pt = STACK_WINDOW_SIZE / (2 << 20);
+    let first = STACK_WINDOW_BASE / (2 << 20);
+    let pd0 = PAGE_TABLES_ADDR + 2 * PAGE_SIZE;
+    let mut pd = Vec::with_capacity(8 * n_pt as usize);
+    for i in 0..n_pt {
+        let e = (STACK_WINDOW_PT_ADDR + i * PAGE_SIZE)
+            | (PDFlags::P | PDFlags::RW | PDFlags::US).bits();
+        pd.extend_from_slice(&e.to_le_bytes());
+    }
+    let mut pts = vec![0u8; (n_pt * PAGE_SIZE) as usize];
+    let user = (PTFlags::P | PTFlags::RW | PTFlags::US).bits();
+    for (i, slot) in pts.chunks_exact_mut(8).enumerate() {
+        let addr = STACK_WINDOW_BASE + i as u64 * PAGE_SIZE;
+        if w.is_stack_page(addr) {
+            slot.copy_from_slice(&(addr | user).to_le_bytes());
+        }
+    }
+    [
+        Blob {
+            addr: pd0 + 8 * first,
+            bytes: pd,
+        },
+        Blob {
+            addr: STACK_WINDOW_PT_ADDR,
+            bytes: pts,
+        },
+    ]
+}
+
 /// GDT: null, kernel code/data, user data/code, then one 16-byte TSS
 /// descriptor per vCPU slot (each vCPU has its own TSS, so two vCPUs never
 /// share an exception stack).
@@ -362,6 +402,31 @@ mod tests {
         let n_pd = dl.memory_size.div_ceil(1 << 30);
         let pt0 = PAGE_TABLES_ADDR + (2 + n_pd) * PAGE_SIZE;
         read_u64(pt, pt0 + 8 * (addr / PAGE_SIZE))
+    }
+
+    #[test]
+    fn window_page_tables_map_slots_not_guards() {
+        let w = layout::WindowLayout {
+            stack_size: 0x4_0000,
+        };
+        let [pd, pts] = window_page_tables(&w);
+        let pd0 = PAGE_TABLES_ADDR + 2 * PAGE_SIZE;
+        let first = layout::STACK_WINDOW_BASE >> 21;
+        assert_eq!(pd.addr, pd0 + 8 * first);
+        assert_eq!(
+            read_u64(&pd, pd.addr) & !0xfff,
+            layout::STACK_WINDOW_PT_ADDR
+        );
+        assert!(pts.addr + pts.bytes.len() as u64 <= layout::STACK_WINDOW_PT_END);
+        let pte = |addr: u64| {
+            let i = (addr - layout::STACK_WINDOW_BASE) / PAGE_SIZE;
+            read_u64(&pts, pts.addr + 8 * i)
+        };
+        assert_eq!(pte(layout::STACK_WINDOW_BASE), 0, "the first guard page");
+        assert_eq!(pte(w.bottom(0)), w.bottom(0) | 0x7);
+        assert_eq!(pte(w.top(0) - PAGE_SIZE), (w.top(0) - PAGE_SIZE) | 0x7);
+        assert_eq!(pte(w.top(0)), 0, "the guard page of slot 1");
+        assert_eq!(pte(w.bottom(1)), w.bottom(1) | 0x7);
     }
 
     #[test]

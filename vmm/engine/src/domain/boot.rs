@@ -10,7 +10,7 @@ use crate::ids::StackIndex;
 use crate::region::{DataRegion, GuestRange, RangeError};
 use crate::vcpu::{Exit, Vcpu};
 use crate::watch::Meter;
-use shared_abi::layout::{DomainLayout, IMAGE_BASE};
+use shared_abi::layout::{DomainLayout, WindowLayout, IMAGE_BASE};
 use shared_abi::{BootInfo, CapDecl, EntryDecl, Hello, Name, Sample, ABI_VERSION, RAW_METHOD};
 use vm_memory::GuestMemoryMmap;
 use zerocopy::IntoBytes;
@@ -289,6 +289,7 @@ pub(super) fn load_image(
 pub(super) fn write_system_pages(
     mem: &GuestMemoryMmap,
     layout: &DomainLayout,
+    window: Option<&WindowLayout>,
     domain: &str,
 ) -> Result<(), BootError> {
     let blobs = [
@@ -298,7 +299,9 @@ pub(super) fn write_system_pages(
         arch::idt(),
         arch::stubs(),
     ];
-    for b in &blobs {
+    // The window's page-directory entries go into the PD written above.
+    let window = window.map(arch::window_page_tables);
+    for b in blobs.iter().chain(window.iter().flatten()) {
         guest_io::write(mem, b.addr, &b.bytes)
             .map_err(|e| BootError::new(domain, BootFailure::SystemPages(e)))?;
     }

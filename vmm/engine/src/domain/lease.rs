@@ -41,8 +41,9 @@ const WINDOW_PAGES: u64 = LEASE_WINDOW_SIZE / PAGE_SIZE;
 const _: () = assert!(LEASE_SLOT_BASE as u64 + WINDOW_PAGES <= 32_764);
 
 /// Turn off KVM's `SLOT_ZAP_ALL` quirk on `vm`: without it, deleting a
-/// lease's slot drops the shadow mappings of the whole VM, so every page of
-/// every frame inside the domain refaults afterwards. A KVM without the
+/// lease's slot (or a mapped-mode window stack's) drops the shadow mappings
+/// of the whole VM, so every page of every frame inside the domain refaults
+/// afterwards. A KVM without the
 /// capability keeps working (slower after each lease); that is logged once.
 pub(crate) fn keep_slot_deletes_local(vm: &VmFd) {
     static WARNED: Once = Once::new();
@@ -328,3 +329,12 @@ mod tests {
         assert_eq!(w.claim(WINDOW_PAGES), Some(0));
     }
 }
+
+// Lease slots lie above every window slot a manifest can ask for (the
+// smallest window stack is twice a mapped callee's minimum stack).
+const _: () = assert!(
+    crate::window::WINDOW_MEMSLOT_BASE as u64
+        + shared_abi::layout::STACK_WINDOW_SIZE
+            / (2 * shared_abi::layout::MAPPED_MIN_STACK + PAGE_SIZE)
+        <= LEASE_SLOT_BASE as u64
+);

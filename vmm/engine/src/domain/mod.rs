@@ -24,15 +24,16 @@ use crate::guest_io;
 use crate::guest_text::{self, PrintLimiter, PrintVerdict, RefusalLog};
 use crate::host_limits::{self, BootResource};
 use crate::ids::{DomainId, EntryIndex, StackIndex};
-use crate::manifest::{DomainSpec, Ipc, Limits, StackPolicy};
+use crate::manifest::{DomainSpec, Ipc, Limits, StackMode, StackPolicy};
 use crate::region::DataRegion;
 use crate::vcpu::Vcpu;
 use crate::watch::Meter;
 use footprint::{BootFootprint, Cleared};
+use crate::window::WindowSlot;
 use free_list::FreeList;
 use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VmFd};
-use shared_abi::layout::DomainLayout;
+use shared_abi::layout::{DomainLayout, WindowLayout};
 use shared_abi::{CapDecl, ErrorCode, Sample};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
@@ -134,6 +135,12 @@ pub struct Domain {
     pub ipc: Ipc,
     /// Its CPU budget, wait and restart limits (the manifest's).
     pub limits: Limits,
+    /// Where calls into it run (the manifest's `stack`).
+    pub stack_mode: StackMode,
+    /// The stack window its page tables map (`mapped` domains only).
+    pub window: Option<WindowLayout>,
+    /// Window slots mapped into it right now (memory slots beyond its own).
+    window_maps: AtomicU32,
     /// Where its resets go to run off the caller's path (set by the system;
     /// without it, the last frame out resets the domain itself).
     restarter: OnceLock<restarter::Jobs>,
@@ -255,7 +262,8 @@ impl Domain {
         unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("set memory region"))?;
         let loaded = boot::load_image(&mem, spec.memory, &image, &name, image_name)?;
         let layout = boot::layout_for(loaded.end, spec).map_err(fail)?;
-        boot::write_system_pages(&mem, &layout, &name)?;
+        let window = spec.window.map(|w| w.layout);
+        boot::write_system_pages(&mem, &layout, window.as_ref(), &name)?;
         let entry_point = loaded.entry;
         let mut d = Domain {
             id,
@@ -275,6 +283,9 @@ impl Domain {
             max_spawned: spec.max_spawned,
             ipc: spec.ipc,
             limits: spec.limits,
+            stack_mode: spec.stack,
+            window,
+            window_maps: AtomicU32::new(0),
             restarter: OnceLock::new(),
             image,
             image_name: image_name.to_owned(),
@@ -347,11 +358,24 @@ impl Domain {
     /// escaped and within the domain's print rate; dropped lines are
     /// counted and reported before the next line logged.
     pub(crate) fn print(&self, addr: u64, len: u64) {
+        self.print_via(&self.region, &self.mem, addr, len);
+    }
+
+    /// [`Domain::print`] from a frame that sees `region` of `mem` (the
+    /// domain's own plus, in mapped stack mode, the thread's window slot).
+    pub(crate) fn print_via(
+        &self,
+        region: &DataRegion,
+        mem: &GuestMemoryMmap,
+        addr: u64,
+        len: u64,
+    ) {
         let PrintVerdict::Log { dropped } = self.prints.admit(std::time::Instant::now()) else {
             return;
         };
         self.report_dropped_prints(dropped);
-        let text = guest_text::print_line(&self.read_text(addr, len, guest_text::MAX_PRINT));
+        let text = region.read_text(mem, addr, len, guest_text::MAX_PRINT);
+        let text = guest_text::print_line(&text);
         log::info!(target: "guest", "[{}] {}", self.name, text);
     }
 
@@ -382,7 +406,19 @@ impl Domain {
     /// The report for a guest panic on `vcpu`: its message read (bounded,
     /// checked) from this domain's memory.
     pub(crate) fn panic_report(&self, vcpu: &mut Vcpu, addr: u64, len: u64) -> FaultReport {
-        let message = self.read_text(addr, len, fault::MAX_PANIC_MESSAGE);
+        self.panic_report_via(&self.region, &self.mem, vcpu, addr, len)
+    }
+
+    /// [`Domain::panic_report`] from a frame that sees `region` of `mem`.
+    pub(crate) fn panic_report_via(
+        &self,
+        region: &DataRegion,
+        mem: &GuestMemoryMmap,
+        vcpu: &mut Vcpu,
+        addr: u64,
+        len: u64,
+    ) -> FaultReport {
+        let message = region.read_text(mem, addr, len, fault::MAX_PANIC_MESSAGE);
         fault::panic_report(vcpu, &self.name, message)
     }
 
@@ -404,12 +440,6 @@ impl Domain {
     /// Whether the image has entry `entry`.
     pub fn has_entry(&self, entry: EntryIndex) -> bool {
         entry.index() < self.entries.len()
-    }
-
-    /// Guest text (a print, a panic message): at most `max` bytes, only
-    /// from the data region, lossily decoded; what went wrong otherwise.
-    pub(crate) fn read_text(&self, addr: u64, len: u64, max: u64) -> String {
-        self.region.read_text(&self.mem, addr, len, max)
     }
 
     /// An idle vCPU, or a new one: a new slot's TSS and I/O bitmap are
@@ -731,7 +761,7 @@ impl Domain {
         if loaded.entry != self.entry_point || loaded.end != self.layout.image_end {
             return Err(fail(BootFailure::ImageChanged));
         }
-        boot::write_system_pages(&self.mem, &self.layout, &self.name)?;
+        boot::write_system_pages(&self.mem, &self.layout, self.window.as_ref(), &self.name)?;
         // The TSSs of the vCPUs it has, and no others: the same pages as
         // before the reset.
         for slot in 0..self.vcpus.created() {
@@ -778,6 +808,54 @@ impl Domain {
             return Err(e);
         }
         Ok(v)
+    }
+
+    /// Map window slot `slot` into this domain (a memory slot of its own,
+    /// at the slot's guest address), for frames of the thread that holds
+    /// it. Only a `mapped` domain has page tables for the window.
+    pub(crate) fn map_window(&self, slot: &WindowSlot) -> Result<(), kvm_ioctls::Error> {
+        let region = kvm_userspace_memory_region {
+            slot: slot.memslot(),
+            flags: 0,
+            guest_phys_addr: slot.bottom(),
+            memory_size: slot.top() - slot.bottom(),
+            userspace_addr: slot.host_addr(),
+        };
+        // SAFETY: the host range is the slot's own live mapping of exactly
+        // that size, which the thread holding it keeps (and keeps lent)
+        // until it has unmapped it from every domain.
+        unsafe { self.vm.set_user_memory_region(region) }?;
+        self.window_maps.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Remove window slot `slot` from this domain (after [`Domain::map_window`]).
+    pub(crate) fn unmap_window(&self, slot: &WindowSlot) {
+        let region = kvm_userspace_memory_region {
+            slot: slot.memslot(),
+            flags: 0,
+            guest_phys_addr: slot.bottom(),
+            memory_size: 0,
+            userspace_addr: slot.host_addr(),
+        };
+        // SAFETY: a zero size deletes the memory slot; KVM touches no host
+        // memory for that.
+        match unsafe { self.vm.set_user_memory_region(region) } {
+            Ok(()) => {
+                self.window_maps.fetch_sub(1, Ordering::AcqRel);
+            }
+            Err(e) => log::error!(
+                "domain `{}`: removing window slot {} failed: {e}",
+                self.name,
+                slot.index()
+            ),
+        }
+    }
+
+    /// Window slots mapped into this domain right now: each one a memory
+    /// slot beyond the domain's own (tests count them before and after).
+    pub fn window_slots_mapped(&self) -> u32 {
+        self.window_maps.load(Ordering::Acquire)
     }
 
     /// Take a stack for a new frame, following the domain's policy.

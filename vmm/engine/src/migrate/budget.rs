@@ -156,7 +156,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         if let (Some(obs), Some(o)) = (self.engine.observer(), &frame.observed) {
             obs.refused(o.caller, o.slot, ErrorCode::Timeout);
         }
-        Self::release(frame);
+        self.release(frame);
         Some(self.resume_timed_out(dom, Some(report)))
     }
 
@@ -166,7 +166,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         let domain = self.frames.last().map(|f| f.domain.name.clone());
         let chain = self.domains().map(|d| d.to_string()).collect();
         while let Some(f) = self.frames.pop() {
-            Self::release(f);
+            self.release(f);
         }
         Step::Done(ThreadResult::Faulted(FaultReport {
             domain: domain.unwrap_or_default(),
@@ -216,7 +216,7 @@ impl<'e, E: Engine> Chain<'e, E> {
                 return Step::Continue;
             }
             if let Some(f) = self.frames.pop() {
-                Self::release(f);
+                self.release(f);
             }
         }
     }

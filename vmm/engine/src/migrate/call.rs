@@ -2,7 +2,7 @@
 //! a frame of the callee on this host thread (migration) or hand the call
 //! to a server of a message-mode callee and sleep until it answers.
 
-use super::{answer_call, Asked, Chain, Engine, Frame, Observed, Pending, Step};
+use super::{answer_call, mapped, Asked, Chain, Engine, Frame, Observed, Pending, Step};
 use crate::clock;
 use crate::domain::lease::{Lease, LeaseError};
 use crate::domain::{Domain, Health};
@@ -83,9 +83,9 @@ impl<'e, E: Engine> Chain<'e, E> {
         let Some(top) = self.frames.last() else {
             return self.lost("call on an empty chain");
         };
-        let (caller, held) = (top.domain, top.leases.as_slice());
-        let region = &caller.region;
-        let req = match guest_io::read_call_request(caller.mem(), request, |a, l| {
+        let caller = top.domain;
+        let region = top.region();
+        let req = match guest_io::read_call_request(top.mem(), request, |a, l| {
             region.check(a, l).is_ok()
         }) {
             Ok(r) => r,
@@ -107,24 +107,16 @@ impl<'e, E: Engine> Chain<'e, E> {
         if self.depth() >= MAX_DEPTH {
             return self.refuse(Some(callee), slot, ErrorCode::TooDeep, &MAX_DEPTH);
         }
-        // Only a migrating call lends: a message-mode server runs on another
-        // host thread, which a caller that stops waiting would leave behind
-        // with its pages mapped.
-        let lending = callee.ipc == Ipc::Migrate;
-        // A frame holding leases may also name them (only to lend them on).
-        let with_leases;
-        let region = if held.is_empty() {
-            &caller.region
-        } else {
-            with_leases = caller
-                .region
-                .with(held.iter().map(|l| (l.addr(), l.addr() + l.len())));
-            &with_leases
-        };
-        let plan = match arglist::validate_lending(&req, region, callee.arg_budget(), lending) {
+        // A caller on the window claims a stack pointer: checked before a
+        // frame (now or deeper down the chain) goes below it.
+        if let Err(code) = self.note_window_floor() {
+            return self.refuse(Some(callee), slot, code, &"caller's stack pointer");
+        }
+        let plan = match self.validate(&req, caller, callee) {
             Ok(p) => p,
-            Err(e) => return self.refuse(Some(callee), slot, e.code(), &e),
+            Err((code, why)) => return self.refuse(Some(callee), slot, code, &why),
         };
+        let held = self.frames.last().map_or(&[][..], |f| f.leases.as_slice());
         if let Err(why) = leased_objects_lent_on(&plan, held) {
             return self.refuse(Some(callee), slot, ErrorCode::OutOfRange, &why);
         }
@@ -147,6 +139,57 @@ impl<'e, E: Engine> Chain<'e, E> {
             }
             Err(code) => self.refuse(Some(callee), slot, code, &callee.name),
         }
+    }
+
+    /// Check the top frame's argument list for a call into `callee`. Into
+    /// a pool-mode domain every object is laid out on the callee's pool
+    /// stack (objects on the caller's window stack are copied like any
+    /// other); into a message-mode domain only the caller domain's own data
+    /// region may be named (its server copies from there, on another host
+    /// thread); into a mapped-mode domain objects on the thread's window
+    /// stack pass in place and the rest go below the caller's frame.
+    fn validate(
+        &mut self,
+        req: &shared_abi::CallRequest,
+        caller: &'e Domain,
+        callee: &'e Domain,
+    ) -> Result<ArgPlan, (ErrorCode, String)> {
+        let Some(top) = self.frames.last() else {
+            return Err((ErrorCode::Internal, "empty chain".into()));
+        };
+        // A frame holding leases may also name them (only to lend them on:
+        // see `leased_objects_lent_on`).
+        let with_leases = |top: &Frame<'_>| {
+            top.region().with(
+                top.leases
+                    .iter()
+                    .map(|l| (l.addr(), l.addr() + l.len())),
+            )
+        };
+        let checked = if callee.ipc == Ipc::Message {
+            // Only a migrating call lends: a message-mode server runs on
+            // another host thread, which a caller that stops waiting would
+            // leave behind with its pages mapped.
+            arglist::validate(req, &caller.region, callee.arg_budget())
+        } else if mapped::on_window(callee) {
+            if let Err(e) = self.ensure_window(caller) {
+                return Err((ErrorCode::NoStack, e.to_string()));
+            }
+            let at = self.next_window_top().map_err(|c| (c, "window".into()))?;
+            let Some(top) = self.frames.last() else {
+                return Err((ErrorCode::Internal, "empty chain".into()));
+            };
+            let slot = self.window.as_ref().and_then(mapped::ThreadWindow::slot);
+            let own = slot
+                .filter(|_| top.view.is_some())
+                .map(|s| (s.bottom(), s.top()));
+            // Into a mapped-mode callee nothing is lent: objects on the
+            // window pass in place, the rest are copied.
+            arglist::validate_in_place(req, &with_leases(top), at.budget, own)
+        } else {
+            arglist::validate_lending(req, &with_leases(top), callee.arg_budget(), true)
+        };
+        checked.map_err(|e| (e.code(), e.to_string()))
     }
 
     /// Build a frame of `callee` running `entry`: counted in, a stack (per
@@ -192,14 +235,37 @@ impl<'e, E: Engine> Chain<'e, E> {
             id: 0,
             timed_out: false,
             graced: false,
+            view: None,
+            window_floor: None,
+            maps_window: false,
         };
-        match self.prepare(caller, &mut frame, scalars) {
+        let placed = if mapped::on_window(callee) {
+            self.place_on_window(&mut frame)
+        } else {
+            Ok(())
+        };
+        match placed.and_then(|()| self.prepare(caller, &mut frame, scalars)) {
             Ok(()) => Ok(frame),
             Err(code) => {
-                Self::release(frame);
+                self.release(frame);
                 Err(code)
             }
         }
+    }
+
+    /// Put a new frame of a mapped-mode domain on the thread's window
+    /// stack: its top below the deepest live window frame, the view of
+    /// its domain with the slot, the slot mapped there if it is not yet.
+    fn place_on_window(&self, frame: &mut Frame<'e>) -> Result<(), ErrorCode> {
+        let window = self.window.as_ref().ok_or(ErrorCode::NoStack)?;
+        let at = self.next_window_top()?;
+        if frame.plan.invocation_offset > at.budget {
+            return Err(ErrorCode::TooLarge);
+        }
+        frame.top = at.top;
+        frame.view = Some(Box::new(window.view(frame.domain)?));
+        frame.maps_window = window.map_for_frame(frame.domain)?;
+        Ok(())
     }
 
     /// Copy the objects in, write the invocation frame, set the registers.
@@ -221,7 +287,13 @@ impl<'e, E: Engine> Chain<'e, E> {
                 return Err(ErrorCode::Timeout);
             }
             let t = clock::now();
-            let copied = copy::copy_in(c.domain.mem(), callee.mem(), plan, top, inputs.as_mut());
+            // The caller's frame is this chain's top, unless this is a
+            // served chain's first frame (its caller is on another thread).
+            let src = match self.frames.last() {
+                Some(f) if f.domain.id == c.domain.id => f.mem(),
+                _ => c.domain.mem(),
+            };
+            let copied = copy::copy_in(src, frame.mem(), plan, top, inputs.as_mut());
             if let Some(t) = ticket {
                 t.unclaim();
             }
@@ -249,7 +321,11 @@ impl<'e, E: Engine> Chain<'e, E> {
         for (d, p) in inv.args.iter_mut().zip(plan.objects()) {
             let lease = if p.lent { leases.next() } else { None };
             *d = ArgDesc {
-                addr: lease.map_or(top - p.offset_from_top, Lease::addr),
+                addr: if p.in_place {
+                    p.caller.addr()
+                } else {
+                    lease.map_or(top - p.offset_from_top, Lease::addr)
+                },
                 len: p.len(),
                 mode: p.mode as u32,
                 flags: if lease.is_some() { ARG_LEND } else { 0 },
@@ -260,8 +336,8 @@ impl<'e, E: Engine> Chain<'e, E> {
         let used = bytes
             .get(..guest_io::invocation_len(plan.count()))
             .unwrap_or(&bytes);
-        let written = guest_io::write(callee.mem(), inv_addr, used)
-            .and_then(|()| guest_io::write(callee.mem(), inv_addr - 8, &[0u8; 8]));
+        let written = guest_io::write(frame.mem(), inv_addr, used)
+            .and_then(|()| guest_io::write(frame.mem(), inv_addr - 8, &[0u8; 8]));
         if let Err(e) = written {
             log::error!(
                 "writing the invocation frame into `{}` failed: {e}",

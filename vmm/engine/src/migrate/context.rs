@@ -5,11 +5,13 @@
 
 use crate::domain::Domain;
 use crate::ids::{DomainId, Slot, ThreadId};
+use crate::manifest::Mapping;
 use crate::observe::CallObserver;
 use crate::thread::caps::Capability;
 use crate::thread::counters::Counters;
 use crate::thread::handoff::Handoff;
 use crate::watch::Watchdog;
+use crate::window::StackWindow;
 use shared_abi::ErrorCode;
 
 /// The running system, as a migrating thread sees it.
@@ -35,6 +37,16 @@ pub trait Engine: Sync {
     /// Start a thread in entry `entry` (unchecked) of `domain` with `arg`,
     /// on a host thread of its own.
     fn spawn(&self, domain: &Domain, entry: u64, arg: u64) -> Result<ThreadId, ErrorCode>;
+
+    /// The stack window of `mapped` domains (`None`: the system has none).
+    fn window(&self) -> Option<&StackWindow>;
+
+    /// When a thread's window slot is mapped (the manifest's `[stacks]`).
+    fn window_mapping(&self) -> Mapping;
+
+    /// The `mapped` domains a thread in `domain` can reach through
+    /// capabilities, `domain` itself included if it is `mapped`.
+    fn mapped_reach(&self, domain: DomainId) -> &[DomainId];
 
     /// Hand a validated call to a server of message-mode domain `callee`;
     /// the answer arrives through `call.reply`. `held` counts the servers

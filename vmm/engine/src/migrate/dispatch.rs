@@ -68,7 +68,7 @@ impl<E: Engine> Chain<'_, E> {
                 Step::Continue
             }
             GuestRequest::Print { addr, len } => {
-                dom.print(addr, len);
+                dom.print_via(top.region(), top.mem(), addr, len);
                 answer(&mut top.vcpu, 0, [0; 4]);
                 Step::Continue
             }
@@ -85,7 +85,9 @@ impl<E: Engine> Chain<'_, E> {
                 Step::Continue
             }
             GuestRequest::Panic { addr, len } => {
-                let report = dom.panic_report(&mut top.vcpu, addr, len);
+                let view = top.view.as_ref();
+                let (region, mem) = view.map_or((&dom.region, dom.mem()), |v| (&v.region, &v.mem));
+                let report = dom.panic_report_via(region, mem, &mut top.vcpu, addr, len);
                 self.fault(report)
             }
             GuestRequest::Exit { code } => self.exit(code),

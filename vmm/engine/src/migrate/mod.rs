@@ -23,6 +23,7 @@ use budget::Asked;
 use call::Caller;
 pub mod context;
 mod dispatch;
+mod mapped;
 mod ret;
 mod serve;
 mod unwind;
@@ -87,6 +88,28 @@ struct Frame<'e> {
     timed_out: bool,
     /// It had its grace period already (there is only one).
     graced: bool,
+    /// It runs on the thread's window stack (mapped mode): the memory and
+    /// data region the VMM uses for it include the thread's window slot.
+    view: Option<Box<mapped::FrameView>>,
+    /// It runs on the window and called out: the window below this is
+    /// free for its callees (its checked stack pointer less the red zone).
+    window_floor: Option<u64>,
+    /// Its entry mapped the window slot into its domain; its exit unmaps it.
+    maps_window: bool,
+}
+
+impl Frame<'_> {
+    /// The memory the VMM reads and writes for this frame.
+    fn mem(&self) -> &vm_memory::GuestMemoryMmap {
+        self.view.as_ref().map_or(self.domain.mem(), |v| &v.mem)
+    }
+
+    /// What this frame's descriptors and hypercall pointers may name.
+    fn region(&self) -> &crate::region::DataRegion {
+        self.view
+            .as_ref()
+            .map_or(&self.domain.region, |v| &v.region)
+    }
 }
 
 /// The result of running one exit's worth of the thread.
@@ -131,6 +154,9 @@ pub struct Chain<'e, E: Engine> {
     reply: Option<Arc<ReplySlot>>,
     /// This host thread's budget record, while the watchdog lists it.
     meter: Option<Arc<Meter>>,
+    /// Its stack-window slot (mapped mode), once it needs one; declared
+    /// after `frames`: the mappings go only once no frame uses them.
+    window: Option<mapped::ThreadWindow<'e>>,
     /// Keeps the meter listed; dropped with the chain, on this thread.
     _registration: Option<Registration>,
 }
@@ -185,6 +211,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             ticket: None,
             reply: None,
             meter: registration.as_ref().map(|r| Arc::clone(r.meter())),
+            window: None,
             _registration: registration,
         }
     }
@@ -199,6 +226,14 @@ impl<'e, E: Engine> Chain<'e, E> {
         scalars: [u64; MAX_SCALARS],
     ) -> ThreadRun {
         let mut chain = Chain::new(engine, thread, Ancestors::default(), None);
+        if let Err(e) = chain.ensure_window(domain) {
+            log::warn!("{thread} not started: {e}");
+            return ThreadRun {
+                result: ThreadResult::NotStarted(NotStarted::NoWindowSlot),
+                time: ThreadTime::default(),
+                work: None,
+            };
+        }
         let asked = Asked::root(domain);
         match chain.enter(domain, None, entry, ArgPlan::empty(), scalars, asked) {
             Ok(frame) => chain.push(frame, asked),

@@ -10,6 +10,7 @@ use crate::thread::copy::{self, Kept};
 use crate::thread::profile::CopySample;
 use crate::thread::ThreadResult;
 use shared_abi::{ErrorCode, APP_ERROR_BASE};
+use vm_memory::GuestMemoryMmap;
 
 /// The status word and results a caller gets for application status
 /// `status` (non-zero): `APP_ERROR_BASE + status`, no results.
@@ -23,7 +24,7 @@ fn app_error(status: u64) -> (u64, [u64; 2]) {
 /// copied and the status becomes `APP_ERROR_BASE + n`. The caller's domain
 /// must be running: nothing is ever copied into a quarantined caller.
 fn settle(
-    caller: &Domain,
+    caller: (&GuestMemoryMmap, &Domain),
     frame: &Frame<'_>,
     status: u64,
     results: [u64; 2],
@@ -32,18 +33,12 @@ fn settle(
     if status != 0 {
         return app_error(status);
     }
-    match copy::copy_out(
-        frame.domain.mem(),
-        caller.mem(),
-        &frame.plan,
-        frame.top,
-        keep,
-    ) {
+    match copy::copy_out(frame.mem(), caller.0, &frame.plan, frame.top, keep) {
         Ok(()) => (0, results),
         Err(e) => {
             log::error!(
                 "copy back into `{}` failed after validation: {e}",
-                caller.name
+                caller.1.name
             );
             (ErrorCode::BadPointer as u64, [0; 2])
         }
@@ -55,7 +50,8 @@ impl<'e, E: Engine> Chain<'e, E> {
     /// out (the last frame out of a quarantined domain resets it). Its
     /// leases are taken back first, on every path that pops a frame (return,
     /// fault, budget, exit, refusal): nothing lent outlives the frame.
-    pub(super) fn release(frame: Frame<'_>) {
+    pub(super) fn release(&self, frame: Frame<'_>) {
+        self.window_frame_left(&frame);
         let d = frame.domain;
         for lease in frame.leases {
             d.take_back(lease);
@@ -74,7 +70,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             // The domain went down while this frame ran in it: its answer is
             // not trusted. Unwind as if this frame had faulted.
             let report = self.down_report(callee);
-            Self::release(frame);
+            self.release(frame);
             return self.unwind(callee, report);
         }
         let Some(caller) = self.frames.last().map(|f| f.domain) else {
@@ -85,20 +81,24 @@ impl<'e, E: Engine> Chain<'e, E> {
             // (not counted as a return, as in message mode).
             self.observe_undelivered(&mut frame, status, results);
             let report = self.down_report(caller);
-            Self::release(frame);
+            self.release(frame);
             return self.unwind(callee, report);
         }
         if frame.timed_out {
             // Returned within its grace: its caller's call timed out all the same.
             self.observe_undelivered(&mut frame, status, results);
-            Self::release(frame);
+            self.release(frame);
             return self.resume_timed_out(callee, None);
         }
         self.engine.counters().ret();
         let observed = frame.observed.take();
         let mut outputs = observed.as_ref().map(|_| Kept::new());
         let t_out = clock::now();
-        let (word, results) = settle(caller, &frame, status, results, outputs.as_mut());
+        let Some(caller_frame) = self.frames.last() else {
+            return self.lost("return without a caller frame");
+        };
+        let to = (caller_frame.mem(), caller_frame.domain);
+        let (word, results) = settle(to, &frame, status, results, outputs.as_mut());
         let out_cycles = clock::now().wrapping_sub(t_out);
         if let Some(w) = self.work.as_mut() {
             w.copy(CopySample::of(
@@ -110,7 +110,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         }
         self.report(&frame, observed, outputs, word, results, true);
         let enter_cycles = frame.enter_cycles;
-        Self::release(frame);
+        self.release(frame);
         let depth = self.frames.len();
         let step = self.resume_caller(callee, word, [results[0], results[1], 0, 0]);
         if self.frames.len() == depth {
@@ -132,7 +132,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             Some(caller) if caller.health() != Health::Running => {
                 self.observe_undelivered(&mut frame, status, results);
                 let report = self.down_report(caller);
-                Self::release(frame);
+                self.release(frame);
                 return Step::Done(ThreadResult::Faulted(report));
             }
             Some(_) if self.ticket.as_ref().is_some_and(|t| !t.claim()) => {
@@ -143,7 +143,7 @@ impl<'e, E: Engine> Chain<'e, E> {
                     obs.refused(o.caller, o.slot, ErrorCode::Timeout);
                 }
                 self.observe_undelivered(&mut frame, status, results);
-                Self::release(frame);
+                self.release(frame);
                 return Step::Done(ThreadResult::Returned {
                     status: ErrorCode::Timeout as u64,
                     results: [0; 2],
@@ -152,13 +152,14 @@ impl<'e, E: Engine> Chain<'e, E> {
             Some(caller) => {
                 let observed = frame.observed.take();
                 let mut outputs = observed.as_ref().map(|_| Kept::new());
-                let (word, results) = settle(caller, &frame, status, results, outputs.as_mut());
+                let to = (caller.mem(), caller);
+                let (word, results) = settle(to, &frame, status, results, outputs.as_mut());
                 self.report(&frame, observed, outputs, word, results, true);
                 (word, results)
             }
             None => (status, if status == 0 { results } else { [0; 2] }),
         };
-        Self::release(frame);
+        self.release(frame);
         Step::Done(ThreadResult::Returned { status, results })
     }
 

@@ -79,7 +79,7 @@ impl<'e, E: Engine> Chain<'e, E> {
         if let (Some(obs), Some(o)) = (self.engine.observer(), &frame.observed) {
             obs.refused(o.caller, o.slot, ErrorCode::Fault);
         }
-        Self::release(frame);
+        self.release(frame);
         self.unwind(domain, report)
     }
 
@@ -103,7 +103,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             }
             if let Some(f) = self.frames.pop() {
                 callee = f.domain;
-                Self::release(f);
+                self.release(f);
             }
         }
     }
@@ -141,7 +141,7 @@ impl<'e, E: Engine> Chain<'e, E> {
     pub(super) fn exit(&mut self, code: u64) -> Step {
         if self.frames.len() <= 1 && self.served_caller.is_none() {
             while let Some(f) = self.frames.pop() {
-                Self::release(f);
+                self.release(f);
             }
             return Step::Done(ThreadResult::Exited { code });
         }
@@ -159,7 +159,7 @@ impl<'e, E: Engine> Chain<'e, E> {
             obs.refused(o.caller, o.slot, ErrorCode::CalleeExited);
         }
         let running = callee.health() == Health::Running;
-        Self::release(frame);
+        self.release(frame);
         if !running {
             let report = self.down_report(callee);
             return self.unwind(callee, report);

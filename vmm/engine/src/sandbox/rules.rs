@@ -40,6 +40,17 @@ pub const KVM_SET_CPUID2: u64 = kvm_ioc(WRITE, 0x90, size_of::<kvm_bindings::kvm
 /// `KVM_SET_XSAVE`: a reset puts x87/SSE/AVX/AVX-512 state back to init.
 pub const KVM_SET_XSAVE: u64 = kvm_ioc(WRITE, 0xa5, size_of::<kvm_bindings::kvm_xsave>());
 
+/// `KVM_SET_USER_MEMORY_REGION`: a lease adds a memory slot to the
+/// callee's VM at the call and deletes it when the frame is popped; mapped
+/// stack mode adds and deletes the memory slot of a thread's window stack in
+/// the domains it enters (pre-mapped: at its start and end; map-on-call: at
+/// a call and its return).
+pub const KVM_SET_USER_MEMORY_REGION: u64 = kvm_ioc(
+    WRITE,
+    0x46,
+    size_of::<kvm_bindings::kvm_userspace_memory_region>(),
+);
+
 /// Which calls of a system call are allowed.
 #[derive(Clone, Copy, Debug)]
 pub enum Args {
@@ -73,14 +84,6 @@ const fn allow(name: &'static str, nr: i64, args: Args, why: &'static str) -> Al
     }
 }
 
-/// `KVM_SET_USER_MEMORY_REGION`: a lease adds a memory slot to the
-/// callee's VM at the call and deletes it when the frame is popped.
-pub const KVM_SET_USER_MEMORY_REGION: u64 = kvm_ioc(
-    WRITE,
-    0x46,
-    size_of::<kvm_bindings::kvm_userspace_memory_region>(),
-);
-
 /// The KVM requests a thread running guest code may make.
 pub const KVM_REQUESTS: &[u64] = &[
     KVM_RUN,
@@ -106,14 +109,15 @@ pub const ALLOWED: &[Allowed] = &[
          for a vCPU created lazily; KVM_GET/SET_SREGS, KVM_SET_REGS, KVM_SET_XSAVE for the reset \
          of a vCPU (creation, after a fault, after a restart); KVM_GET_SREGS/KVM_GET_REGS for a \
          fault report (CR2, registers after a shutdown); KVM_SET_USER_MEMORY_REGION to add and \
-         delete a lease's memory slot in the callee's VM (objects lent with ARG_LEND)",
+         delete a lease's memory slot in the callee's VM (objects lent with ARG_LEND) and the \
+         memory slot of a thread's window stack (mapped stack mode)",
     ),
     allow(
         "mmap",
         libc::SYS_mmap,
         Args::NoneOf(2, libc::PROT_EXEC as u64),
-        "the kvm_run page of a vCPU created lazily; the allocator's arenas and large blocks \
-         (observers allocate); never executable",
+        "the kvm_run page of a vCPU created lazily; a window stack's memory on its first use; \
+         the allocator's arenas and large blocks (observers allocate); never executable",
     ),
     allow(
         "mprotect",
@@ -132,8 +136,9 @@ pub const ALLOWED: &[Allowed] = &[
         "madvise",
         libc::SYS_madvise,
         Args::OneOf(2, &[libc::MADV_DONTNEED as u64]),
-        "a domain reset zeroes guest memory (MADV_DONTNEED); the allocator trims arenas; the \
-         C library releases an ending thread's stack",
+        "a domain reset zeroes guest memory (MADV_DONTNEED); a thread's window stack is zeroed \
+         when it ends; the allocator trims arenas; the C library releases an ending thread's \
+         stack",
     ),
     allow(
         "mincore",

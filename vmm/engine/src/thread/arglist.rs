@@ -101,10 +101,14 @@ pub struct Placed {
     /// Its mode, decoded once by the validator.
     pub mode: ArgMode,
     /// The copy starts `offset_from_top` bytes below the callee stack's top
-    /// (0 for a lent object: it takes no room on the stack).
+    /// (0 for a lent object or one passed in place: it takes no room on the stack).
     pub offset_from_top: u64,
     /// Lent (mapped into the callee's lease window), not copied.
     pub lent: bool,
+    /// Passed in place (mapped stack mode): the object lies on the
+    /// thread's window stack, which the callee runs on too; it is neither
+    /// copied in nor back, and the callee gets the caller's address.
+    pub in_place: bool,
 }
 
 impl Default for Placed {
@@ -114,6 +118,7 @@ impl Default for Placed {
             mode: ArgMode::In,
             offset_from_top: 0,
             lent: false,
+            in_place: false,
         }
     }
 }
@@ -179,7 +184,7 @@ pub fn validate(
     region: &DataRegion,
     budget: u64,
 ) -> Result<ArgPlan, ArgListError> {
-    validate_lending(req, region, budget, false)
+    validate_with(req, region, budget, false, None)
 }
 
 /// [`validate`], and with `lending`, every object marked [`ARG_LEND`] that
@@ -190,6 +195,32 @@ pub fn validate_lending(
     region: &DataRegion,
     budget: u64,
     lending: bool,
+) -> Result<ArgPlan, ArgListError> {
+    validate_with(req, region, budget, lending, None)
+}
+
+/// [`validate`], for a callee that runs on the thread's window stack
+/// `[lo, hi)` (mapped stack mode): an object wholly inside it is passed in
+/// place (no copy, no room taken below the top); every other object is
+/// laid out as [`validate`] does.
+pub fn validate_in_place(
+    req: &CallRequest,
+    region: &DataRegion,
+    budget: u64,
+    in_place: Option<(u64, u64)>,
+) -> Result<ArgPlan, ArgListError> {
+    validate_with(req, region, budget, false, in_place)
+}
+
+/// The one validator behind the three above: an object inside `in_place`
+/// passes in place; else, with `lending`, a lendable object marked
+/// [`ARG_LEND`] is lent; every other object is copied.
+pub fn validate_with(
+    req: &CallRequest,
+    region: &DataRegion,
+    budget: u64,
+    lending: bool,
+    in_place: Option<(u64, u64)>,
 ) -> Result<ArgPlan, ArgListError> {
     let count = req.nargs as usize;
     let descs = req
@@ -226,10 +257,12 @@ pub fn validate_lending(
         } else {
             GuestRange::EMPTY
         };
-        let lent = lending && d.flags & ARG_LEND != 0 && lendable(d.addr, d.len);
+        let here = !caller.is_empty()
+            && in_place.is_some_and(|(lo, hi)| caller.addr() >= lo && caller.end() <= hi);
+        let lent = !here && lending && d.flags & ARG_LEND != 0 && lendable(d.addr, d.len);
         if lent {
             window = window.saturating_add(d.len);
-        } else {
+        } else if !here {
             // In range implies len < 2^64 - addr, so this cannot overflow for
             // realistic memory; saturate anyway so the budget check catches it.
             used = used.saturating_add(round_up(d.len.min(u64::MAX - OBJECT_ALIGN)));
@@ -238,8 +271,9 @@ pub fn validate_lending(
         let _ = plan.objects.try_push(Placed {
             caller,
             mode,
-            offset_from_top: if lent { 0 } else { used },
+            offset_from_top: if lent || here { 0 } else { used },
             lent,
+            in_place: here,
         });
     }
     for (a, pa) in plan.objects().iter().enumerate() {
@@ -410,6 +444,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn objects_on_the_window_pass_in_place() {
+        let r = region();
+        let window = (0x30_0000, 0x30_4000);
+        let on_stack = d(0x30_1000, 64, ArgMode::InOut);
+        let heap = d(LO, 32, ArgMode::In);
+        let plan = validate_in_place(&req(&[on_stack, heap]), &r, 1 << 20, Some(window)).unwrap();
+        assert!(plan.objects()[0].in_place);
+        assert_eq!(plan.objects()[0].offset_from_top, 0);
+        assert!(!plan.objects()[1].in_place);
+        assert_eq!(plan.objects()[1].offset_from_top, 32);
+        assert_eq!(plan.invocation_offset, 32 + INVOCATION_FOOTPRINT);
+        // Without a window the same object is copied.
+        let plan = validate(&req(&[on_stack]), &r, 1 << 20).unwrap();
+        assert!(!plan.objects()[0].in_place);
+    }
+
     fn any_desc() -> impl Strategy<Value = ArgDesc> {
         let addr = prop_oneof![
             LO - 0x100..HI + 0x100,
@@ -436,6 +487,41 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// With a window (mapped stack mode), an object is passed in place
+        /// exactly when it lies wholly inside the window; only the others
+        /// take room below the top, and the plan is otherwise the same
+        /// checks as without one.
+        #[test]
+        fn in_place_objects_lie_in_the_window(descs in proptest::collection::vec(any_desc(), 0..=MAX_ARGS),
+                                              budget in 0u64..0x8_0000) {
+            let r = region();
+            let window = (0x30_0000u64, 0x30_4000u64);
+            let rq = req(&descs);
+            let plain = validate(&rq, &r, u64::MAX);
+            match validate_in_place(&rq, &r, budget, Some(window)) {
+                Ok(plan) => {
+                    prop_assert!(plain.is_ok());
+                    let mut copied = 0;
+                    for p in plan.objects() {
+                        let inside = !p.is_empty()
+                            && p.caller.addr() >= window.0
+                            && p.caller.end() <= window.1;
+                        prop_assert_eq!(p.in_place, inside);
+                        if p.in_place {
+                            prop_assert_eq!(p.offset_from_top, 0);
+                        } else {
+                            copied += (p.len() + OBJECT_ALIGN - 1) & !(OBJECT_ALIGN - 1);
+                            prop_assert_eq!(p.offset_from_top, copied);
+                        }
+                    }
+                    prop_assert_eq!(plan.invocation_offset, copied + INVOCATION_FOOTPRINT);
+                    prop_assert!(plan.invocation_offset <= budget);
+                }
+                Err(ArgListError::TooLarge { need, budget: b }) => prop_assert!(need > b),
+                Err(e) => prop_assert_eq!(plain.unwrap_err(), e),
+            }
+        }
 
         /// Whatever a guest sends, an accepted plan only names memory inside
         /// one data-region piece, never overlaps two outputs, and fits the

@@ -123,8 +123,9 @@ pub fn copy_in(
 ) -> Result<(), GuestMemError> {
     for p in plan.objects() {
         let to = top - p.offset_from_top;
-        let bytes = if p.is_empty() || p.lent {
-            // A lent object is mapped, not copied (the lease, not this).
+        let bytes = if p.is_empty() || p.lent || p.in_place {
+            // A lent object is mapped (the lease, not this); one in place
+            // is already where the callee runs.
             Vec::new()
         } else if p.mode.copies_in() {
             copy_maybe_kept(caller, p.caller.addr(), callee, to, p.len(), keep.is_some())?
@@ -150,7 +151,7 @@ pub fn copy_out(
     mut keep: Option<&mut Kept>,
 ) -> Result<(), GuestMemError> {
     for p in plan.objects() {
-        let bytes = if p.is_empty() || p.lent || !p.mode.copies_out() {
+        let bytes = if p.is_empty() || p.lent || p.in_place || !p.mode.copies_out() {
             Vec::new()
         } else {
             copy_maybe_kept(

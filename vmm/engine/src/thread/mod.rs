@@ -49,6 +49,8 @@ pub enum NotStarted {
     Panicked,
     #[error("its host thread could not be confined by seccomp")]
     NoSandbox,
+    #[error("no stack-window slot is free (every one is lent to a live thread)")]
+    NoWindowSlot,
 }
 
 /// How a thread's first invocation ended.
