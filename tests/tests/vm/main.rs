@@ -15,6 +15,7 @@ mod defects;
 mod exits;
 mod faults;
 mod gaps;
+mod grow;
 mod manifest;
 mod message;
 mod pools;
