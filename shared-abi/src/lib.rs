@@ -40,4 +40,4 @@ pub use hypercall::{Hypercall, UnknownHypercall, FAULT_PORT_BASE, HYPERCALL_PORT
 /// image's imports and a buffer the VMM fills with its capability table
 /// (`CapDecl`, `BootInfo::cap_count`); application statuses from
 /// `runtime_status::BASE` up belong to the guest runtime.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
