@@ -183,6 +183,16 @@ fn hostile_hypercalls_from_several_vcpus_are_answered_as_the_abi_says() {
         "hypercall numbers unused"
     );
     assert!(total.by_number[0] > 0, "no unknown hypercall number");
+    // The deep domains' pools grow under the fuzzer's nesting (`grow`,
+    // fallback `fail`), and never past their maximum.
+    for name in domains.deep() {
+        let d = sys.domain_by_name(&name).expect("deep domain");
+        assert!(d.stacks_grown() > 0, "`{name}` never grew");
+        assert!(
+            d.stack_capacity() <= d.stack_max(),
+            "`{name}` grew past its max"
+        );
+    }
     assert!(total.racy > 0 && total.flips > 0, "no race");
     assert!(
         total.spawns_accepted > 0,

@@ -15,6 +15,7 @@ mod defects;
 mod exits;
 mod faults;
 mod gaps;
+mod grow;
 mod leases;
 mod manifest;
 mod mapped;

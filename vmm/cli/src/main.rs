@@ -79,6 +79,10 @@ enum Command {
         /// With --scale: skip every N above this (for quick checks).
         #[arg(long, hide = true, value_name = "N")]
         max_domains: Option<u64>,
+        /// Instead: what the `grow` stack-pool policy saves at boot and
+        /// what its first growing call costs, against a fixed pool.
+        #[arg(long, hide = true, conflicts_with = "scale")]
+        grow: bool,
     },
     /// Run a checked multi-domain workload for a set time while a fuzzing
     /// guest and a fault injector do their worst; exit non-zero if any
@@ -143,6 +147,12 @@ fn main() -> ExitCode {
     }) {
         Command::Demo { keys, manifest } => demo(keys, manifest),
         Command::Run { manifest, timeout } => run(&manifest, timeout),
+        Command::Bench {
+            quick,
+            json,
+            grow: true,
+            ..
+        } => bench_grow(quick, json),
         Command::Bench {
             quick,
             json,
@@ -279,6 +289,17 @@ fn bench(
         for f in files {
             println!("plot written to {}", f.display());
         }
+    }
+    Ok(true)
+}
+
+fn bench_grow(quick: bool, json: Option<PathBuf>) -> anyhow::Result<bool> {
+    let report = bench::grow::run(bench::grow::GrowOptions { quick })?;
+    print!("{report}");
+    if let Some(path) = json {
+        bench::json::write_json_of(&report, &path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
     }
     Ok(true)
 }

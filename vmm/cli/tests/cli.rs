@@ -301,6 +301,49 @@ fn bench_scale_quick_json_has_a_row_per_n_with_every_figure() {
     assert_eq!(skipped[0]["domains"].as_u64(), Some(256));
 }
 
+/// `ferry bench --grow --quick --json` (hidden): both pools' footprints and
+/// every latency figure, each system's growth checked by the bench itself.
+#[test]
+fn bench_grow_quick_json_has_both_pools_and_every_figure() {
+    require_kvm();
+    let path = std::env::temp_dir().join(format!("ferry-grow-{}.json", std::process::id()));
+    let path_s = path.to_str().unwrap();
+    let out = ferry(&["bench", "--grow", "--quick", "--json", path_s], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("first call that grows"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let pools: Vec<(String, u64, u64)> = json["footprints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["pool"].as_str().unwrap().to_owned(),
+                p["stacks"].as_u64().unwrap(),
+                p["vcpus"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pools,
+        [("grow".to_owned(), 1, 1), ("fixed".to_owned(), 16, 1)],
+        "{json}"
+    );
+    let systems = json["systems"].as_u64().unwrap();
+    for (k, want) in [
+        ("grow_first", systems / 2),
+        ("fixed_first", systems / 2),
+        ("warm", systems * 5),
+        ("floor", systems * 5),
+    ] {
+        assert_eq!(json[k]["count"].as_u64().unwrap(), want, "{k} in {json}");
+        assert!(json[k]["p50"].as_u64().unwrap() > 0, "{k} in {json}");
+    }
+}
+
 fn ferry_run(name: &str, toml: &str) -> Output {
     let path = std::env::temp_dir().join(format!("ferry-{name}-{}.toml", std::process::id()));
     std::fs::write(&path, toml).unwrap();

@@ -15,7 +15,9 @@
 //! stack_kib = 64
 //! exports = ["put", "get"]  # entries other domains may hold capabilities to
 //! capabilities = ["logger.append"]   # slot 0, 1, … of this domain
-//! stack_policy = "block"    # or "fail": what a call does when no stack is free
+//! stack_policy = "block"    # or "fail", or "grow": what a call does when no stack is free
+//! # stack_max = 16          # with "grow": the most stacks the pool grows to
+//! # grow_fallback = "block" # with "grow", at stack_max: "block" (default) or "fail"
 //! max_spawned = 4           # its spawned threads alive or not yet reclaimed
 //! ipc = "migrate"           # or "message": server threads, for comparison
 //! budget_ms = 1000          # CPU budget of each call into it, or "unlimited"
@@ -34,6 +36,14 @@
 //! entry = "main"
 //! args = [1000]
 //! ```
+//!
+//! `stack_policy = "grow"` is the doors way: the domain reserves `stacks`
+//! stacks at boot (1 is enough) and adds one, up to `stack_max`, each time
+//! a call finds the pool empty; at `stack_max` the call blocks or fails as
+//! `grow_fallback` says. The layout reserves address space for `stack_max`
+//! stacks (the memory-size check counts them all, and the heap never
+//! moves), but only the stacks a call uses are touched, and their vCPUs are
+//! created then. A restart returns the pool to its `stacks`.
 
 use serde::{Deserialize, Serialize};
 use shared_abi::layout::{
@@ -110,6 +120,26 @@ pub enum ManifestError {
         domain: String,
         /// The value as written.
         stacks: u32,
+    },
+    /// A growing pool's maximum must hold its boot reservation, and each
+    /// stack can be in use by a frame of its own, on a vCPU of its own.
+    #[error("manifest: domain `{domain}`: stack_max = {stack_max} (must be stacks..={MAX_VCPUS}, stacks = {stacks}: each stack in use runs on a vCPU of its own, and a domain has at most {MAX_VCPUS})")]
+    BadStackMax {
+        /// The domain.
+        domain: String,
+        /// The boot reservation as written.
+        stacks: u32,
+        /// The maximum as written.
+        stack_max: u32,
+    },
+    /// `stack_max` and `grow_fallback` mean something only to a pool that
+    /// grows; `grow` needs its maximum.
+    #[error("manifest: domain `{domain}`: {problem}")]
+    GrowFields {
+        /// The domain.
+        domain: String,
+        /// What is missing or out of place.
+        problem: &'static str,
     },
     /// Stacks are whole pages (with a guard page) inside guest memory.
     #[error("manifest: domain `{domain}`: stack_kib = {stack_kib} (must be a multiple of 4, at least 8, within memory)")]
@@ -364,6 +394,13 @@ pub struct DomainEntry {
     /// What a call does when no stack is free.
     #[serde(default)]
     pub stack_policy: StackPolicy,
+    /// With `stack_policy = "grow"`: the most stacks the pool grows to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_max: Option<u32>,
+    /// With `stack_policy = "grow"`: what a call does once the pool has
+    /// `stack_max` stacks and none is free (`block` if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grow_fallback: Option<GrowFallback>,
     /// Most threads its guest may have spawned and not yet reclaimed
     /// (running, or ended and not yet joined by the VMM).
     #[serde(default = "default_max_spawned")]
@@ -493,6 +530,8 @@ impl DomainEntry {
             exports: Vec::new(),
             capabilities: Vec::new(),
             stack_policy: StackPolicy::default(),
+            stack_max: None,
+            grow_fallback: None,
             max_spawned: default_max_spawned(),
             ipc: Ipc::default(),
             budget_ms: default_budget_ms(),
@@ -554,6 +593,16 @@ impl DomainEntry {
     #[must_use]
     pub fn stack_policy(mut self, policy: StackPolicy) -> Self {
         self.stack_policy = policy;
+        self
+    }
+
+    /// Grow the pool on demand from its `stacks` up to `stack_max`, then
+    /// act as `fallback` says (`stack_policy = "grow"`).
+    #[must_use]
+    pub fn grow(mut self, stack_max: u32, fallback: GrowFallback) -> Self {
+        self.stack_policy = StackPolicy::Grow;
+        self.stack_max = Some(stack_max);
+        self.grow_fallback = Some(fallback);
         self
     }
 
@@ -633,6 +682,32 @@ pub enum StackPolicy {
     Block,
     /// Fail at once with `NoStack`.
     Fail,
+    /// Add a stack (and, when it runs, a vCPU) up to `stack_max`, then act
+    /// as `grow_fallback` says.
+    Grow,
+}
+
+/// What a growing pool does once it has `stack_max` stacks and none is free.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrowFallback {
+    /// As `stack_policy = "block"`.
+    #[default]
+    Block,
+    /// As `stack_policy = "fail"`.
+    Fail,
+}
+
+impl StackPolicy {
+    /// What a call does when no stack is free and none can be added:
+    /// `Block` or `Fail` (a growing pool's fallback).
+    pub fn when_empty(self, fallback: GrowFallback) -> Self {
+        match (self, fallback) {
+            (Self::Grow, GrowFallback::Block) => Self::Block,
+            (Self::Grow, GrowFallback::Fail) => Self::Fail,
+            (other, _) => other,
+        }
+    }
 }
 
 /// How calls into a domain are carried out.
@@ -675,8 +750,14 @@ pub struct DomainSpec {
     pub image: ImageSource,
     /// Bytes of guest memory.
     pub memory: u64,
-    /// Stacks in the pool (also the most vCPUs it will have).
+    /// Stacks in the pool at boot (and after every restart).
     pub stacks: u32,
+    /// The most stacks the pool may have: `stacks` unless it grows. The
+    /// layout reserves room for this many, and the domain has at most one
+    /// vCPU more.
+    pub stack_max: u32,
+    /// What a growing pool does at `stack_max` (ignored by fixed pools).
+    pub grow_fallback: GrowFallback,
     /// Bytes per stack.
     pub stack_size: u64,
     /// Entries others may hold capabilities to (checked against the image).
@@ -741,6 +822,35 @@ fn validate_domain(d: &DomainEntry, base: Option<&Path>) -> Result<DomainSpec, M
             stacks: d.stacks,
         });
     }
+    let stack_max = match (d.stack_policy, d.stack_max, d.grow_fallback) {
+        (StackPolicy::Grow, Some(max), _) => max,
+        (StackPolicy::Grow, None, _) => {
+            return Err(ManifestError::GrowFields {
+                domain: d.name.clone(),
+                problem: "stack_policy = \"grow\" needs stack_max (the most stacks it grows to)",
+            })
+        }
+        (_, None, None) => d.stacks,
+        (_, _, _) => {
+            return Err(ManifestError::GrowFields {
+                domain: d.name.clone(),
+                problem: "stack_max and grow_fallback are for stack_policy = \"grow\" only",
+            })
+        }
+    };
+    if stack_max < d.stacks || stack_max > MAX_VCPUS {
+        return Err(ManifestError::BadStackMax {
+            domain: d.name.clone(),
+            stacks: d.stacks,
+            stack_max,
+        });
+    }
+    if d.stack_policy == StackPolicy::Grow && d.ipc == Ipc::Message {
+        return Err(ManifestError::GrowFields {
+            domain: d.name.clone(),
+            problem: "stack_policy = \"grow\" is for ipc = \"migrate\" (message mode starts one server per stack at boot)",
+        });
+    }
     let stack_size = d
         .stack_kib
         .checked_mul(1024)
@@ -784,6 +894,8 @@ fn validate_domain(d: &DomainEntry, base: Option<&Path>) -> Result<DomainSpec, M
         image,
         memory,
         stacks: d.stacks,
+        stack_max,
+        grow_fallback: d.grow_fallback.unwrap_or_default(),
         stack_size,
         exports: d.exports.clone(),
         capabilities: Vec::new(),
@@ -1081,6 +1193,86 @@ mod tests {
         .domain(DomainEntry::new("a", "x").stack(StackMode::Mapped));
         let back: Document = toml::from_str(&toml::to_string(&doc).unwrap()).unwrap();
         assert_eq!(back, doc);
+    }
+
+    #[test]
+    fn grow_policy_fields_are_checked() {
+        use ManifestError as E;
+        let with =
+            |field: &str| GOOD.replace("exports = [\"x\"]", &format!("exports = [\"x\"]\n{field}"));
+        let s = System::parse(
+            &with("stacks = 1\nstack_policy = \"grow\"\nstack_max = 16"),
+            None,
+        )
+        .unwrap();
+        let a = &s.domains[0];
+        assert_eq!((a.stacks, a.stack_max), (1, 16));
+        assert_eq!(a.stack_policy, StackPolicy::Grow);
+        assert_eq!(a.grow_fallback, GrowFallback::Block, "block by default");
+        assert_eq!(
+            s.domains[1].stack_max, s.domains[1].stacks,
+            "fixed: max = stacks"
+        );
+        let fail = with("stack_policy = \"grow\"\nstack_max = 8\ngrow_fallback = \"fail\"");
+        let s = System::parse(&fail, None).unwrap();
+        assert_eq!(s.domains[0].grow_fallback, GrowFallback::Fail);
+        assert_eq!(
+            StackPolicy::Grow.when_empty(GrowFallback::Fail),
+            StackPolicy::Fail
+        );
+        assert_eq!(
+            StackPolicy::Block.when_empty(GrowFallback::Fail),
+            StackPolicy::Block
+        );
+        type Is = fn(&ManifestError) -> bool;
+        let cases: [(String, Is, &str); 6] = [
+            (
+                with("stack_policy = \"grow\""),
+                |e| matches!(e, E::GrowFields { .. }),
+                "needs stack_max",
+            ),
+            (
+                with("stack_max = 8"),
+                |e| matches!(e, E::GrowFields { .. }),
+                "for stack_policy = \"grow\" only",
+            ),
+            (
+                with("grow_fallback = \"fail\""),
+                |e| matches!(e, E::GrowFields { .. }),
+                "for stack_policy = \"grow\" only",
+            ),
+            (
+                with("stacks = 4\nstack_policy = \"grow\"\nstack_max = 2"),
+                |e| matches!(e, E::BadStackMax { stack_max: 2, .. }),
+                "stack_max = 2 (must be stacks..=32, stacks = 4",
+            ),
+            (
+                with("stack_policy = \"grow\"\nstack_max = 33"),
+                |e| matches!(e, E::BadStackMax { stack_max: 33, .. }),
+                "a domain has at most 32",
+            ),
+            (
+                with("stack_policy = \"grow\"\nstack_max = 8\nipc = \"message\""),
+                |e| matches!(e, E::GrowFields { .. }),
+                "is for ipc = \"migrate\"",
+            ),
+        ];
+        for (text, is, want) in cases {
+            let err = System::parse(&text, None).unwrap_err();
+            assert!(is(&err), "{err:?} is not the expected variant");
+            assert!(
+                err.to_string().contains(want),
+                "{err} should mention {want:?}"
+            );
+        }
+        let doc = Document::default().domain(
+            DomainEntry::new("a", "testguest")
+                .stacks(1, 64)
+                .grow(16, GrowFallback::Fail),
+        );
+        let text = toml::to_string(&doc).unwrap();
+        assert_eq!(toml::from_str::<Document>(&text).unwrap(), doc, "{text}");
+        assert_eq!(System::parse(&text, None).unwrap().domains[0].stack_max, 16);
     }
 
     #[test]

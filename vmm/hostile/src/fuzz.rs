@@ -34,7 +34,7 @@ pub mod wire;
 pub use report::{render, Report, Violation, KEPT_VIOLATIONS, PROVOKED};
 
 use ferry_engine::domain::{Domain, Health};
-use ferry_engine::manifest::{Document, DomainEntry, StackPolicy};
+use ferry_engine::manifest::{Document, DomainEntry, GrowFallback};
 use ferry_engine::system::System;
 use ferry_engine::thread::ThreadResult;
 use memory::Guard;
@@ -118,10 +118,13 @@ impl FuzzDomains {
         let [a, b] = self.deep();
         let callee = self.callee();
         let deep = |me: &str, other: &str| {
+            // A growing pool (1 stack at boot, up to DEEP_STACKS, then
+            // `fail`): the fuzzer's nesting grows it, and a chain that holds
+            // DEEP_STACKS frames still gets `NoStack`, as from a fixed pool.
             DomainEntry::new(me, "fuzz-callee")
                 .memory_mib(4)
-                .stacks(wire::DEEP_STACKS, 8)
-                .stack_policy(StackPolicy::Fail)
+                .stacks(1, 8)
+                .grow(wire::DEEP_STACKS, GrowFallback::Fail)
                 .exports(["nest"])
                 .capabilities([format!("{other}.nest"), format!("{me}.nest")])
         };

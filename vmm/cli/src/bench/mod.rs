@@ -15,6 +15,7 @@
 )]
 
 pub mod baseline;
+pub mod grow;
 pub mod json;
 pub mod plot;
 pub mod report;

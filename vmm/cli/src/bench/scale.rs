@@ -142,7 +142,7 @@ fn manifest(n: u64, pick: u64) -> Document {
 }
 
 /// Run `entry` of `domain` on a confined host thread of its own.
-fn run_confined(sys: &System, domain: &str, entry: &str, args: &[u64]) -> ThreadResult {
+pub(super) fn run_confined(sys: &System, domain: &str, entry: &str, args: &[u64]) -> ThreadResult {
     std::thread::scope(|s| {
         s.spawn(|| match ferry_engine::sandbox::confine_current_thread() {
             Ok(_) => sys.run_thread(domain, entry, args).result,
@@ -164,7 +164,7 @@ fn run_err(run: &str, why: impl std::fmt::Debug) -> BenchError {
 }
 
 /// `n` iterations of the caller's `entry` on `slot`, samples of `want`.
-fn batch(
+pub(super) fn batch(
     sys: &System,
     caller: &Domain,
     entry: &str,

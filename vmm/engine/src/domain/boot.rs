@@ -333,7 +333,8 @@ pub(crate) fn layout_for(
     let layout = DomainLayout {
         image_end,
         memory_size: spec.memory,
-        stack_count: spec.stacks,
+        // Room for a growing pool's maximum: the heap never moves.
+        stack_count: spec.stack_max.max(spec.stacks),
         stack_size: spec.stack_size,
     };
     match layout.heap_size() {
@@ -345,7 +346,7 @@ pub(crate) fn layout_for(
                 .div_ceil(1 << 20),
             memory: spec.memory,
             image: image_end.saturating_sub(IMAGE_BASE),
-            stacks: spec.stacks,
+            stacks: layout.stack_count,
             stack_size: spec.stack_size,
         }),
     }

@@ -9,6 +9,7 @@ pub mod free_list;
 pub mod lease;
 pub mod loader;
 pub mod restarter;
+pub mod stack_pool;
 pub mod vcpu_pool;
 
 pub mod compat;
@@ -24,17 +25,17 @@ use crate::guest_io;
 use crate::guest_text::{self, PrintLimiter, PrintVerdict, RefusalLog};
 use crate::host_limits::{self, BootResource};
 use crate::ids::{DomainId, EntryIndex, StackIndex};
-use crate::manifest::{DomainSpec, Ipc, Limits, StackMode, StackPolicy};
+use crate::manifest::{DomainSpec, GrowFallback, Ipc, Limits, StackMode, StackPolicy};
 use crate::region::DataRegion;
 use crate::vcpu::Vcpu;
 use crate::watch::Meter;
-use footprint::{BootFootprint, Cleared};
 use crate::window::WindowSlot;
-use free_list::FreeList;
+use footprint::{BootFootprint, Cleared};
 use kvm_bindings::{kvm_userspace_memory_region, CpuId};
 use kvm_ioctls::{Kvm, VmFd};
 use shared_abi::layout::{DomainLayout, WindowLayout};
 use shared_abi::{CapDecl, ErrorCode, Sample};
+use stack_pool::StackPool;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -93,9 +94,10 @@ impl Health {
 const STACK_WAIT_SLICE: Duration = Duration::from_millis(5);
 
 /// The most vCPUs a domain of `spec` will create: one per frame that can
-/// be inside it at once (each stack), plus one for its boot and resets.
+/// be inside it at once (each stack, up to a growing pool's maximum), plus
+/// one for its boot and resets.
 pub fn vcpu_capacity(spec: &crate::manifest::DomainSpec) -> u32 {
-    (spec.stacks + 1).min(shared_abi::layout::MAX_VCPUS)
+    (spec.stack_max.max(spec.stacks) + 1).min(shared_abi::layout::MAX_VCPUS)
 }
 
 /// One running domain.
@@ -119,10 +121,14 @@ pub struct Domain {
     cap_table: Vec<CapDecl>,
     /// The runtime's dispatcher (every invocation starts there).
     pub dispatcher: u64,
-    /// Free stacks: reached only through [`Domain::take_stack`]'s policy.
-    stacks: FreeList,
+    /// Its stacks: reached only through [`Domain::take_stack`]'s policy.
+    stacks: StackPool,
     /// What a call does when no stack is free.
     pub stack_policy: StackPolicy,
+    /// What a growing pool does at its maximum.
+    pub grow_fallback: GrowFallback,
+    /// Growths refused because no vCPU could run the new stack.
+    grow_refusals: AtomicU64,
     /// Where its latency samples are.
     pub samples: SampleRing,
     /// Guest TSC frequency in kHz (0 if KVM does not say).
@@ -276,8 +282,10 @@ impl Domain {
             cap_count: u32::try_from(spec.capabilities.len()).unwrap_or(u32::MAX),
             cap_table: Vec::new(),
             dispatcher: 0,
-            stacks: FreeList::new(spec.stacks),
+            stacks: StackPool::new(spec.stacks, spec.stack_max),
             stack_policy: spec.stack_policy,
+            grow_fallback: spec.grow_fallback,
+            grow_refusals: AtomicU64::new(0),
             samples: SampleRing::default(),
             tsc_khz: 0,
             max_spawned: spec.max_spawned,
@@ -499,9 +507,31 @@ impl Domain {
         self.vcpus.fail_next_creations(n);
     }
 
-    /// Stacks in its pool.
+    /// Stacks in its pool now (a growing pool's current size).
     pub fn stack_capacity(&self) -> u32 {
-        self.stacks.capacity()
+        self.stacks.count()
+    }
+
+    /// The most stacks its pool may have (`stack_max`; the boot count for
+    /// a fixed pool).
+    pub fn stack_max(&self) -> u32 {
+        self.stacks.max()
+    }
+
+    /// Stacks its pool has at boot and after every restart.
+    pub fn boot_stacks(&self) -> u32 {
+        self.stacks.boot()
+    }
+
+    /// Times its pool grew by a stack (since boot, across restarts).
+    pub fn stacks_grown(&self) -> u64 {
+        self.stacks.times_grown()
+    }
+
+    /// Times its pool could have grown but did not, because no vCPU was
+    /// left to run the new stack on.
+    pub fn grow_refusals(&self) -> u64 {
+        self.grow_refusals.load(Ordering::Relaxed)
     }
 
     /// Stacks free right now.
@@ -767,7 +797,10 @@ impl Domain {
         for slot in 0..self.vcpus.created() {
             boot::write_tss(&self.mem, slot).map_err(|e| fail(BootFailure::SystemPages(e)))?;
         }
-        if self.stacks.free_count() != self.stacks.capacity() as usize {
+        // A grown pool returns to its boot reservation: the memory of the
+        // grown stacks was just given back; their vCPUs stay (KVM destroys
+        // a vCPU only with its VM) and serve the pool if it grows again.
+        if !self.stacks.shrink_to_boot() {
             return Err(fail(BootFailure::StackOut));
         }
         if self.vcpus.idle_count() != self.vcpu_count() as usize {
@@ -890,7 +923,14 @@ impl Domain {
         if let Some(s) = self.stacks.take() {
             return Ok(s);
         }
-        if self.stack_policy == StackPolicy::Fail || held_by_caller() >= self.stacks.capacity() {
+        if self.stack_policy == StackPolicy::Grow {
+            if let Some(s) = self.grow_stack() {
+                return Ok(s);
+            }
+        }
+        if self.stack_policy.when_empty(self.grow_fallback) == StackPolicy::Fail
+            || held_by_caller() >= self.stacks.count()
+        {
             return Err(ErrorCode::NoStack);
         }
         // Only now, off the hot path: the clock for the wait's limit.
@@ -922,6 +962,32 @@ impl Domain {
         };
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         result
+    }
+
+    /// Add a stack to a growing pool for the caller (`None` at its
+    /// maximum, or when no vCPU is left to run it: KVM's per-VM limit, or
+    /// slots lost to failed creations).
+    fn grow_stack(&self) -> Option<u32> {
+        if self.stacks.count() >= self.stacks.max() {
+            return None;
+        }
+        if !self.vcpus.can_supply() {
+            let n = self.grow_refusals.fetch_add(1, Ordering::Relaxed);
+            if n == 0 {
+                log::warn!(
+                    "domain `{}`: stack pool not grown beyond {} stacks: every vCPU it may have \
+                     ({} of at most {}) is in use",
+                    self.name,
+                    self.stacks.count(),
+                    self.vcpus.live(),
+                    self.vcpus.capacity(),
+                );
+            }
+            return None;
+        }
+        let s = self.stacks.grow()?;
+        log::debug!("domain `{}`: stack pool grew to {}", self.name, s + 1);
+        Some(s)
     }
 
     /// Give a stack back and wake one waiter, if any.

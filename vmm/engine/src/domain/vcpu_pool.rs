@@ -126,6 +126,12 @@ impl VcpuPool {
             .saturating_sub(self.lost.load(Ordering::Acquire))
     }
 
+    /// Whether [`VcpuPool::take`] could hand out a vCPU now: one is idle,
+    /// or a slot is still unused (a racy hint, for a growing stack pool).
+    pub fn can_supply(&self) -> bool {
+        self.idle.free_count() > 0 || (self.created() as usize) < self.slots.len()
+    }
+
     /// vCPUs parked idle right now.
     pub fn idle_count(&self) -> usize {
         self.idle.free_count()

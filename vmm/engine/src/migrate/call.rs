@@ -160,11 +160,8 @@ impl<'e, E: Engine> Chain<'e, E> {
         // A frame holding leases may also name them (only to lend them on:
         // see `leased_objects_lent_on`).
         let with_leases = |top: &Frame<'_>| {
-            top.region().with(
-                top.leases
-                    .iter()
-                    .map(|l| (l.addr(), l.addr() + l.len())),
-            )
+            top.region()
+                .with(top.leases.iter().map(|l| (l.addr(), l.addr() + l.len())))
         };
         let checked = if callee.ipc == Ipc::Message {
             // Only a migrating call lends: a message-mode server runs on

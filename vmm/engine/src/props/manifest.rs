@@ -20,6 +20,12 @@ fn check_accepted(s: &System) -> Result<(), TestCaseError> {
         prop_assert!(names.insert(d.name.as_str()), "{} twice", d.name);
         prop_assert!((1 << 20..=MAX_MEMORY).contains(&d.memory) && d.memory % (1 << 20) == 0);
         prop_assert!((1..=MAX_VCPUS).contains(&d.stacks));
+        prop_assert!((d.stacks..=MAX_VCPUS).contains(&d.stack_max));
+        if d.stack_policy != crate::manifest::StackPolicy::Grow {
+            prop_assert_eq!(d.stack_max, d.stacks, "only a growing pool grows");
+        } else {
+            prop_assert_eq!(d.ipc, crate::manifest::Ipc::Migrate);
+        }
         prop_assert!(d.stack_size >= 2 * PAGE_SIZE && d.stack_size % PAGE_SIZE == 0);
         prop_assert!(d.stack_size <= d.memory);
         let mut exports = std::collections::HashSet::new();
@@ -128,7 +134,9 @@ fn domain_line() -> BoxedStrategy<String> {
             .boxed()
         ),
         4 => line("capabilities", list(mostly(GOOD_CAPS, BAD_CAPS), 2)),
-        4 => line("stack_policy", mostly(&["block", "fail"], &["spin"])),
+        4 => line("stack_policy", mostly(&["block", "fail", "grow"], &["spin"])),
+        3 => line("stack_max", number(0..=40)),
+        2 => line("grow_fallback", mostly(&["block", "fail"], &["grow"])),
         4 => line("max_spawned", number(0..=8)),
         4 => line("ipc", mostly(&["migrate", "message"], &["carrier pigeon"])),
         4 => line("budget_ms", limit()),
