@@ -307,6 +307,15 @@ impl Domain {
     }
 }
 
+// Lease slots lie above every window slot a manifest can ask for (the
+// smallest window stack is twice a mapped callee's minimum stack).
+const _: () = assert!(
+    crate::window::WINDOW_MEMSLOT_BASE as u64
+        + shared_abi::layout::STACK_WINDOW_SIZE
+            / (2 * shared_abi::layout::MAPPED_MIN_STACK + PAGE_SIZE)
+        <= LEASE_SLOT_BASE as u64
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,11 +339,3 @@ mod tests {
     }
 }
 
-// Lease slots lie above every window slot a manifest can ask for (the
-// smallest window stack is twice a mapped callee's minimum stack).
-const _: () = assert!(
-    crate::window::WINDOW_MEMSLOT_BASE as u64
-        + shared_abi::layout::STACK_WINDOW_SIZE
-            / (2 * shared_abi::layout::MAPPED_MIN_STACK + PAGE_SIZE)
-        <= LEASE_SLOT_BASE as u64
-);
