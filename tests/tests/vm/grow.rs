@@ -244,3 +244,33 @@ fn growth_is_refused_when_no_vcpu_is_left_to_run_the_stack() {
     });
     assert_all_returned(&sys);
 }
+
+#[test]
+fn the_memory_check_counts_the_maximum_not_the_boot_reservation() {
+    use ferry_engine::domain::BootFailure;
+    use ferry_engine::system::{System, SystemError};
+    let spec = |d: DomainEntry| {
+        ferry_engine::manifest::System::from_document(&Document::default().domain(d), None).unwrap()
+    };
+    // 3 MiB hold the image, one stack and a heap, but not 16 stacks of 64 KiB.
+    let small = || testguest("b", &[]).memory_mib(3).stacks(1, STACK_KIB);
+    let e = System::boot(spec(small().grow(16, GrowFallback::Block)), None)
+        .err()
+        .expect("16 reserved stacks do not fit 3 MiB");
+    match &e {
+        SystemError::Boot(b) => match *b.failure {
+            BootFailure::TooSmall { stacks, .. } => assert_eq!(stacks, 16, "{e:?}"),
+            ref other => panic!("not TooSmall: {other:?}"),
+        },
+        other => panic!("not a boot error: {other:?}"),
+    }
+    assert!(
+        crate::common::chain(&e).contains("16 stacks of 64 KiB"),
+        "{}",
+        crate::common::chain(&e)
+    );
+    // The same domain with a fixed pool of its boot reservation fits.
+    let _dog = crate::common::Watchdog::arm("one stack fits 3 MiB");
+    let sys = System::boot(spec(small()), None).expect("one stack fits");
+    assert_eq!(sys.domain_by_name("b").unwrap().stack_max(), 1);
+}
