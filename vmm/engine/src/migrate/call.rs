@@ -159,9 +159,13 @@ impl<'e, E: Engine> Chain<'e, E> {
         };
         // A frame holding leases may also name them (only to lend them on:
         // see `leased_objects_lent_on`).
+        // Built only for a frame that holds leases: the hot path allocates
+        // nothing.
         let with_leases = |top: &Frame<'_>| {
-            top.region()
-                .with(top.leases.iter().map(|l| (l.addr(), l.addr() + l.len())))
+            (!top.leases.is_empty()).then(|| {
+                top.region()
+                    .with(top.leases.iter().map(|l| (l.addr(), l.addr() + l.len())))
+            })
         };
         let checked = if callee.ipc == Ipc::Message {
             // Only a migrating call lends: a message-mode server runs on
@@ -182,9 +186,13 @@ impl<'e, E: Engine> Chain<'e, E> {
                 .map(|s| (s.bottom(), s.top()));
             // Into a mapped-mode callee nothing is lent: objects on the
             // window pass in place, the rest are copied.
-            arglist::validate_in_place(req, &with_leases(top), at.budget, own)
+            let leased = with_leases(top);
+            let region = leased.as_ref().unwrap_or_else(|| top.region());
+            arglist::validate_in_place(req, region, at.budget, own)
         } else {
-            arglist::validate_lending(req, &with_leases(top), callee.arg_budget(), true)
+            let leased = with_leases(top);
+            let region = leased.as_ref().unwrap_or_else(|| top.region());
+            arglist::validate_lending(req, region, callee.arg_budget(), true)
         };
         checked.map_err(|e| (e.code(), e.to_string()))
     }
