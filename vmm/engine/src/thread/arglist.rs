@@ -10,7 +10,7 @@
 
 use crate::region::{DataRegion, GuestRange, RangeError};
 use arrayvec::ArrayVec;
-use shared_abi::layout::LEASE_WINDOW_SIZE;
+use shared_abi::layout::{LEASE_WINDOW_SIZE, STACK_WINDOW_BASE, STACK_WINDOW_SIZE};
 use shared_abi::{ArgMode, CallRequest, ErrorCode, Invocation, ARG_FLAGS, ARG_LEND, MAX_ARGS};
 
 /// Objects are placed on the callee's stack at this alignment.
@@ -259,7 +259,12 @@ pub fn validate_with(
         };
         let here = !caller.is_empty()
             && in_place.is_some_and(|(lo, hi)| caller.addr() >= lo && caller.end() <= hi);
-        let lent = !here && lending && d.flags & ARG_LEND != 0 && lendable(d.addr, d.len);
+        // An object on a thread's window stack (mapped mode) is never lent:
+        // its pages are the thread's, not the caller domain's; it is copied.
+        let on_window = caller.addr() >= STACK_WINDOW_BASE
+            && caller.addr() < STACK_WINDOW_BASE.saturating_add(STACK_WINDOW_SIZE);
+        let lent =
+            !here && !on_window && lending && d.flags & ARG_LEND != 0 && lendable(d.addr, d.len);
         if lent {
             window = window.saturating_add(d.len);
         } else if !here {
@@ -442,6 +447,19 @@ mod tests {
                 need: LEASE_WINDOW_SIZE + PAGE_SIZE
             })
         );
+    }
+
+    #[test]
+    fn objects_on_the_window_are_never_lent() {
+        let base = STACK_WINDOW_BASE;
+        let r = DataRegion::from_pieces(vec![(base, base + 0x10_0000)]);
+        let on_window = ArgDesc {
+            flags: ARG_LEND,
+            ..d(base + 0x1000, 0x2000, ArgMode::In)
+        };
+        let plan = validate_lending(&req(&[on_window]), &r, 1 << 20, true).unwrap();
+        assert!(!plan.objects()[0].lent, "copied, not lent");
+        assert_eq!(plan.objects()[0].offset_from_top, 0x2000);
     }
 
     #[test]
