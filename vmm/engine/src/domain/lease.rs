@@ -338,4 +338,3 @@ mod tests {
         assert_eq!(w.claim(WINDOW_PAGES), Some(0));
     }
 }
-
