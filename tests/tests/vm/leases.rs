@@ -441,3 +441,56 @@ fn lease_against_copy() {
     }
     assert_eq!(sys.domain_by_name("callee").unwrap().memory_slots(), 1);
 }
+
+/// As [`lease_against_copy`], with callees that touch every byte of the
+/// object (`leaser`'s `sum_in`, `fill_out`, `inc_inout`): a lease then
+/// also pays the callee's first touch of each lent page, a copy does not
+/// (its stack pages are warm). Same command, `lease_against_copy_touched`.
+#[test]
+#[ignore = "a measurement, run by hand in release"]
+fn lease_against_copy_touched() {
+    const SIZES: [u64; 4] = [4 << 10, 64 << 10, 1 << 20, 16 << 20];
+    const ROUNDS: u64 = 5;
+    let doc = Document::default()
+        .domain(leaser("a", ROUND_TRIP_CAPS).memory_mib(64).huge_pages(true))
+        .domain(
+            leaser("b", &[])
+                .stacks(2, 40 << 10)
+                .memory_mib(96)
+                .huge_pages(true),
+        );
+    let (_dog, sys) = crate::common::boot_for(
+        "lease_against_copy_touched",
+        doc,
+        std::time::Duration::from_secs(600),
+    );
+    let a = sys.domain_by_name("a").unwrap();
+    let khz = f64::from(a.tsc_khz.max(1));
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("size      mode   copy µs  lease µs  (callee touches every byte; medians)");
+    for size in SIZES {
+        let n = if size >= 1 << 20 { 3 } else { 10 };
+        for (slot, mode, name) in [(0u64, IN, "IN"), (1, OUT, "OUT"), (2, INOUT, "INOUT")] {
+            let (mut copy, mut lease) = (Vec::new(), Vec::new());
+            for _ in 0..ROUNDS * n {
+                for (lend, into) in [(false, &mut copy), (true, &mut lease)] {
+                    let since = a.sample_count();
+                    let d = drive(&sys, slot, size, mode, lend, 0);
+                    assert_eq!(d.code, 0, "size {size} mode {mode} lend {lend}: {d:?}");
+                    let s = a.samples_since(since);
+                    let cycles = s.iter().find(|s| u64::from(s.slot) == slot).unwrap().cycles;
+                    into.push(cycles as f64 * 1000.0 / khz);
+                }
+            }
+            println!(
+                "{:>8}  {name:<5} {:>8.1}  {:>8.1}",
+                size,
+                med(copy),
+                med(lease)
+            );
+        }
+    }
+}
