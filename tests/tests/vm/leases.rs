@@ -349,6 +349,46 @@ fn a_caller_going_down_while_its_object_is_lent_leaves_no_slot_in_the_callee() {
     assert_eq!(a.generation(), 1, "a restarted once its last frame left");
 }
 
+#[test]
+fn two_threads_lending_into_one_callee_at_once_get_a_lease_each() {
+    let doc = Document::default()
+        .domain(leaser("a", &["b.hold_spin"]))
+        .domain(
+            leaser("b", &[])
+                .stacks(3, 64)
+                .limits(Millis::Ms(300), Millis::Ms(2000), 1000),
+        );
+    let (_dog, sys) = boot("two_threads_lending_into_one_callee", doc);
+    let b = sys.domain_by_name("b").unwrap();
+    let sys = &sys;
+    std::thread::scope(|s| {
+        let lenders: Vec<_> = [3 * PAGE, 5 * PAGE]
+            .into_iter()
+            .map(|len| s.spawn(move || sys.run_thread("a", "drive", &[0, len, INOUT, 1, 0, 0])))
+            .collect();
+        // Both held at once: two leases side by side in b's window.
+        let start = std::time::Instant::now();
+        while b.memory_slots() != 3 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "never two leases at once"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for l in lenders {
+            let out = l.join().unwrap();
+            let [_, word] = ok(&out.result);
+            // Its own budget ran out (or the other's stopped b first).
+            let code = word & 0xffff_ffff;
+            assert!(
+                code == ErrorCode::Timeout as u64 || code == FAULT,
+                "{out:?}"
+            );
+        }
+    });
+    no_lease_left(b);
+}
+
 /// Lease against copy, for a person to read (not a check: it asserts only
 /// that every call succeeded). Run by hand, in release:
 /// `cargo test --release -p ferry-tests --test vm lease_against_copy -- --ignored --nocapture`.
