@@ -22,6 +22,7 @@ const PAGE: u64 = 4096;
 const ENTRIES: &[&str] = &[
     "drive",
     "drive_nested",
+    "drive_flags",
     "sum_in",
     "fill_out",
     "inc_inout",
@@ -387,6 +388,21 @@ fn two_threads_lending_into_one_callee_at_once_get_a_lease_each() {
         }
     });
     no_lease_left(b);
+}
+
+#[test]
+fn a_descriptor_with_any_flag_but_arg_lend_is_refused() {
+    let doc = Document::default()
+        .domain(leaser("a", &["b.sum_in"]))
+        .domain(leaser("b", &[]));
+    let (_dog, sys) = boot("a_descriptor_with_any_flag_but_arg_lend", doc);
+    let word = |flags: u64| ok(&sys.run_thread("a", "drive_flags", &[0, flags]).result)[1];
+    assert_eq!(word(0), 0);
+    assert_eq!(word(1), 0, "ARG_LEND alone");
+    for flags in [2, 3, 0x8000_0000, 0xffff_ffff] {
+        assert_eq!(word(flags), ErrorCode::BadMode as u64, "flags {flags:#x}");
+    }
+    assert_eq!(sys.domain_by_name("b").unwrap().memory_slots(), 1);
 }
 
 /// Lease against copy, for a person to read (not a check: it asserts only
