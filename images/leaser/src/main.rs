@@ -7,6 +7,7 @@
 //! | `drive(s0 = slot, s1 = len, s2 = mode, s3 = lend, s4 = offset, s5 = fill)` | a page-aligned buffer, the object `len` bytes at byte `offset` of it, filled with `pattern(i) = i ^ 0x5A`; one call on `slot` with it as IN (mode 1), OUT (2) or INOUT (3), lent if `lend` = 1; then checks what it must (below) and returns `[a, code | nonzero << 32]`: `a` the callee's `r1` (the object's address in the callee) on success, CR2 on a fault, 0 otherwise; `code` the call's raw status word (0 on success); `nonzero` the bytes of the object not zero after the call |
 //!
 //! | `drive_nested(s0 = slot, s1 = len, s2 = mode, s3 = relay mode, s4 = relay lend)` | `drive` of a lent object (offset 0, fill 0x33) on `slot`, a `relay`, which passes it on (slot 0) as `relay mode`, lent if `relay lend` = 1 |
+//! | `drive_flags(s0 = slot, s1 = flags)` | one call on `slot` with a 2-page IN object whose descriptor's `flags` word is `flags` as given: `[0, raw status word]` |
 //!
 //! `drive`'s checks, each a distinct application status: 10 the callee saw
 //! other bytes than the caller's (IN/INOUT sum), 11 an OUT object was not
@@ -61,6 +62,25 @@ fn drive_nested(c: &mut Call) -> Result<[u64; 2], u32> {
     let (relay_mode, relay_lend, fill) = (c.scalar(3), c.scalar(4), 0x33);
     let relayed = [0, relay_mode, relay_lend, u64::from(fill)];
     one_call(slot, len, mode, true, 0, fill, &relayed)
+}
+
+fn drive_flags(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (slot, flags) = (c.scalar(0) as u32, c.scalar(1) as u32);
+    let buf = PageBuf::new(2).ok_or(NO_MEMORY)?;
+    let desc = ArgDesc {
+        addr: buf.as_ptr() as u64,
+        len: buf.len() as u64,
+        mode: ArgMode::In as u32,
+        flags,
+    };
+    // SAFETY: an IN object of this frame's own buffer, live for the call;
+    // the VMM never writes an IN object.
+    let arg = unsafe { Arg::raw(desc) };
+    let word = match call(slot, &[], &mut [arg]) {
+        Ok(_) => 0,
+        Err(e) => e.code(),
+    };
+    Ok([0, word])
 }
 
 /// `drive`'s call and checks, with `scalars` for the callee.
@@ -220,6 +240,7 @@ fn relay(c: &mut Call) -> Result<[u64; 2], u32> {
 ferry_guest::entries! {
     "drive" => drive,
     "drive_nested" => drive_nested,
+    "drive_flags" => drive_flags,
     "sum_in" => sum_in,
     "fill_out" => fill_out,
     "inc_inout" => inc_inout,

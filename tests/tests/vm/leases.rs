@@ -22,6 +22,7 @@ const PAGE: u64 = 4096;
 const ENTRIES: &[&str] = &[
     "drive",
     "drive_nested",
+    "drive_flags",
     "sum_in",
     "fill_out",
     "inc_inout",
@@ -349,6 +350,61 @@ fn a_caller_going_down_while_its_object_is_lent_leaves_no_slot_in_the_callee() {
     assert_eq!(a.generation(), 1, "a restarted once its last frame left");
 }
 
+#[test]
+fn two_threads_lending_into_one_callee_at_once_get_a_lease_each() {
+    let doc = Document::default()
+        .domain(leaser("a", &["b.hold_spin"]))
+        .domain(
+            leaser("b", &[])
+                .stacks(3, 64)
+                .limits(Millis::Ms(300), Millis::Ms(2000), 1000),
+        );
+    let (_dog, sys) = boot("two_threads_lending_into_one_callee", doc);
+    let b = sys.domain_by_name("b").unwrap();
+    let sys = &sys;
+    std::thread::scope(|s| {
+        let lenders: Vec<_> = [3 * PAGE, 5 * PAGE]
+            .into_iter()
+            .map(|len| s.spawn(move || sys.run_thread("a", "drive", &[0, len, INOUT, 1, 0, 0])))
+            .collect();
+        // Both held at once: two leases side by side in b's window.
+        let start = std::time::Instant::now();
+        while b.memory_slots() != 3 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "never two leases at once"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for l in lenders {
+            let out = l.join().unwrap();
+            let [_, word] = ok(&out.result);
+            // Its own budget ran out (or the other's stopped b first).
+            let code = word & 0xffff_ffff;
+            assert!(
+                code == ErrorCode::Timeout as u64 || code == FAULT,
+                "{out:?}"
+            );
+        }
+    });
+    no_lease_left(b);
+}
+
+#[test]
+fn a_descriptor_with_any_flag_but_arg_lend_is_refused() {
+    let doc = Document::default()
+        .domain(leaser("a", &["b.sum_in"]))
+        .domain(leaser("b", &[]));
+    let (_dog, sys) = boot("a_descriptor_with_any_flag_but_arg_lend", doc);
+    let word = |flags: u64| ok(&sys.run_thread("a", "drive_flags", &[0, flags]).result)[1];
+    assert_eq!(word(0), 0);
+    assert_eq!(word(1), 0, "ARG_LEND alone");
+    for flags in [2, 3, 0x8000_0000, 0xffff_ffff] {
+        assert_eq!(word(flags), ErrorCode::BadMode as u64, "flags {flags:#x}");
+    }
+    assert_eq!(sys.domain_by_name("b").unwrap().memory_slots(), 1);
+}
+
 /// Lease against copy, for a person to read (not a check: it asserts only
 /// that every call succeeded). Run by hand, in release:
 /// `cargo test --release -p ferry-tests --test vm lease_against_copy -- --ignored --nocapture`.
@@ -440,4 +496,57 @@ fn lease_against_copy() {
         }
     }
     assert_eq!(sys.domain_by_name("callee").unwrap().memory_slots(), 1);
+}
+
+/// As [`lease_against_copy`], with callees that touch every byte of the
+/// object (`leaser`'s `sum_in`, `fill_out`, `inc_inout`): a lease then
+/// also pays the callee's first touch of each lent page, a copy does not
+/// (its stack pages are warm). Same command, `lease_against_copy_touched`.
+#[test]
+#[ignore = "a measurement, run by hand in release"]
+fn lease_against_copy_touched() {
+    const SIZES: [u64; 4] = [4 << 10, 64 << 10, 1 << 20, 16 << 20];
+    const ROUNDS: u64 = 5;
+    let doc = Document::default()
+        .domain(leaser("a", ROUND_TRIP_CAPS).memory_mib(64).huge_pages(true))
+        .domain(
+            leaser("b", &[])
+                .stacks(2, 40 << 10)
+                .memory_mib(96)
+                .huge_pages(true),
+        );
+    let (_dog, sys) = crate::common::boot_for(
+        "lease_against_copy_touched",
+        doc,
+        std::time::Duration::from_secs(600),
+    );
+    let a = sys.domain_by_name("a").unwrap();
+    let khz = f64::from(a.tsc_khz.max(1));
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("size      mode   copy µs  lease µs  (callee touches every byte; medians)");
+    for size in SIZES {
+        let n = if size >= 1 << 20 { 3 } else { 10 };
+        for (slot, mode, name) in [(0u64, IN, "IN"), (1, OUT, "OUT"), (2, INOUT, "INOUT")] {
+            let (mut copy, mut lease) = (Vec::new(), Vec::new());
+            for _ in 0..ROUNDS * n {
+                for (lend, into) in [(false, &mut copy), (true, &mut lease)] {
+                    let since = a.sample_count();
+                    let d = drive(&sys, slot, size, mode, lend, 0);
+                    assert_eq!(d.code, 0, "size {size} mode {mode} lend {lend}: {d:?}");
+                    let s = a.samples_since(since);
+                    let cycles = s.iter().find(|s| u64::from(s.slot) == slot).unwrap().cycles;
+                    into.push(cycles as f64 * 1000.0 / khz);
+                }
+            }
+            println!(
+                "{:>8}  {name:<5} {:>8.1}  {:>8.1}",
+                size,
+                med(copy),
+                med(lease)
+            );
+        }
+    }
 }

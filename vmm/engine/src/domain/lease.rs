@@ -13,8 +13,14 @@
 //! Taking a lease back clears its PTEs and deletes its slot; deleting the
 //! slot makes KVM drop every mapping of those pages in this VM (on every
 //! vCPU), so a later access faults even from a vCPU whose TLB still held
-//! them. With KVM's `SLOT_ZAP_ALL` quirk turned off (at VM creation), the
-//! deletion drops only that slot's mappings, not the whole VM's.
+//! them. Both steps are needed, as measured on PVM: with the PTEs cleared
+//! but the slot kept, the borrower still read the page through the shadow
+//! mapping it had (the guest cannot flush its TLB at CPL3, and a write to
+//! its page tables by the VMM is not seen until it does); with the slot
+//! deleted but the PTEs kept, the access was to unbacked memory, a fault
+//! but not a clean #PF. With KVM's `SLOT_ZAP_ALL` quirk turned off (at VM
+//! creation), the deletion drops only that slot's mappings, not the whole
+//! VM's.
 //!
 //! The window is shared by every frame inside the domain: each lease takes
 //! the first free run of window pages large enough. The slot id is derived
