@@ -33,6 +33,8 @@ const STACKER_ENTRIES: &[&str] = &[
     "inc_both",
     "bad_rsp",
     "forward",
+    "call_many",
+    "nops",
 ];
 
 /// `stacker`'s secret, marker and sentinel (see its entry table).
