@@ -28,6 +28,7 @@
 //! | 18 | `forward(scalar0..=5)` | calls slot 0 with its own six scalars, no objects: `Ok([0 or the raw status word, callee's r0])`; a `Fault` answer's vector replaces r0 |
 //! | 19 | `call_many(scalar0 = n, scalar1 = len ≤ 65536)` | n calls of slot 0 with a `len`-byte stack buffer INOUT (a measurement loop; results unchecked): `Ok([successes, first failure's raw status or 0])` |
 //! | 20 | `nops(scalar0 = n)` | n `Nop` hypercalls (the floor of a measurement): `Ok([n, 0])` |
+//! | 21 | `raw_desc(scalar0 = address, scalar1 = len)` | calls slot 0 with one INOUT descriptor naming exactly that range (whatever it is): `Ok([0 or the raw status word, callee's r1])` |
 #![no_std]
 #![no_main]
 
@@ -444,6 +445,23 @@ fn nops(c: &mut Call) -> Result<[u64; 2], u32> {
     Ok([c.scalar(0), 0])
 }
 
+fn raw_desc(c: &mut Call) -> Result<[u64; 2], u32> {
+    let desc = ferry_guest::shared_abi::ArgDesc {
+        addr: c.scalar(0),
+        len: c.scalar(1),
+        mode: ferry_guest::shared_abi::ArgMode::InOut as u32,
+        reserved: 0,
+    };
+    // SAFETY: the range is the test's choice; the VMM accepts only memory
+    // this frame may name (then the callee writes it in place or the VMM
+    // copies it back), and refuses anything else.
+    let arg = unsafe { Arg::raw(desc) };
+    Ok(match call(0, &[], &mut [arg]) {
+        Ok(r) => [0, r[1]],
+        Err(e) => [e.code(), 0],
+    })
+}
+
 ferry_guest::entries! {
     "null" => null,
     "where_sp" => where_sp,
@@ -466,4 +484,5 @@ ferry_guest::entries! {
     "forward" => forward,
     "call_many" => call_many,
     "nops" => nops,
+    "raw_desc" => raw_desc,
 }
