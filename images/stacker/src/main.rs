@@ -26,6 +26,9 @@
 //! | 16 | `inc_both(INOUT, INOUT)` | + 1 to every byte of both: `Ok([address of object 0 here, address of object 1 here])`; 2 if the objects are missing |
 //! | 17 | `bad_rsp(scalar0 = RSP)` | the `Call` hypercall on slot 0 (no objects) with RSP = scalar0 during the `out` (0: its real RSP): `Ok([raw status word, 0])` |
 //! | 18 | `forward(scalar0..=5)` | calls slot 0 with its own six scalars, no objects: `Ok([0 or the raw status word, callee's r0])`; a `Fault` answer's vector replaces r0 |
+//! | 19 | `call_many(scalar0 = n, scalar1 = len ≤ 65536)` | n calls of slot 0 with a `len`-byte stack buffer INOUT (a measurement loop; results unchecked): `Ok([successes, first failure's raw status or 0])` |
+//! | 20 | `nops(scalar0 = n)` | n `Nop` hypercalls (the floor of a measurement): `Ok([n, 0])` |
+//! | 21 | `raw_desc(scalar0 = address, scalar1 = len)` | calls slot 0 with one INOUT descriptor naming exactly that range (whatever it is): `Ok([0 or the raw status word, callee's r1])` |
 #![no_std]
 #![no_main]
 
@@ -419,6 +422,46 @@ fn forward(c: &mut Call) -> Result<[u64; 2], u32> {
     })
 }
 
+fn call_many(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (n, len) = (c.scalar(0), (c.scalar(1) as usize).min(65536));
+    let mut buf = [0u8; 65536];
+    let mut ok = 0;
+    let mut first = 0;
+    for _ in 0..n {
+        match call(0, &[], &mut [Arg::inout(&mut buf[..len])]) {
+            Ok(_) => ok += 1,
+            Err(e) if first == 0 => first = e.code(),
+            Err(_) => {}
+        }
+    }
+    black_box(&buf);
+    Ok([ok, first])
+}
+
+fn nops(c: &mut Call) -> Result<[u64; 2], u32> {
+    for _ in 0..c.scalar(0) {
+        ferry_guest::nop();
+    }
+    Ok([c.scalar(0), 0])
+}
+
+fn raw_desc(c: &mut Call) -> Result<[u64; 2], u32> {
+    let desc = ferry_guest::shared_abi::ArgDesc {
+        addr: c.scalar(0),
+        len: c.scalar(1),
+        mode: ferry_guest::shared_abi::ArgMode::InOut as u32,
+        reserved: 0,
+    };
+    // SAFETY: the range is the test's choice; the VMM accepts only memory
+    // this frame may name (then the callee writes it in place or the VMM
+    // copies it back), and refuses anything else.
+    let arg = unsafe { Arg::raw(desc) };
+    Ok(match call(0, &[], &mut [arg]) {
+        Ok(r) => [0, r[1]],
+        Err(e) => [e.code(), 0],
+    })
+}
+
 ferry_guest::entries! {
     "null" => null,
     "where_sp" => where_sp,
@@ -439,4 +482,7 @@ ferry_guest::entries! {
     "inc_both" => inc_both,
     "bad_rsp" => bad_rsp,
     "forward" => forward,
+    "call_many" => call_many,
+    "nops" => nops,
+    "raw_desc" => raw_desc,
 }

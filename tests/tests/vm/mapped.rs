@@ -33,6 +33,9 @@ const STACKER_ENTRIES: &[&str] = &[
     "inc_both",
     "bad_rsp",
     "forward",
+    "call_many",
+    "nops",
+    "raw_desc",
 ];
 
 /// `stacker`'s secret, marker and sentinel (see its entry table).
@@ -216,6 +219,30 @@ fn the_callers_stack_pointer_is_checked() {
                 "{mapping:?}: RSP {rsp:#x}: {why}"
             );
         }
+        assert_clean(&sys);
+    }
+}
+
+#[test]
+fn a_frame_names_only_its_own_threads_slot() {
+    for mapping in BOTH {
+        let (_dog, sys) = pair("own_slot_only", mapping, (MAPPED, MAPPED), "inc_inout");
+        // The first thread's slot is slot 0; slot 1 is nobody's.
+        let mine = STACK_WINDOW_BASE + PAGE_SIZE + 0x1000;
+        let r = ok(&sys.run_thread("a", "raw_desc", &[mine, 64]).result);
+        assert_eq!(r, [0, mine], "{mapping:?}: its own slot, in place");
+        for (addr, len, why) in [
+            (STACK_WINDOW_BASE + STRIDE + PAGE_SIZE, 64, "another slot"),
+            (STACK_WINDOW_BASE, 64, "a guard page"),
+            (STACK_WINDOW_BASE + STRIDE - 32, 64, "across the slot's top"),
+        ] {
+            let [status, _] = ok(&sys.run_thread("a", "raw_desc", &[addr, len]).result);
+            assert_eq!(status, ErrorCode::OutOfRange as u64, "{mapping:?}: {why}");
+        }
+        // A pool frame of the same thread cannot name the window at all.
+        let (_dog, sys) = pair("pool_no_window", mapping, (POOL, MAPPED), "inc_inout");
+        let [status, _] = ok(&sys.run_thread("a", "raw_desc", &[mine, 64]).result);
+        assert_eq!(status, ErrorCode::OutOfRange as u64);
         assert_clean(&sys);
     }
 }

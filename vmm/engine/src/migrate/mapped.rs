@@ -281,6 +281,33 @@ mod tests {
         assert!(t + RED_ZONE <= top - 0x1003);
     }
 
+    proptest::proptest! {
+        /// Whatever stack pointer a guest claims, an accepted one lies in
+        /// the caller's part of the slot and the callee's top is 16-aligned,
+        /// below the red zone, with the minimum stack left below it.
+        #[test]
+        fn accepted_stack_pointers_leave_room(rsp in proptest::prelude::any::<u64>(),
+                                              near in 0u64..0x5_0000, pick in 0u8..2) {
+            let (bottom, top) = (0x1000_1000u64, 0x1004_1000u64);
+            let rsp = if pick == 0 { rsp } else { bottom.wrapping_sub(0x1000).wrapping_add(near) };
+            match below_caller(rsp, bottom, top) {
+                Ok(t) => {
+                    proptest::prop_assert!((bottom..=top).contains(&rsp));
+                    proptest::prop_assert_eq!(t % 16, 0);
+                    proptest::prop_assert!(t + RED_ZONE <= rsp);
+                    proptest::prop_assert!(t >= bottom + MAPPED_MIN_STACK);
+                    proptest::prop_assert!(window_top(t, bottom).is_ok());
+                }
+                Err(e) => {
+                    proptest::prop_assert_eq!(e, ErrorCode::BadStack);
+                    proptest::prop_assert!(
+                        rsp < bottom || rsp > top || rsp < bottom + MAPPED_MIN_STACK + RED_ZONE + 16
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_window_frame_keeps_the_minimum_below_it() {
         let bottom = 0x1000_1000;

@@ -27,7 +27,7 @@ impl CopySample {
         let bytes = |keep: fn(shared_abi::ArgMode) -> bool| -> u64 {
             plan.objects()
                 .iter()
-                .filter(|p| keep(p.mode) && !p.lent)
+                .filter(|p| keep(p.mode) && !p.lent && !p.in_place)
                 .map(|p| p.len())
                 .sum()
         };
