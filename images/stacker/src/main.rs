@@ -450,7 +450,7 @@ fn raw_desc(c: &mut Call) -> Result<[u64; 2], u32> {
         addr: c.scalar(0),
         len: c.scalar(1),
         mode: ferry_guest::shared_abi::ArgMode::InOut as u32,
-        reserved: 0,
+        flags: 0,
     };
     // SAFETY: the range is the test's choice; the VMM accepts only memory
     // this frame may name (then the callee writes it in place or the VMM
