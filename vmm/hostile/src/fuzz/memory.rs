@@ -8,7 +8,7 @@ use super::FuzzError;
 use ferry_engine::domain::Domain;
 use shared_abi::layout::{
     vcpu_slot, DomainLayout, EXC_STACK_OFFSET, EXC_STACK_SIZE, GDT_ADDR, IMAGE_BASE,
-    IST_STACK_OFFSET, LEASE_PAGE_TABLES_ADDR, LEASE_PAGE_TABLES_END, MAX_VCPUS, PAGE_SIZE,
+    IST_STACK_OFFSET, LEASE_PAGE_TABLES_END, STACK_WINDOW_PT_ADDR, MAX_VCPUS, PAGE_SIZE,
     PAGE_TABLES_ADDR, VCPU_AREA_ADDR,
 };
 use vm_memory::{Bytes, GuestAddress};
@@ -74,6 +74,11 @@ pub(super) fn pattern_bytes(tag: u64, start: u64, len: u64) -> Vec<u8> {
     }
 }
 
+// The two windows' page tables are one range below the vCPU area.
+const _: () = assert!(
+    shared_abi::layout::STACK_WINDOW_PT_END == shared_abi::layout::LEASE_PAGE_TABLES_ADDR
+);
+
 /// The host's canaries in one domain: ranges no one may write, filled with
 /// `pattern(tag, addr)`. All of them lie in memory the guest cannot reach
 /// (the null page, unused system pages, guard pages: unmapped, so only a
@@ -89,9 +94,10 @@ pub fn canary_ranges(l: &DomainLayout) -> Vec<(u64, u64)> {
             GDT_ADDR + 3 * PAGE_SIZE,
             PAGE_TABLES_ADDR - GDT_ADDR - 3 * PAGE_SIZE,
         ),
-        // The lease window's page tables (zero unless a call lends) are
-        // no canary: a pattern there would map window pages.
-        (tables_end, LEASE_PAGE_TABLES_ADDR - tables_end),
+        // The stack window's page tables (mapped domains) and the lease
+        // window's (zero unless a call lends) are no canary: a pattern there
+        // would map window pages.
+        (tables_end, STACK_WINDOW_PT_ADDR - tables_end),
         (
             LEASE_PAGE_TABLES_END,
             VCPU_AREA_ADDR - LEASE_PAGE_TABLES_END,
