@@ -15,6 +15,7 @@
 //! | `loop_floor(scalar0 = n)` | `measure_floor(n)`: n `Nop`s, samples with `FLOOR_SLOT`; `Ok([n, 0])` (n capped at `u32::MAX`) |
 //! | `loop_fn(scalar0 = n)` | n plain in-guest calls of an `#[inline(never)]` function, each timed with `rdtsc` and recorded with `FUNCTION_SLOT`; `Ok([n, 0])` |
 //! | `loop_lend(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = mode, scalar4 = copy)` | as `loop_call`, but the object is a page-aligned heap buffer (`size` ≤ [`MAX_LEND_SIZE`], rounded up to whole pages) passed with `Arg::lend`: whole pages are lent (mapped into the callee), not copied; mode 1 IN (`sink_in`), 2 OUT (`sink_out`), 3 INOUT (`sink_inout`); with `copy` = 1 the same object is passed without `lend` (copied), for a comparison on the same buffer |
+//! | `loop_stack(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = mode)` | as `loop_call`, but the object is an array of `size` bytes (one of [`STACK_SIZES`]) on this entry's own stack: in a `mapped` domain it lies in the thread's window stack, so a `mapped` callee gets it in place; mode 1 IN, 2 OUT, 3 INOUT |
 //! | `loop_stub(scalar0 = slot, scalar1 = n, scalar2 = size, scalar3 = typed)` | n calls of `callee`'s `null` (size 0) or `sink_inout` (one INOUT object of `size` bytes), through the raw API on `slot` (typed = 0) or through a [`bench_api::BenchClient`] bound to the domain named `callee` (typed = 1); each call's own guest cycles — the time around it minus the `Call` hypercall itself — recorded with `GUEST_SIDE_SLOT` |
 //!
 //! The `loop_*` calling entries return `Ok([calls that succeeded, raw
@@ -23,7 +24,8 @@
 //! sample (slot, cycles) per call in the ring the VMM reads after the run.
 //!
 //! Application status codes of the raw entries: 2 bad argument
-//! (`loop_call`: mode > 3 or size > [`MAX_SIZE`]; `loop_lend`: mode not
+//! (`loop_call`: mode > 3 or size > [`MAX_SIZE`]; `loop_stack`: mode not
+//! 1..=3 or a size not in [`STACK_SIZES`]; `loop_lend`: mode not
 //! 1..=3, size 0 or > [`MAX_LEND_SIZE`]; `loop_rr`: k = 0;
 //! `loop_stub`: typed > 1, size > [`MAX_SIZE`] or no `callee` granted);
 //! 3 a loop could not allocate its buffer (caller heap too small).
@@ -41,8 +43,23 @@ use ferry_guest::{
     call, last_call_cycles, measure_floor, rdtsc, record_sample, Arg, Call, CallError, PageBuf, Vmm,
 };
 
-/// Largest `loop_call` object: 1 MiB plus 64 KiB.
-pub const MAX_SIZE: u64 = (1 << 20) + (64 << 10);
+/// Largest `loop_call` object: 16 MiB plus 64 KiB (`ferry bench --stacks`
+/// copies objects up to 16 MiB; the caller's memory must hold it).
+pub const MAX_SIZE: u64 = (16 << 20) + (64 << 10);
+
+/// The object sizes `loop_stack` can put on its own stack: those of
+/// `ferry bench --stacks` (each one a copy of the loop, sized at compile time).
+pub const STACK_SIZES: [u64; 9] = [
+    8,
+    64,
+    512,
+    4 << 10,
+    32 << 10,
+    256 << 10,
+    1 << 20,
+    4 << 20,
+    16 << 20,
+];
 
 /// Largest `loop_lend` object: 16 MiB (the caller's memory must hold it).
 pub const MAX_LEND_SIZE: u64 = 16 << 20;
@@ -166,6 +183,50 @@ fn loop_lend(c: &mut Call) -> Result<[u64; 2], u32> {
     t.result()
 }
 
+/// `n` calls on `slot` with an `N`-byte array of this frame as the object
+/// (mode 1 IN, 2 OUT, else INOUT). Never inlined: each size is a frame of
+/// its own, so the small sizes do not pay for the large ones' stack.
+#[inline(never)]
+fn stack_loop<const N: usize>(slot: u32, n: u64, mode: u64) -> Tally {
+    let mut buf = [0u8; N];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i as u8) ^ 0x5A;
+    }
+    let mut t = Tally::default();
+    for _ in 0..n {
+        let r = match mode {
+            1 => call(slot, &[], &mut [Arg::input(&buf[..])]),
+            2 => call(slot, &[], &mut [Arg::output(&mut buf[..])]),
+            _ => call(slot, &[], &mut [Arg::inout(&mut buf[..])]),
+        };
+        t.add(r);
+    }
+    black_box(&buf);
+    t
+}
+
+fn loop_stack(c: &mut Call) -> Result<[u64; 2], u32> {
+    let (slot, n, size, mode) = (c.scalar(0) as u32, c.scalar(1), c.scalar(2), c.scalar(3));
+    if !(1..=3).contains(&mode) || !STACK_SIZES.contains(&size) {
+        return Err(BAD_ARG);
+    }
+    const K: usize = 1 << 10;
+    const M: usize = 1 << 20;
+    let t = match size as usize {
+        8 => stack_loop::<8>(slot, n, mode),
+        64 => stack_loop::<64>(slot, n, mode),
+        512 => stack_loop::<512>(slot, n, mode),
+        s if s == 4 * K => stack_loop::<{ 4 * K }>(slot, n, mode),
+        s if s == 32 * K => stack_loop::<{ 32 * K }>(slot, n, mode),
+        s if s == 256 * K => stack_loop::<{ 256 * K }>(slot, n, mode),
+        s if s == M => stack_loop::<M>(slot, n, mode),
+        s if s == 4 * M => stack_loop::<{ 4 * M }>(slot, n, mode),
+        s if s == 16 * M => stack_loop::<{ 16 * M }>(slot, n, mode),
+        _ => return Err(BAD_ARG),
+    };
+    t.result()
+}
+
 fn loop_relay(c: &mut Call) -> Result<[u64; 2], u32> {
     let (slot, n, depth) = (c.scalar(0) as u32, c.scalar(1), c.scalar(2));
     let mut t = Tally::default();
@@ -266,5 +327,6 @@ ferry_guest::image! {
         "loop_fn" => loop_fn,
         "loop_stub" => loop_stub,
         "loop_lend" => loop_lend,
+        "loop_stack" => loop_stack,
     ],
 }

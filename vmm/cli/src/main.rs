@@ -83,6 +83,16 @@ enum Command {
         /// what its first growing call costs, against a fixed pool.
         #[arg(long, hide = true, conflicts_with = "scale")]
         grow: bool,
+        /// Instead: the stack strategies side by side — latency against
+        /// object size (8 B … 16 MiB) for pool + copy, pool + lease, mapped
+        /// (pre-mapped, on-call) and message passing, the cost of mapping
+        /// under load, memory slots and memory per thread, the crossover.
+        #[arg(long, conflicts_with_all = ["scale", "grow"])]
+        stacks: bool,
+        /// With --stacks: skip every object size above this (bytes; for
+        /// quick checks).
+        #[arg(long, hide = true, value_name = "BYTES")]
+        max_size: Option<u64>,
     },
     /// Run a checked multi-domain workload for a set time while a fuzzing
     /// guest and a fault injector do their worst; exit non-zero if any
@@ -153,6 +163,15 @@ fn main() -> ExitCode {
             grow: true,
             ..
         } => bench_grow(quick, json),
+        Command::Bench {
+            quick,
+            json,
+            plot,
+            no_progress,
+            stacks: true,
+            max_size,
+            ..
+        } => bench_stacks(quick, max_size, json, plot, !no_progress),
         Command::Bench {
             quick,
             json,
@@ -302,6 +321,36 @@ fn bench_grow(quick: bool, json: Option<PathBuf>) -> anyhow::Result<bool> {
         println!("JSON written to {}", path.display());
     }
     Ok(true)
+}
+
+fn bench_stacks(
+    quick: bool,
+    max_size: Option<u64>,
+    json: Option<PathBuf>,
+    plot: Option<PathBuf>,
+    progress: bool,
+) -> anyhow::Result<bool> {
+    let opts = bench::stacks::StacksOptions { quick, max_size };
+    let say = |what: &str| {
+        if progress {
+            eprintln!("bench --stacks: {what}");
+        }
+    };
+    let report = bench::stacks::run(opts, &say)?;
+    print!("{report}");
+    if let Some(path) = json {
+        bench::json::write_json_of(&report, &path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    if let Some(dir) = plot {
+        let files = bench::plot::write_stacks_plots(&report, &dir)
+            .with_context(|| format!("cannot write plots into {}", dir.display()))?;
+        for f in files {
+            println!("plot written to {}", f.display());
+        }
+    }
+    Ok(!report.sizes.is_empty())
 }
 
 fn bench_scale(

@@ -344,6 +344,91 @@ fn bench_grow_quick_json_has_both_pools_and_every_figure() {
     }
 }
 
+/// `ferry bench --stacks --quick --json --plot` capped at 4 KiB objects:
+/// every strategy at every size it can carry (a lease only from a whole
+/// page), every interval around its median, the map/unmap rows, a
+/// footprint per mode and thread count, a crossover per strategy, plots.
+#[test]
+fn bench_stacks_quick_json_has_every_strategy_interval_and_footprint() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stacks.json");
+    let plots = dir.path().join("plots");
+    let out = ferry(
+        &[
+            "bench",
+            "--stacks",
+            "--quick",
+            "--no-progress",
+            "--max-size",
+            "4096",
+            "--json",
+            path.to_str().unwrap(),
+            "--plot",
+            plots.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("crossover against pool + copy"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["rounds"].as_u64(), Some(10), "{json}");
+    assert!(json["confidence"].as_f64().unwrap() > 0.95, "{json}");
+    let mut seen: Vec<(String, u64)> = json["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let r = &p["ratio"];
+            let (lo, m, hi) = (
+                r["lo"].as_f64().unwrap(),
+                r["median"].as_f64().unwrap(),
+                r["hi"].as_f64().unwrap(),
+            );
+            assert!(lo <= m && m <= hi && lo > 0.0, "{p}");
+            assert_eq!(p["rounds"].as_array().unwrap().len(), 10, "{p}");
+            (
+                p["strategy"].as_str().unwrap().to_owned(),
+                p["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut want = Vec::new();
+    for s in ["pool-copy", "premapped", "on-call", "message"] {
+        for b in [8, 512, 4096] {
+            want.push((s.to_owned(), b));
+        }
+    }
+    want.push(("pool-lease".to_owned(), 4096));
+    want.sort();
+    assert_eq!(seen, want, "{json}");
+    assert_eq!(json["loaded"].as_array().unwrap().len(), 4, "{json}");
+    assert_eq!(json["map_costs"].as_array().unwrap().len(), 3, "{json}");
+    let fps = json["footprints"].as_array().unwrap();
+    assert_eq!(fps.len(), 9, "{json}");
+    for fp in fps {
+        let threads = fp["threads"].as_u64().unwrap();
+        let a = &fp["domains"][0];
+        assert_eq!(a["vcpus"].as_u64(), Some(threads), "{fp}");
+        if fp["mode"] == "premapped" {
+            assert_eq!(a["window_slots"].as_u64(), Some(threads), "{fp}");
+        }
+        if fp["mode"] == "pool" {
+            assert_eq!(a["window_slots"].as_u64(), Some(0), "{fp}");
+        }
+    }
+    assert_eq!(json["start"].as_array().unwrap().len(), 3, "{json}");
+    assert_eq!(json["crossover"].as_array().unwrap().len(), 3, "{json}");
+    for stem in ["stacks_latency_vs_size", "stacks_ratio_vs_size"] {
+        for ext in ["svg", "png"] {
+            assert!(plots.join(format!("{stem}.{ext}")).exists(), "{stem}.{ext}");
+        }
+    }
+}
+
 fn ferry_run(name: &str, toml: &str) -> Output {
     let path = std::env::temp_dir().join(format!("ferry-{name}-{}.toml", std::process::id()));
     std::fs::write(&path, toml).unwrap();

@@ -15,11 +15,13 @@
 )]
 
 pub mod baseline;
+pub mod ci;
 pub mod grow;
 pub mod json;
 pub mod plot;
 pub mod report;
 pub mod scale;
+pub mod stacks;
 pub mod stats;
 pub mod table;
 

@@ -618,6 +618,90 @@ pub fn write_scale_plots(
     Ok(written)
 }
 
+/// Write the `--stacks` plots into `dir` (created if missing), SVG and PNG
+/// each, one line per strategy against the object size, both axes
+/// logarithmic: `stacks_latency_vs_size` (p50 µs) and `stacks_ratio_vs_size`
+/// (median ratio to the floor over rounds). A run with no points writes
+/// nothing. (No error bars: the intervals are in the table and the JSON.)
+pub fn write_stacks_plots(
+    report: &super::stacks::StacksReport,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, BenchOutputError> {
+    use super::stacks::Strategy;
+    let colour = |s: Strategy| match s {
+        Strategy::PoolCopy => Mode::Migrate,
+        Strategy::PoolLease => Mode::Raw,
+        Strategy::Premapped => Mode::Typed,
+        Strategy::OnCall => Mode::PipePinned,
+        Strategy::Message => Mode::Message,
+    };
+    let us = |c: u64| {
+        if report.tsc_khz > 0 {
+            c as f64 * 1e3 / f64::from(report.tsc_khz)
+        } else {
+            c as f64
+        }
+    };
+    type Pick<'a> = &'a dyn Fn(&super::stacks::Point) -> f64;
+    let p50: Pick = &|p| us(p.stats.p50);
+    let ratio: Pick = &|p| p.ratio.median;
+    let time_desc = if report.tsc_khz > 0 {
+        "µs (p50)"
+    } else {
+        "TSC cycles (p50)"
+    };
+    let figures: [(&'static str, &str, &str, Pick); 2] = [
+        (
+            "stacks_latency_vs_size",
+            "Call+return with one INOUT object, by stack strategy",
+            time_desc,
+            p50,
+        ),
+        (
+            "stacks_ratio_vs_size",
+            "Ratio to 2 exit floors (median over rounds)",
+            "p50 / (2 × floor p50)",
+            ratio,
+        ),
+    ];
+    if report.sizes.is_empty() {
+        return Ok(Vec::new());
+    }
+    prepare(dir)?;
+    let mut written = Vec::new();
+    for (stem, title, y_desc, pick) in figures {
+        let series = clean(
+            Strategy::ALL.iter().map(|&s| Series {
+                label: s.name().to_owned(),
+                mode: colour(s),
+                variant: 0,
+                points: report
+                    .sizes
+                    .iter()
+                    .filter(|p| p.strategy == s)
+                    .map(|p| (p.bytes as f64, pick(p)))
+                    .collect(),
+            }),
+            true,
+        );
+        if series.is_empty() {
+            continue;
+        }
+        let spec = PlotSpec {
+            stem,
+            title: title.to_owned(),
+            x_desc: "object size".into(),
+            y_desc: y_desc.to_owned(),
+            x_scale: Scale::Log2Bytes,
+            y_scale: Scale::Log10,
+            markers: true,
+            series,
+        };
+        written.extend(render(&spec, dir)?);
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
