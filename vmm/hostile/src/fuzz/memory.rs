@@ -278,8 +278,8 @@ mod tests {
                 "{addr:#x} overlaps page tables"
             );
             assert!(
-                end <= LEASE_PAGE_TABLES_ADDR || addr >= LEASE_PAGE_TABLES_END,
-                "{addr:#x} overlaps the lease window's page tables"
+                end <= STACK_WINDOW_PT_ADDR || addr >= LEASE_PAGE_TABLES_END,
+                "{addr:#x} overlaps the windows' page tables"
             );
         }
     }
