@@ -49,12 +49,13 @@ pub const MAX_SIZE: u64 = (16 << 20) + (64 << 10);
 
 /// The object sizes `loop_stack` can put on its own stack: those of
 /// `ferry bench --stacks` (each one a copy of the loop, sized at compile time).
-pub const STACK_SIZES: [u64; 9] = [
+pub const STACK_SIZES: [u64; 10] = [
     8,
     64,
     512,
     4 << 10,
     32 << 10,
+    64 << 10,
     256 << 10,
     1 << 20,
     4 << 20,
@@ -218,6 +219,7 @@ fn loop_stack(c: &mut Call) -> Result<[u64; 2], u32> {
         512 => stack_loop::<512>(slot, n, mode),
         s if s == 4 * K => stack_loop::<{ 4 * K }>(slot, n, mode),
         s if s == 32 * K => stack_loop::<{ 32 * K }>(slot, n, mode),
+        s if s == 64 * K => stack_loop::<{ 64 * K }>(slot, n, mode),
         s if s == 256 * K => stack_loop::<{ 256 * K }>(slot, n, mode),
         s if s == M => stack_loop::<M>(slot, n, mode),
         s if s == 4 * M => stack_loop::<{ 4 * M }>(slot, n, mode),

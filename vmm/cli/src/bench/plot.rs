@@ -429,7 +429,13 @@ fn draw<DB: DrawingBackend>(
                 reason = "clamped to 2..=24 just above"
             )]
             let ticks = span as usize;
-            ticks
+            // More than 18 powers (the `--stacks` plots: 8 B … 16 MiB):
+            // one tick per two, or the labels run into each other.
+            if ticks > 18 {
+                ticks.div_ceil(2)
+            } else {
+                ticks
+            }
         }
         Scale::Linear if spec.stem == "hop_vs_depth" => 16,
         _ => 10,

@@ -59,6 +59,8 @@ pub const SIZES: [u64; 9] = [
 ];
 /// Those of `--quick`.
 pub const QUICK_SIZES: [u64; 5] = [8, 512, 4 << 10, 64 << 10, 1 << 20];
+// Every size of SIZES, QUICK_SIZES and LOAD_SIZES must be one of the
+// `bench` image's STACK_SIZES: `loop_stack` refuses others.
 /// Sizes of the map/unmap figures: 1, 16 and 256 pages.
 pub const LOAD_SIZES: [u64; 3] = [4 << 10, 64 << 10, 1 << 20];
 /// Thread counts of the footprint.
@@ -607,15 +609,21 @@ fn hold(
             .collect();
         let t0 = Instant::now();
         let mut arrived = true;
-        while u64::from(a.active_frames()) < threads {
+        // Every holder is in `a` once its frame is active and (mapped
+        // modes) its window stack is mapped there, which takes a while
+        // with many vCPUs spinning in the VM.
+        let settled = || {
+            u64::from(a.active_frames()) >= threads
+                && (mode.is_none() || u64::from(a.window_slots_mapped()) >= threads)
+        };
+        while !settled() {
             if t0.elapsed() > ARRIVE_LIMIT || holders.iter().any(|h| h.is_finished()) {
                 arrived = false;
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        // A frame counts as active before its window stack is mapped
-        // (on-call): let the last arrivals settle into their spin.
+        // Let the last arrivals settle into their spin.
         std::thread::sleep(SETTLE);
         let fp = Footprint {
             mode: mode_name(mode),
