@@ -194,6 +194,11 @@ fn hostile_hypercalls_from_several_vcpus_are_answered_as_the_abi_says() {
         );
     }
     assert!(total.racy > 0 && total.flips > 0, "no race");
+    // Leases are in the mix: calls entered with objects lent, and stores
+    // into IN leases answered as faults (every batch also checked that no
+    // lease's memory slot was left behind).
+    assert!(total.lent_calls > 0, "no call lent an object");
+    assert!(total.lease_faults > 0, "no store into an IN lease");
     assert!(
         total.spawns_accepted > 0,
         "no spawn accepted inside the run"

@@ -8,8 +8,8 @@ use super::FuzzError;
 use ferry_engine::domain::Domain;
 use shared_abi::layout::{
     vcpu_slot, DomainLayout, EXC_STACK_OFFSET, EXC_STACK_SIZE, GDT_ADDR, IMAGE_BASE,
-    IST_STACK_OFFSET, LEASE_PAGE_TABLES_END, STACK_WINDOW_PT_ADDR, MAX_VCPUS, PAGE_SIZE,
-    PAGE_TABLES_ADDR, VCPU_AREA_ADDR,
+    IST_STACK_OFFSET, LEASE_PAGE_TABLES_END, MAX_VCPUS, PAGE_SIZE, PAGE_TABLES_ADDR,
+    STACK_WINDOW_PT_ADDR, VCPU_AREA_ADDR,
 };
 use vm_memory::{Bytes, GuestAddress};
 use zerocopy::{FromBytes, IntoBytes};
@@ -75,9 +75,8 @@ pub(super) fn pattern_bytes(tag: u64, start: u64, len: u64) -> Vec<u8> {
 }
 
 // The two windows' page tables are one range below the vCPU area.
-const _: () = assert!(
-    shared_abi::layout::STACK_WINDOW_PT_END == shared_abi::layout::LEASE_PAGE_TABLES_ADDR
-);
+const _: () =
+    assert!(shared_abi::layout::STACK_WINDOW_PT_END == shared_abi::layout::LEASE_PAGE_TABLES_ADDR);
 
 /// The host's canaries in one domain: ranges no one may write, filled with
 /// `pattern(tag, addr)`. All of them lie in memory the guest cannot reach
@@ -250,6 +249,7 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared_abi::layout::LEASE_PAGE_TABLES_ADDR;
 
     #[test]
     fn canaries_stay_out_of_the_data_region_and_the_system_pages() {
