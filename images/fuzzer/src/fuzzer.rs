@@ -432,16 +432,20 @@ impl Worker {
                 flags: 0,
             };
         }
-        if n > 0 && self.rng.chance(250) {
+        if n > 0 && self.rng.chance(60) {
             // Leases: the whole scratch page lent in any mode, the other
-            // objects IN heap pages lent (up to 1 MiB each, far over the
-            // callee's stack budget: lent objects take no stack room) or
-            // marked ARG_LEND but not whole pages (copied). At most
-            // 6 MiB + a page in all: under `wire::MAX_LENT`.
+            // objects IN heap pages lent (up to 64 KiB each, over the
+            // callee's 8 KiB stack budget: lent objects take no stack
+            // room) or marked ARG_LEND but not whole pages (copied). At
+            // most 384 KiB + a page in all: under `wire::MAX_LENT`. (Not
+            // more: on PVM each lent page costs a shadow fault at first
+            // touch, and a long call keeps a faulted callee quarantined
+            // for longer, which turns other workers' calls into
+            // `Restarting`.)
             req.args[0] = self.lend_scratch();
             for i in 1..n as usize {
                 req.args[i] = if self.rng.chance(800) {
-                    self.lend_heap(256)
+                    self.lend_heap(16)
                 } else {
                     let (first, avail) = self.heap_pages();
                     ArgDesc {
@@ -741,7 +745,7 @@ impl Worker {
                     }
                 }
             }
-        } else if n == 1 && self.rng.chance(400) {
+        } else if n == 1 && self.rng.chance(150) {
             req.args[0] = self.lend_scratch();
         }
         let text = |r: &mut Rng| {
