@@ -3,7 +3,7 @@
 //! | # | entry | does |
 //! |---|-------|------|
 //! | 0 | `check` | verifies its objects against the caller's description (scalars: 0 salt, 1 digest of the IN/INOUT bytes, 2 `nargs \| fail << 32`, 3 caller domain, 4 packed modes, 5 lengths' digest) and that OUT objects arrived zero; XORs `transform(salt, i, j)` into every OUT/INOUT byte; returns `[digest of what arrived, digest of what it wrote]`, or `Err(fail)` when `fail ≠ 0` (after writing), or a `wire::bad` status when something arrived wrong |
-//! | 1 | `hostile` | does `wire::act` scalar 0: returns any 64-bit status, exits, panics, prints, faults or spins |
+//! | 1 | `hostile` | does `wire::act` scalar 0: returns any 64-bit status, exits, panics, prints, faults, spins, or stores into its IN object 0 (a fault when that object is a read-only lease) |
 //! | 2 | `nest` | `nest(k, pattern)`: k = 0 → `[0, depth]`; else calls slot `bit (depth % 64) of pattern` (1: its own domain, 0: the other deep domain) with `k - 1`, passing its results on, or `[raw status, depth]` when that call is refused |
 #![no_std]
 #![no_main]
@@ -102,6 +102,19 @@ fn hostile(c: &mut Call) -> Result<[u64; 2], u32> {
         act::SPIN => loop {
             core::hint::spin_loop();
         },
+        act::WRITE_IN => {
+            let inv = c.invocation();
+            let d = inv.args[0];
+            if inv.nargs == 0 || d.len == 0 {
+                return Err(3);
+            }
+            let at = d.addr + s1 % d.len;
+            // SAFETY: the VMM put object 0 at `addr..addr + len` of this
+            // domain: a copy on this frame's stack (the store is harmless)
+            // or a read-only lease (the store faults, which is the point).
+            unsafe { core::ptr::write_volatile(at as *mut u8, 0x5a) };
+            Ok([act::WROTE, 0])
+        }
         _ => Err(2),
     }
 }

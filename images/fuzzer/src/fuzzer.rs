@@ -26,8 +26,10 @@ mod wire;
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use ferry_guest::shared_abi::layout::{DomainLayout, IMAGE_BASE, PAGE_SIZE};
-use ferry_guest::shared_abi::{ArgDesc, ArgMode, CallRequest, ErrorCode, Hypercall, NO_CALLER};
+use ferry_guest::shared_abi::layout::{DomainLayout, IMAGE_BASE, LEASE_WINDOW_SIZE, PAGE_SIZE};
+use ferry_guest::shared_abi::{
+    ArgDesc, ArgMode, CallRequest, ErrorCode, Hypercall, ARG_LEND, NO_CALLER,
+};
 use ferry_guest::{rdtsc, Call, Rng};
 use wire::{
     act, flag, op, pattern_word, predict, Directory, Record, Region, Setup, CANARY_LEN, CANARY_TAG,
@@ -274,6 +276,39 @@ impl Worker {
         }
     }
 
+    /// The heap's whole pages that nothing writes during a batch: from
+    /// the first page boundary past `heap_base + PAGE_SIZE` to the page
+    /// boundary below the edge headers. `(first, pages)`.
+    fn heap_pages(&self) -> (u64, u64) {
+        let l = self.layout;
+        let first = (l.heap_base() + 2 * PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let end = (l.memory_size - wire::EDGE_LEN) & !(PAGE_SIZE - 1);
+        (first, end.saturating_sub(first) / PAGE_SIZE)
+    }
+
+    /// A lendable IN object on the heap: 1 to `max` whole pages.
+    fn lend_heap(&mut self, max: u64) -> ArgDesc {
+        let (first, avail) = self.heap_pages();
+        let pages = 1 + self.rng.below(max.min(avail));
+        ArgDesc {
+            addr: first + self.rng.below((avail + 1).saturating_sub(pages)) * PAGE_SIZE,
+            len: pages * PAGE_SIZE,
+            mode: ArgMode::In as u32,
+            flags: ARG_LEND,
+        }
+    }
+
+    /// This worker's whole scratch page marked [`ARG_LEND`] (it is
+    /// page-aligned, so it is lent), in a random mode.
+    fn lend_scratch(&mut self) -> ArgDesc {
+        ArgDesc {
+            addr: self.scratch,
+            len: SCRATCH_LEN,
+            mode: self.rng.pick(&[ArgMode::In, ArgMode::Out, ArgMode::InOut]) as u32,
+            flags: ARG_LEND,
+        }
+    }
+
     fn mode(&mut self) -> u32 {
         match self.rng.below(20) {
             0..=5 => ArgMode::In as u32,
@@ -397,6 +432,40 @@ impl Worker {
                 flags: 0,
             };
         }
+        if n > 0 && self.rng.chance(60) {
+            // Leases: the whole scratch page lent in any mode, the other
+            // objects IN heap pages lent (up to 64 KiB each, over the
+            // callee's 8 KiB stack budget: lent objects take no stack
+            // room) or marked ARG_LEND but not whole pages (copied). At
+            // most 384 KiB + a page in all: under `wire::MAX_LENT`. (Not
+            // more: on PVM each lent page costs a shadow fault at first
+            // touch, and a long call keeps a faulted callee quarantined
+            // for longer, which turns other workers' calls into
+            // `Restarting`.)
+            req.args[0] = self.lend_scratch();
+            for i in 1..n as usize {
+                req.args[i] = if self.rng.chance(800) {
+                    self.lend_heap(16)
+                } else {
+                    let (first, avail) = self.heap_pages();
+                    ArgDesc {
+                        addr: first + self.rng.below((avail * PAGE_SIZE).saturating_sub(4096)),
+                        len: 1 + self.rng.below(2048),
+                        mode: ArgMode::In as u32,
+                        flags: ARG_LEND,
+                    }
+                };
+            }
+            return self.submit(req, rec);
+        }
+        if self.rng.chance(150) {
+            // ARG_LEND on objects that are not whole pages: copied.
+            for d in req.args.iter_mut().take(n as usize) {
+                if self.rng.chance(500) {
+                    d.flags = ARG_LEND;
+                }
+            }
+        }
         if n > 0 && self.rng.chance(250) {
             // An IN object anywhere (it may overlap outputs: only outputs
             // must not overlap each other).
@@ -434,9 +503,11 @@ impl Worker {
         }
         let k = self.rng.below(n) as usize;
         let l = self.layout;
-        match self.rng.below(10) {
+        match self.rng.below(11) {
             0 => req.args[k].mode = self.rng.pick(&[0, 4, 7, 0x101, u32::MAX]),
-            // An undefined flag bit (never ARG_LEND alone: lending is tested elsewhere).
+            // An undefined flag bit, or ARG_LEND alone (valid: these
+            // objects are not whole pages, so they are copied).
+            1 if self.rng.chance(300) => req.args[k].flags = ARG_LEND,
             1 => req.args[k].flags = 2 + self.rng.below(u64::from(u32::MAX - 1)) as u32,
             2 => {
                 req.args[k].addr = u64::MAX - self.rng.below(4096);
@@ -481,6 +552,25 @@ impl Worker {
             }
             6 => req.slot = self.rng.pick(&[SLOTS, 0x7f, u32::MAX]),
             7 => req.nargs = 17 + self.rng.below(1000) as u32,
+            10 => {
+                // Lent IN objects (the whole heap, overlapping is allowed
+                // for IN) that together overflow the lease window:
+                // `TooLarge`, though none takes stack room.
+                let (first, pages) = self.heap_pages();
+                let len = pages * PAGE_SIZE;
+                let need = LEASE_WINDOW_SIZE / len.max(1) + 1;
+                if len > 0 && need <= 16 {
+                    req.nargs = req.nargs.max(need as u32);
+                    for d in req.args.iter_mut().take(need as usize) {
+                        *d = ArgDesc {
+                            addr: first,
+                            len,
+                            mode: ArgMode::In as u32,
+                            flags: ARG_LEND,
+                        };
+                    }
+                }
+            }
             _ => {}
         }
         self.submit(req, rec)
@@ -511,10 +601,10 @@ impl Worker {
         for d in req.args.iter_mut() {
             let (addr, len) = self.any_range();
             let mode = self.mode();
-            let reserved = if self.rng.chance(30) {
-                2 + self.rng.below(u64::from(u32::MAX - 1)) as u32
-            } else {
-                0
+            let reserved = match self.rng.below(1000) {
+                0..=29 => 2 + self.rng.below(u64::from(u32::MAX - 1)) as u32,
+                30..=129 => ARG_LEND,
+                _ => 0,
             };
             *d = ArgDesc {
                 addr,
@@ -609,16 +699,21 @@ impl Worker {
 
     /// A call of `callee.hostile` with up to three scratch objects.
     fn op_hostile(&mut self, rec: &mut Record) -> [u64; NREGS] {
-        let action = match self.rng.below(100) {
+        let action = match self.rng.below(106) {
             0..=33 => act::RETURN,
             34..=57 => act::EXIT,
             58..=83 => act::PRINT,
             84..=91 => act::PANIC,
             92..=94 => act::UD2,
             95..=97 => act::WILD,
-            _ => act::SPIN,
+            98..=99 => act::SPIN,
+            _ => act::WRITE_IN,
         };
-        let n = self.rng.below(4);
+        let n = if action == act::WRITE_IN {
+            1
+        } else {
+            self.rng.below(4)
+        };
         let mut req = CallRequest {
             slot: SLOT_HOSTILE,
             nargs: n as u32,
@@ -634,6 +729,24 @@ impl Worker {
                 mode: mode as u32,
                 flags: 0,
             };
+        }
+        // Leases on every path: object 0 the whole scratch page lent; for
+        // WRITE_IN an IN object, lent (the store faults) or copied.
+        if action == act::WRITE_IN {
+            req.args[0].mode = ArgMode::In as u32;
+            req.args[0].len = req.args[0].len.max(1);
+            match self.rng.below(3) {
+                0 => req.args[0].flags = ARG_LEND,
+                1 => {}
+                _ => {
+                    req.args[0] = ArgDesc {
+                        mode: ArgMode::In as u32,
+                        ..self.lend_scratch()
+                    }
+                }
+            }
+        } else if n == 1 && self.rng.chance(150) {
+            req.args[0] = self.lend_scratch();
         }
         let text = |r: &mut Rng| {
             if r.chance(800) {
@@ -672,6 +785,7 @@ impl Worker {
                 ]
             }
             act::WILD => [action, self.rng.pick(&WILD), 0, 0, 0, 0],
+            act::WRITE_IN => [action, self.rng.next_u64(), 0, 0, 0, 0],
             _ => [action, 0, 0, 0, 0, 0],
         };
         rec.detail = action;

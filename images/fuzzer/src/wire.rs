@@ -11,8 +11,10 @@
 //! hypercalls and writes one [`Record`] per hypercall into its ring; the
 //! host reads the rings back and judges every record.
 
-use shared_abi::layout::{DomainLayout, IMAGE_BASE};
-use shared_abi::{ArgMode, CallRequest, ErrorCode, ARG_FLAGS, MAX_ARGS};
+use shared_abi::layout::{
+    DomainLayout, IMAGE_BASE, LEASE_WINDOW_BASE, LEASE_WINDOW_SIZE, PAGE_SIZE,
+};
+use shared_abi::{ArgDesc, ArgMode, CallRequest, ErrorCode, ARG_FLAGS, ARG_LEND, MAX_ARGS};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Marks a [`Directory`] and a [`Setup`] of this format version.
@@ -131,10 +133,16 @@ pub mod act {
     pub const WILD: u64 = 6;
     /// Spin until the call's CPU budget runs out.
     pub const SPIN: u64 = 7;
+    /// A one-byte store into IN object 0 at offset scalar 1 (modulo its
+    /// length), then return `[WROTE, 0]`: a page fault when the object is
+    /// lent (read-only lease), harmless on a copy.
+    pub const WRITE_IN: u64 = 8;
     /// Names, by action number (index 0 unused).
-    pub const NAMES: [&str; 8] = [
-        "?", "return", "exit", "panic", "print", "ud2", "wild", "spin",
+    pub const NAMES: [&str; 9] = [
+        "?", "return", "exit", "panic", "print", "ud2", "wild", "spin", "write-in",
     ];
+    /// `WRITE_IN`'s result 0 when the store did not fault.
+    pub const WROTE: u64 = 0x5752_4954;
 }
 
 /// Hostile texts `callee.hostile` may print or panic with (index =
@@ -433,6 +441,30 @@ impl Region {
     }
 }
 
+/// Most bytes the fuzzer lends in one well-formed call: with every worker
+/// holding that much in the callee's lease window at once (fragmented at
+/// worst into `MAX_WORKERS` gaps), a free run for it is always left, so an
+/// accepted call never meets a full window (`TooLarge` at run time).
+pub const MAX_LENT: u64 = 8 << 20;
+const _: () = assert!(MAX_LENT * (MAX_WORKERS as u64 + 1) + 64 * PAGE_SIZE <= LEASE_WINDOW_SIZE);
+
+/// Whether `Call` lends object `d` to a callee that lends (every callee of
+/// the fuzzer is a migrate-mode `pool` domain): marked [`ARG_LEND`] and
+/// whole pages (page-aligned address, length a non-zero multiple of a
+/// page). Anything else is copied, marked or not.
+pub fn lent(d: &ArgDesc) -> bool {
+    d.flags & ARG_LEND != 0
+        && d.len > 0
+        && d.addr.is_multiple_of(PAGE_SIZE)
+        && d.len.is_multiple_of(PAGE_SIZE)
+}
+
+/// Whether `addr` lies in a callee's lease window (where a lent object is
+/// seen, and where a store into an IN lease faults).
+pub fn in_lease_window(addr: u64) -> bool {
+    (LEASE_WINDOW_BASE..LEASE_WINDOW_BASE + LEASE_WINDOW_SIZE).contains(&addr)
+}
+
 /// Bytes of a `CallRequest` header (slot, nargs, scalars).
 pub const HEADER: u64 = 56;
 /// Bytes of one descriptor.
@@ -444,7 +476,9 @@ pub const FRAME: u64 = 464;
 /// whose data region is `region`, with `slots` capabilities whose callees
 /// have argument budgets `budget(slot)`, made from a thread's bottom frame:
 /// `Err(code)` for a refusal, `Ok(())` if the callee must be entered. The
-/// checks and their order are ABI.md's (`Call`, "Errors").
+/// checks and their order are ABI.md's (`Call`, "Errors"); lent objects
+/// ([`lent`]) take no stack room and must fit the lease window together
+/// ("Leases").
 pub fn predict(
     req_addr: u64,
     req: &CallRequest,
@@ -470,6 +504,7 @@ pub fn predict(
         .get(..MAX_ARGS.min(usize::try_from(n).unwrap_or(0)))
         .unwrap_or(&[]);
     let mut used: u64 = 0;
+    let mut window: u64 = 0;
     for d in descs {
         if ArgMode::from_u32(d.mode).is_none() || d.flags & !ARG_FLAGS != 0 {
             return Err(ErrorCode::BadMode);
@@ -477,8 +512,12 @@ pub fn predict(
         if d.len > 0 {
             region.check(d.addr, d.len)?;
         }
-        let rounded = d.len.min(u64::MAX - 16).saturating_add(15) & !15;
-        used = used.saturating_add(rounded);
+        if lent(d) {
+            window = window.saturating_add(d.len);
+        } else {
+            let rounded = d.len.min(u64::MAX - 16).saturating_add(15) & !15;
+            used = used.saturating_add(rounded);
+        }
     }
     for (a, da) in descs.iter().enumerate() {
         for db in descs.iter().skip(a + 1) {
@@ -490,7 +529,7 @@ pub fn predict(
             }
         }
     }
-    if used.saturating_add(FRAME) > budget(req.slot) {
+    if used.saturating_add(FRAME) > budget(req.slot) || window > LEASE_WINDOW_SIZE {
         return Err(ErrorCode::TooLarge);
     }
     Ok(())

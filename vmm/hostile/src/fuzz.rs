@@ -178,6 +178,9 @@ pub struct Fuzz<'s> {
     spawns_open: bool,
     keep_stream: bool,
     epoch: u64,
+    /// Each fuzz domain's KVM memory slots when attached (no lease live):
+    /// after every batch they must be back to this.
+    memory_slots: [usize; 4],
 }
 
 fn domain<'s>(sys: &'s System, name: &str) -> Result<&'s Domain, FuzzError> {
@@ -194,7 +197,7 @@ impl<'s> Fuzz<'s> {
             });
         }
         let [a, b] = domains.deep();
-        Ok(Self {
+        let mut fuzz = Self {
             sys,
             fuzzer: domain(sys, &domains.fuzzer())?,
             callee: domain(sys, &domains.callee())?,
@@ -203,7 +206,10 @@ impl<'s> Fuzz<'s> {
             spawns_open: false,
             keep_stream: false,
             epoch: 0,
-        })
+            memory_slots: [0; 4],
+        };
+        fuzz.memory_slots = fuzz.all().map(Domain::memory_slots);
+        Ok(fuzz)
     }
 
     /// Say whether a `System::run` is in progress during the batches (then
@@ -374,6 +380,8 @@ impl<'s> Fuzz<'s> {
         let v = judge(ctx, w, rec);
         report.hypercalls += 1;
         report.entered += u64::from(v.entered);
+        report.lent_calls += u64::from(v.lent);
+        report.lease_faults += u64::from(v.lease_fault);
         report.racy += u64::from(rec.flags & wire::flag::RACY != 0);
         report.raced_other += u64::from(v.alternative);
         if let Some(c) = report.by_op.get_mut(usize::try_from(rec.op).unwrap_or(0)) {
@@ -488,6 +496,15 @@ impl<'s> Fuzz<'s> {
             std::thread::sleep(Duration::from_millis(1));
         }
         let mut bad = Vec::new();
+        for (d, &slots) in self.all().iter().zip(&self.memory_slots) {
+            if d.memory_slots() != slots {
+                bad.push(format!(
+                    "leak: `{}` has {} KVM memory slots, {slots} before (a lease left behind)",
+                    d.name,
+                    d.memory_slots()
+                ));
+            }
+        }
         for d in self.all() {
             if d.health() != Health::Running {
                 bad.push(format!("`{}` is {:?} after the batch", d.name, d.health()));

@@ -5,16 +5,20 @@
 //! straight to `kv` (image `kv-crashable`, which logs each put to `logger`)
 //! and through `relay` (which faults before or after forwarding when asked);
 //! kv itself is crashed at times and restarts empty. Beside them, in domains
-//! of their own, the fuzzer sends hostile hypercalls and the fault injector
-//! raises every kind of fault (see `ferry_hostile`).
+//! of their own, the fuzzer sends hostile hypercalls (lending objects among
+//! them) and the fault injector raises every kind of fault (see
+//! `ferry_hostile`), and a mapped-mode pair runs rings of calls on a
+//! thread's window stack ([`mapped`]).
 //!
 //! Checked: every kv answer against the VMM's model of kv (per generation,
 //! see [`referee`]); every relayed answer against kv's; the fuzz oracle and
 //! the injector's expected answers; host threads, file descriptors, memory
 //! maps and RSS against bounds computed from the manifest, every second;
-//! stacks and vCPUs back in their pools at the end. Any broken invariant
+//! stacks and vCPUs back in their pools, every stack-window slot free and
+//! no window slot or lease still mapped at the end. Any broken invariant
 //! makes the exit status non-zero.
 
+mod mapped;
 mod process;
 mod referee;
 
@@ -256,6 +260,7 @@ pub struct SoakReport {
     clients: ClientTally,
     inject: InjectTally,
     fuzz: FuzzTally,
+    rings: mapped::MappedTally,
     verdict: Verdict,
     calls: u64,
     restarts: BTreeMap<String, u64>,
@@ -296,6 +301,7 @@ impl SoakReport {
             && self.inject.problems == 0
             && self.fuzz.report.violation_count == 0
             && self.fuzz.errors == 0
+            && self.rings.problems == 0
             && self.over_bounds.is_empty()
             && self.pool_leaks.is_empty()
             && self.dead.is_empty()
@@ -304,8 +310,11 @@ impl SoakReport {
 
 /// Boot the soak system, run the load for `opts.seconds`, check everything.
 pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
-    let mut doc = Document::default();
-    for d in workload(opts.clients) {
+    let mut doc = Document {
+        stacks: Some(mapped::stacks()),
+        ..Document::default()
+    };
+    for d in workload(opts.clients).into_iter().chain(mapped::domains()) {
         doc = doc.domain(d);
     }
     let chain = ChainSpec::new("inj", CHAIN_LINKS)?;
@@ -319,14 +328,15 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     let sys = System::boot(spec, Some(referee.clone()))?;
     let after_boot = Usage::now().ok_or_else(|| anyhow::anyhow!("cannot read /proc/self"))?;
     let threads_after_boot = process::thread_names();
+    let window_free = sys.window_free_slots();
     let injector = Injector::new(&sys, &chain)?;
     let mut fuzz = Fuzz::attach(&sys, &fuzz_domains)?;
     // Outside `System::run` no spawn can start: each must be refused, and
     // the oracle checks that it is.
     fuzz.spawns_open(false);
     // The soak's threads: clients, the injector, the fuzz driver and its
-    // worker threads (started per batch).
-    let workers = u64::from(opts.clients) + 2 + fuzz_domains.workers as u64;
+    // worker threads (started per batch), the mapped pair's thread.
+    let workers = u64::from(opts.clients) + 3 + fuzz_domains.workers as u64;
     let bounds = process::bounds(&sys, &after_boot, workers);
     let tsc_khz = sys.domains().first().map_or(0, |d| d.tsc_khz);
 
@@ -334,6 +344,7 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     let clients = Mutex::new(ClientTally::default());
     let inject = Mutex::new(InjectTally::default());
     let fuzzed = Mutex::new(FuzzTally::default());
+    let rings = Mutex::new(mapped::MappedTally::default());
     let start = Instant::now();
     let deadline = start + Duration::from_secs(opts.seconds);
     let mut peak = after_boot;
@@ -420,6 +431,29 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
                     })?,
             );
         }
+        {
+            let (sys, stop, rings) = (&sys, &stop, &rings);
+            let seed = opts.seed ^ 0x3A99_ED00;
+            handles.push(
+                std::thread::Builder::new()
+                    .name("soak-mapped".into())
+                    .spawn_scoped(s, move || {
+                        let mut local = mapped::MappedTally::default();
+                        if let Err(e) = confine() {
+                            local.problem(e);
+                        } else {
+                            let mut i = 0u64;
+                            while !stop.load(Ordering::Relaxed) {
+                                i += 1;
+                                local.ring(sys, ferry_hostile::fuzz::wire::mix(seed ^ i));
+                            }
+                        }
+                        if let Ok(mut t) = rings.lock() {
+                            *t = local;
+                        }
+                    })?,
+            );
+        }
         let mut last_progress = Instant::now();
         while Instant::now() < deadline {
             std::thread::sleep(
@@ -482,7 +516,8 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let pool_leaks = process::pool_leaks(&sys);
+    let mut pool_leaks = process::pool_leaks(&sys);
+    pool_leaks.extend(mapped::leaks(&sys, window_free));
     let at_end = Usage::now().unwrap_or_default();
     // Workers have been joined: no thread beyond those after boot may remain.
     let idle_bound = Usage {
@@ -527,6 +562,7 @@ pub fn run(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         clients: clients.into_inner().unwrap_or_default(),
         inject: inject.into_inner().unwrap_or_default(),
         fuzz: fuzzed.into_inner().unwrap_or_default(),
+        rings: rings.into_inner().unwrap_or_default(),
         verdict: referee.verdict(),
         calls: sys.counters().calls(),
         restarts,
@@ -572,6 +608,15 @@ impl fmt::Display for SoakReport {
             writeln!(f, "    {v:?}")?;
         }
         for d in &self.fuzz.described {
+            writeln!(f, "    {d}")?;
+        }
+        let m = &self.rings;
+        writeln!(
+            f,
+            "mapped-pair rings:              {} ({} calls, {} wrong answers)",
+            m.rings, m.calls, m.problems
+        )?;
+        for d in &m.described {
             writeln!(f, "    {d}")?;
         }
         writeln!(

@@ -7,9 +7,9 @@
 
 use super::memory::pattern_bytes;
 use super::wire::{
-    self, act, bad, combine, digest, flag, op, predict, predict_nest, race_alternative, transform,
-    Record, Region, DIGEST_SEED, MAX_WORKERS, NREGS, R10, R8, RAX, RDI, RDX, RSI, SCRATCH_LEN,
-    SLOT_CHECK, SLOT_DEEP, SLOT_HOSTILE,
+    self, act, bad, combine, digest, flag, in_lease_window, lent, op, predict, predict_nest,
+    race_alternative, transform, Record, Region, DIGEST_SEED, MAX_WORKERS, NREGS, R10, R8, RAX,
+    RDI, RDX, RSI, SCRATCH_LEN, SLOT_CHECK, SLOT_DEEP, SLOT_HOSTILE,
 };
 use shared_abi::{pseudo_vector, ArgMode, CallRequest, ErrorCode, Hypercall, APP_ERROR_BASE};
 
@@ -64,6 +64,10 @@ pub struct Verdict {
     pub callee_numbers: [u64; 10],
     /// A raced request was answered as the rewritten variant.
     pub alternative: bool,
+    /// The callee was entered with at least one object lent ([`lent`]).
+    pub lent: bool,
+    /// A store into a read-only (IN) lease faulted in the callee.
+    pub lease_fault: bool,
     /// What was wrong, if anything.
     pub problems: Vec<String>,
 }
@@ -105,6 +109,19 @@ fn used(req: &CallRequest) -> &[shared_abi::ArgDesc] {
     req.args.get(..n).unwrap_or(&[])
 }
 
+/// Whether any used object of `req` is lent.
+fn lends(req: &CallRequest) -> bool {
+    used(req).iter().any(lent)
+}
+
+/// Whether any used OUT/INOUT object of `req` is lent (the callee's writes,
+/// and an OUT object's zero-fill, land in the caller whatever the outcome).
+fn lends_output(req: &CallRequest) -> bool {
+    used(req)
+        .iter()
+        .any(|d| lent(d) && ArgMode::from_u32(d.mode).is_some_and(ArgMode::copies_out))
+}
+
 /// Scratch digest and written-bytes digest after an accepted call whose
 /// callee returned 0 having XORed `transform(salt, …)` into its outputs
 /// (`salt = None`: a callee that wrote nothing, so OUT objects come back
@@ -117,13 +134,38 @@ fn after(
     req: &CallRequest,
     salt: Option<u64>,
 ) -> Result<(u64, u64), String> {
+    after_some(ctx, w, rec, req, salt, false)
+}
+
+/// The scratch digest after a call that did not succeed: copied outputs
+/// are not written back, lent ones *are* the caller's memory (OUT ones
+/// zero-filled when the call started, then whatever the callee wrote —
+/// `transform(salt, …)` when `salt` is given, nothing for `None`).
+fn after_failure(
+    ctx: &Context,
+    w: usize,
+    rec: &Record,
+    req: &CallRequest,
+    salt: Option<u64>,
+) -> Result<u64, String> {
+    after_some(ctx, w, rec, req, salt, true).map(|(scratch, _)| scratch)
+}
+
+fn after_some(
+    ctx: &Context,
+    w: usize,
+    rec: &Record,
+    req: &CallRequest,
+    salt: Option<u64>,
+    lent_only: bool,
+) -> Result<(u64, u64), String> {
     let base = ctx.scratch[w];
     let before = filled(rec.tag);
     let mut now: Vec<u8> = before.as_ref().clone();
     let mut wrote = DIGEST_SEED;
     for (i, d) in used(req).iter().enumerate() {
         let mode = ArgMode::from_u32(d.mode).ok_or("accepted an invalid mode")?;
-        if !mode.copies_out() || d.len == 0 {
+        if !mode.copies_out() || d.len == 0 || (lent_only && !lent(d)) {
             continue;
         }
         let in_scratch = d.addr >= base
@@ -182,7 +224,12 @@ fn plain(out: &[u64; NREGS], status: u64) -> Result<(), String> {
 }
 
 fn post(rec: &Record, want: u64) -> Result<(), String> {
-    if rec.post == want {
+    post_any(rec, &[want])
+}
+
+/// The scratch after the answer is one of `allowed`.
+fn post_any(rec: &Record, allowed: &[u64]) -> Result<(), String> {
+    if allowed.contains(&rec.post) {
         Ok(())
     } else {
         Err("the scratch after the answer is not what the answer allows".into())
@@ -194,6 +241,7 @@ struct Outcome {
     entered: bool,
     callee_numbers: [(usize, u64); 2],
     alternative: bool,
+    lease_fault: bool,
 }
 
 const NONE: [(usize, u64); 2] = [(0, 0), (0, 0)];
@@ -203,6 +251,7 @@ fn outcome(entered: bool) -> Outcome {
         entered,
         callee_numbers: NONE,
         alternative: false,
+        lease_fault: false,
     }
 }
 
@@ -241,6 +290,8 @@ pub fn judge(ctx: &Context, w: usize, rec: &Record) -> Verdict {
         Ok(o) => {
             v.entered = o.entered;
             v.alternative = o.alternative;
+            v.lease_fault = o.lease_fault;
+            v.lent = o.entered && is_call(rec) && lends(&rec.req);
             for (n, k) in o.callee_numbers {
                 if let Some(c) = v.callee_numbers.get_mut(n) {
                     *c += k;
@@ -344,7 +395,11 @@ fn judge_candidate(
             out[R8]
         ));
     }
-    let intact = untouched(rec);
+    // The scratch after an entered call that did not succeed: untouched
+    // but for lent OUT objects, zero-filled when the call started.
+    let intact = after_failure(ctx, w, rec, req, None)?;
+    // Before the callee was entered (or the leases made): untouched.
+    let refused = untouched(rec);
     // Answers any accepted call may get when its callee went down during
     // the batch (another worker's fault), or its own small budget ran out.
     let status = out[RAX];
@@ -352,12 +407,16 @@ fn judge_candidate(
     let small = rec.flags & flag::SMALL_BUDGET != 0;
     if (disturbed || small) && status == ErrorCode::Timeout as u64 {
         plain(out, status)?;
-        post(rec, intact)?;
+        // `check` may have written part of a lent output before its budget
+        // ran out: then no scratch can be predicted (only the answer).
+        if !(req.slot == SLOT_CHECK && lends_output(req)) {
+            post_any(rec, &[intact, refused])?;
+        }
         return Ok(outcome(small));
     }
     if disturbed && status == ErrorCode::Restarting as u64 {
         plain(out, status)?;
-        post(rec, intact)?;
+        post_any(rec, &[intact, refused])?;
         return Ok(outcome(false));
     }
     if disturbed && status == ErrorCode::Fault as u64 && out[RDI] == pseudo_vector::DOMAIN_DOWN {
@@ -371,7 +430,10 @@ fn judge_candidate(
                 (R10, 0),
             ],
         )?;
-        post(rec, intact)?;
+        // As for `Timeout`: `check` may have been stopped mid-write.
+        if !(req.slot == SLOT_CHECK && lends_output(req)) {
+            post_any(rec, &[intact, refused])?;
+        }
         return Ok(outcome(true));
     }
     match req.slot {
@@ -387,9 +449,8 @@ fn judge_candidate(
             post(rec, intact)?;
             let calls = if code == 0 { depth - 1 } else { depth };
             Ok(Outcome {
-                entered: true,
                 callee_numbers: [(4, calls), (5, depth)],
-                alternative: false,
+                ..outcome(true)
             })
         }
         other => Err(format!("accepted a call on slot {other}")),
@@ -407,9 +468,8 @@ fn judge_check(
     let s = req.scalars;
     let fail = s[2] >> 32;
     let returned = Outcome {
-        entered: true,
         callee_numbers: [(5, 1), (0, 0)],
-        alternative: false,
+        ..outcome(true)
     };
     let status = out[RAX];
     if rec.flags & flag::RACY_IN != 0 && status == APP_ERROR_BASE + u64::from(bad::DIGEST) {
@@ -419,7 +479,11 @@ fn judge_check(
     }
     if fail != 0 {
         plain(out, APP_ERROR_BASE + fail)?;
-        post(rec, intact)?;
+        // `check` wrote its outputs before failing: the lent ones keep it.
+        let kept = after_failure(ctx, w, rec, req, Some(s[0]))?;
+        if rec.flags & flag::RACY == 0 {
+            post(rec, kept)?;
+        }
         return Ok(returned);
     }
     if s[1] != rec.in_digest {
@@ -466,9 +530,8 @@ fn judge_hostile(
         Ok(())
     };
     let entered = |numbers: [(usize, u64); 2]| Outcome {
-        entered: true,
         callee_numbers: numbers,
-        alternative: false,
+        ..outcome(true)
     };
     match s[0] {
         act::RETURN if s[1] == 0 => {
@@ -526,6 +589,38 @@ fn judge_hostile(
             }
             post(rec, intact)?;
             Ok(entered(NONE))
+        }
+        act::WRITE_IN => {
+            let Some(d) = used(req).first().filter(|d| d.len > 0) else {
+                plain(out, APP_ERROR_BASE + 3)?;
+                post(rec, intact)?;
+                return Ok(entered([(5, 1), (0, 0)]));
+            };
+            if lent(d) && d.mode == ArgMode::In as u32 {
+                // A read-only lease: the store is a page fault (present,
+                // write, user) at the lent address, in the lease window.
+                fault(14)?;
+                if out[RDX] != 7 || !in_lease_window(out[R10]) {
+                    return Err(format!(
+                        "a store into an IN lease: error code {:#x}, CR2 {:#x} (want 7, in the lease window)",
+                        out[RDX], out[R10]
+                    ));
+                }
+                post(rec, intact)?;
+                Ok(Outcome {
+                    lease_fault: true,
+                    ..outcome(true)
+                })
+            } else {
+                // A copy: the store hits the callee's own stack.
+                regs(
+                    out,
+                    &[(RAX, 0), (RDI, act::WROTE), (RSI, 0), (RDX, 0), (R10, 0)],
+                )?;
+                let (scratch, _) = after(ctx, w, rec, req, None)?;
+                post(rec, scratch)?;
+                Ok(entered([(5, 1), (0, 0)]))
+            }
         }
         act::SPIN => Err(format!(
             "a spinning callee answered {:#x} instead of Timeout",
@@ -672,6 +767,97 @@ mod tests {
         r.post = untouched(&r);
         assert!(!judge(&c, 0, &r).problems.is_empty());
         c.generations[0] = (0, 1);
+        assert_eq!(judge(&c, 0, &r).problems, Vec::<String>::new());
+    }
+
+    #[test]
+    fn lent_objects_take_no_stack_room_but_must_fit_the_lease_window() {
+        let c = ctx();
+        let l = DomainLayout {
+            image_end: 0x80_0000,
+            memory_size: 16 << 20,
+            stack_count: 7,
+            stack_size: 0x1_0000,
+        };
+        let heap = (l.heap_base() + 0xfff) & !0xfff;
+        let span = ((16 << 20) - heap) & !0xfff;
+        let over = usize::try_from(shared_abi::layout::LEASE_WINDOW_SIZE / span + 1).unwrap();
+        assert!(over <= 16);
+        let lend = |len| shared_abi::ArgDesc {
+            addr: heap,
+            len,
+            mode: ArgMode::In as u32,
+            flags: shared_abi::ARG_LEND,
+        };
+        let mut req = CallRequest {
+            nargs: 1,
+            ..CallRequest::default()
+        };
+        // 1 MiB lent: far over the 8 KiB budget, accepted.
+        req.args[0] = lend(1 << 20);
+        assert_eq!(predict(0x40_0000, &req, &c.region, 3, |_| 8192), Ok(()));
+        // The same marked but not whole pages: copied, so too large.
+        req.args[0] = lend((1 << 20) - 8);
+        assert_eq!(
+            predict(0x40_0000, &req, &c.region, 3, |_| 8192),
+            Err(ErrorCode::TooLarge)
+        );
+        // The whole heap lent `over` times (IN objects may overlap): more
+        // than the 64 MiB window; one fewer fits.
+        req.nargs = u32::try_from(over).unwrap();
+        for d in req.args.iter_mut().take(over) {
+            *d = lend(span);
+        }
+        assert_eq!(
+            predict(0x40_0000, &req, &c.region, 3, |_| 8192),
+            Err(ErrorCode::TooLarge)
+        );
+        req.nargs = u32::try_from(over - 1).unwrap();
+        assert_eq!(predict(0x40_0000, &req, &c.region, 3, |_| 8192), Ok(()));
+    }
+
+    /// A hostile store into object 0: a fault in the lease window when it
+    /// is a lent IN object, a plain return when it was copied; any other
+    /// answer is a violation.
+    #[test]
+    fn a_store_into_an_in_lease_must_fault_and_into_a_copy_must_not() {
+        let c = ctx();
+        let mut r = nop();
+        r.op = op::HOSTILE;
+        r.regs_in[RAX] = Hypercall::Call as u64;
+        r.regs_in[RDI] = 0x30_0000;
+        r.req.slot = SLOT_HOSTILE;
+        r.req.nargs = 1;
+        r.req.args[0] = shared_abi::ArgDesc {
+            addr: c.scratch[0],
+            len: 4096,
+            mode: ArgMode::In as u32,
+            flags: shared_abi::ARG_LEND,
+        };
+        r.req.scalars = [act::WRITE_IN, 5, 0, 0, 0, 0];
+        let lease = shared_abi::layout::LEASE_WINDOW_BASE + 5;
+        r.regs_out = [
+            ErrorCode::Fault as u64,
+            14,
+            0x20_0100,
+            7,
+            lease,
+            0,
+            6,
+            7,
+            8,
+            9,
+        ];
+        let v = judge(&c, 0, &r);
+        assert_eq!(v.problems, Vec::<String>::new());
+        assert!(v.lease_fault && v.lent);
+        // A fault outside the window, or a store that went through: wrong.
+        r.regs_out[4] = c.scratch[0] + 5;
+        assert!(!judge(&c, 0, &r).problems.is_empty());
+        r.regs_out = [0, act::WROTE, 0, 0, 0, 0, 6, 7, 8, 9];
+        assert!(!judge(&c, 0, &r).problems.is_empty());
+        // Not lent (the flag clear): the copy takes the store.
+        r.req.args[0].flags = 0;
         assert_eq!(judge(&c, 0, &r).problems, Vec::<String>::new());
     }
 

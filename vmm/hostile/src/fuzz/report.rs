@@ -87,6 +87,11 @@ pub struct Report {
     pub flips: u64,
     /// `Spawn`s accepted (only while a `System::run` is in progress).
     pub spawns_accepted: u64,
+    /// Calls that entered a callee with at least one object lent
+    /// (`ARG_LEND`, whole pages), as the oracle's model says.
+    pub lent_calls: u64,
+    /// Stores into a read-only (IN) lease, answered as page faults.
+    pub lease_faults: u64,
     /// Hypercalls by `op` number.
     pub by_op: [u64; 13],
     /// Hypercalls the fuzzer sent by number (`[0]`: numbers the ABI does
@@ -124,6 +129,8 @@ impl Report {
         self.raced_other += other.raced_other;
         self.flips += other.flips;
         self.spawns_accepted += other.spawns_accepted;
+        self.lent_calls += other.lent_calls;
+        self.lease_faults += other.lease_faults;
         add(&mut self.by_op, &other.by_op);
         add(&mut self.by_number, &other.by_number);
         add(&mut self.callee_numbers, &other.callee_numbers);
@@ -219,6 +226,11 @@ impl Report {
             self.raced_other,
             self.flips,
             self.violation_count
+        );
+        let _ = writeln!(
+            s,
+            "  leases: {} calls entered with objects lent, {} stores into IN leases faulted",
+            self.lent_calls, self.lease_faults
         );
         let ops: Vec<String> = (1..op::NAMES.len())
             .map(|i| format!("{} {}", op::NAMES[i], self.by_op[i]))
