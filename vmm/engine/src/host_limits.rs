@@ -140,14 +140,14 @@ pub mod inject {
     use super::BootResource;
     use std::sync::Mutex;
 
-    /// Armed: (operation, errno, operations of that kind still to pass).
-    static ARMED: Mutex<Option<(BootResource, i32, u32)>> = Mutex::new(None);
+    /// Armed: (operation, errno, the domain whose operation fails).
+    static ARMED: Mutex<Option<(BootResource, i32, String)>> = Mutex::new(None);
 
-    /// Fail the boot operation `resource` with `errno` once `pass` more
-    /// of them have succeeded (process-wide; one at a time).
-    pub fn fail_boot_op(resource: BootResource, errno: i32, pass: u32) {
+    /// Fail the boot operation `resource` of the domain named `domain`
+    /// with `errno` (process-wide; one at a time; once).
+    pub fn fail_boot_op(resource: BootResource, errno: i32, domain: &str) {
         if let Ok(mut armed) = ARMED.lock() {
-            *armed = Some((resource, errno, pass));
+            *armed = Some((resource, errno, domain.to_owned()));
         }
     }
 
@@ -158,19 +158,14 @@ pub mod inject {
         }
     }
 
-    /// The errno `resource` must fail with now, if armed for it.
-    pub(crate) fn take(resource: BootResource) -> Option<i32> {
+    /// The errno `resource` of `domain` must fail with now, if armed for it.
+    pub(crate) fn take(resource: BootResource, domain: &str) -> Option<i32> {
         let mut armed = ARMED.lock().ok()?;
-        match armed.as_mut() {
-            Some((r, errno, pass)) if *r == resource => {
-                if *pass == 0 {
-                    let errno = *errno;
-                    *armed = None;
-                    Some(errno)
-                } else {
-                    *pass -= 1;
-                    None
-                }
+        match armed.as_ref() {
+            Some((r, errno, d)) if *r == resource && d == domain => {
+                let errno = *errno;
+                *armed = None;
+                Some(errno)
             }
             _ => None,
         }
@@ -179,14 +174,14 @@ pub mod inject {
 
 /// The errno a test armed for `resource` (always `None` in a build
 /// without the `test-util` feature).
-pub(crate) fn injected(resource: BootResource) -> Option<i32> {
+pub(crate) fn injected(resource: BootResource, domain: &str) -> Option<i32> {
     #[cfg(feature = "test-util")]
     {
-        inject::take(resource)
+        inject::take(resource, domain)
     }
     #[cfg(not(feature = "test-util"))]
     {
-        let _ = resource;
+        let _ = (resource, domain);
         None
     }
 }

@@ -203,7 +203,7 @@ impl Domain {
                 },
             )
         };
-        if let Some(errno) = host_limits::injected(BootResource::Vm) {
+        if let Some(errno) = host_limits::injected(BootResource::Vm, name) {
             return Err(fail(kvm_ioctls::Error::new(errno)));
         }
         kvm.create_vm().map_err(fail)
@@ -227,7 +227,7 @@ impl Domain {
         let name = spec.name.clone();
         let fail = |kind: BootFailure| BootError::new(&name, kind);
         let kvm_err = |what: &'static str| move |source| fail(BootFailure::Kvm { what, source });
-        let injected = |r: BootResource| match host_limits::injected(r) {
+        let injected = |r: BootResource| match host_limits::injected(r, &name) {
             Some(errno) => Err(kvm_ioctls::Error::new(errno)),
             None => Ok(()),
         };

@@ -223,7 +223,14 @@ impl<'e, E: Engine> Chain<'e, E> {
                 log::warn!("[{}] no vCPU for a new invocation: {e}", callee.name);
                 callee.give_stack(stack);
                 callee.leave();
-                return Err(ErrorCode::Internal);
+                // Every vCPU slot of the domain is in use or was lost to a
+                // failed reset (KVM cannot make a vCPU id again): a limit,
+                // like an empty pool. Anything else is KVM failing.
+                return Err(if e.errno() == libc::ENOSPC {
+                    ErrorCode::NoStack
+                } else {
+                    ErrorCode::Internal
+                });
             }
         };
         let mut frame = Frame {

@@ -56,8 +56,11 @@ impl<'e, E: Engine> Chain<'e, E> {
         for lease in frame.leases {
             d.take_back(lease);
         }
-        d.give_stack(frame.stack);
+        // The vCPU before the stack: a call waiting for a stack takes a vCPU
+        // at once, and must find this one idle, not every slot taken (with
+        // all 32 stacks in use that was `ENOSPC`, found by the mapped fuzz).
         d.give_vcpu(frame.vcpu);
+        d.give_stack(frame.stack);
         d.leave();
     }
 

@@ -249,7 +249,6 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared_abi::layout::LEASE_PAGE_TABLES_ADDR;
 
     #[test]
     fn canaries_stay_out_of_the_data_region_and_the_system_pages() {
