@@ -9,6 +9,7 @@ use ferry_engine::manifest::{Document, DomainEntry, Millis, ThreadEntry};
 use ferry_engine::system::System;
 use ferry_hostile::fuzz::memory::{canary_ranges, Guard};
 use ferry_hostile::fuzz::{Batch, Fuzz, FuzzDomains, Report};
+use ferry_hostile::STACKER_ENTRIES;
 use std::time::{Duration, Instant};
 
 /// Hypercalls per batch (over 3 workers).
@@ -261,32 +262,6 @@ fn throughput() {
     }
     println!("{}", total.summary());
 }
-
-/// Every entry of the `stacker` image, in table order.
-const STACKER_ENTRIES: &[&str] = &[
-    "null",
-    "where_sp",
-    "inc_inout",
-    "sum_in",
-    "pass_stack",
-    "pass_heap",
-    "peek",
-    "heap_secret",
-    "victim",
-    "hostile",
-    "relay",
-    "fault",
-    "spin",
-    "call_n",
-    "survive",
-    "pass_both",
-    "inc_both",
-    "bad_rsp",
-    "forward",
-    "call_many",
-    "nops",
-    "raw_desc",
-];
 
 /// KiB of each thread's window stack in the mapped fuzz.
 const MAPPED_WINDOW_KIB: u64 = 256;

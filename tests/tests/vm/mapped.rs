@@ -11,32 +11,7 @@ use ferry_engine::shared_abi::layout::{PAGE_SIZE, STACK_WINDOW_BASE, STACK_WINDO
 use ferry_engine::shared_abi::{pseudo_vector, ErrorCode};
 use ferry_engine::system::System;
 use ferry_engine::thread::{NotStarted, ThreadResult};
-
-/// Every entry of the `stacker` image, in table order.
-const STACKER_ENTRIES: &[&str] = &[
-    "null",
-    "where_sp",
-    "inc_inout",
-    "sum_in",
-    "pass_stack",
-    "pass_heap",
-    "peek",
-    "heap_secret",
-    "victim",
-    "hostile",
-    "relay",
-    "fault",
-    "spin",
-    "call_n",
-    "survive",
-    "pass_both",
-    "inc_both",
-    "bad_rsp",
-    "forward",
-    "call_many",
-    "nops",
-    "raw_desc",
-];
+use ferry_hostile::STACKER_ENTRIES;
 
 /// `stacker`'s secret, marker and sentinel (see its entry table).
 const SECRET: u64 = 0x5ec7_e7ab_c0de_0001;

@@ -312,14 +312,32 @@ fn bench(
     Ok(true)
 }
 
-fn bench_grow(quick: bool, json: Option<PathBuf>) -> anyhow::Result<bool> {
-    let report = bench::grow::run(bench::grow::GrowOptions { quick })?;
-    print!("{report}");
+/// Write a bench mode's `--json` file and `--plot` files, and say where.
+fn write_outputs<R: serde::Serialize>(
+    report: &R,
+    json: Option<PathBuf>,
+    plot: Option<PathBuf>,
+    plots: impl FnOnce(&R, &std::path::Path) -> Result<Vec<PathBuf>, bench::json::BenchOutputError>,
+) -> anyhow::Result<()> {
     if let Some(path) = json {
-        bench::json::write_json_of(&report, &path)
+        bench::json::write_json_of(report, &path)
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("JSON written to {}", path.display());
     }
+    if let Some(dir) = plot {
+        let files = plots(report, &dir)
+            .with_context(|| format!("cannot write plots into {}", dir.display()))?;
+        for f in files {
+            println!("plot written to {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+fn bench_grow(quick: bool, json: Option<PathBuf>) -> anyhow::Result<bool> {
+    let report = bench::grow::run(bench::grow::GrowOptions { quick })?;
+    print!("{report}");
+    write_outputs(&report, json, None, |_, _| Ok(Vec::new()))?;
     Ok(true)
 }
 
@@ -338,18 +356,7 @@ fn bench_stacks(
     };
     let report = bench::stacks::run(opts, &say)?;
     print!("{report}");
-    if let Some(path) = json {
-        bench::json::write_json_of(&report, &path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("JSON written to {}", path.display());
-    }
-    if let Some(dir) = plot {
-        let files = bench::plot::write_stacks_plots(&report, &dir)
-            .with_context(|| format!("cannot write plots into {}", dir.display()))?;
-        for f in files {
-            println!("plot written to {}", f.display());
-        }
-    }
+    write_outputs(&report, json, plot, bench::plot::write_stacks_plots)?;
     Ok(!report.sizes.is_empty())
 }
 
@@ -361,18 +368,7 @@ fn bench_scale(
 ) -> anyhow::Result<bool> {
     let report = bench::scale::run(bench::scale::ScaleOptions { quick, max_domains })?;
     print!("{report}");
-    if let Some(path) = json {
-        bench::json::write_json_of(&report, &path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("JSON written to {}", path.display());
-    }
-    if let Some(dir) = plot {
-        let files = bench::plot::write_scale_plots(&report, &dir)
-            .with_context(|| format!("cannot write plots into {}", dir.display()))?;
-        for f in files {
-            println!("plot written to {}", f.display());
-        }
-    }
+    write_outputs(&report, json, plot, bench::plot::write_scale_plots)?;
     Ok(!report.rows.is_empty())
 }
 

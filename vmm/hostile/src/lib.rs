@@ -9,7 +9,36 @@
 //! - [`fuzz`]: the host-side oracle for the `fuzzer` image's hostile
 //!   hypercalls;
 //! - [`inject`]: the fault kinds the `faulter` image raises on request, and
-//!   the answer each party must get for each.
+//!   the answer each party must get for each;
+//! - [`STACKER_ENTRIES`]: the entry table of the `stacker` image, whose
+//!   mapped-mode calls the fuzz test, the soak and the VM tests drive.
 
 pub mod fuzz;
 pub mod inject;
+
+/// Every entry of the `stacker` image, in table order: the exports of a
+/// `stacker` domain in a manifest built by code.
+pub const STACKER_ENTRIES: &[&str] = &[
+    "null",
+    "where_sp",
+    "inc_inout",
+    "sum_in",
+    "pass_stack",
+    "pass_heap",
+    "peek",
+    "heap_secret",
+    "victim",
+    "hostile",
+    "relay",
+    "fault",
+    "spin",
+    "call_n",
+    "survive",
+    "pass_both",
+    "inc_both",
+    "bad_rsp",
+    "forward",
+    "call_many",
+    "nops",
+    "raw_desc",
+];

@@ -192,13 +192,13 @@ fn one_system(pool: Pool) -> Result<Sampled, BenchError> {
             std::thread::sleep(Duration::from_micros(50));
         }
         let measured = (|| {
-            let first = batch(&sys, caller, "loop_call", [0, 1, 0, 0], 0)?;
-            let warm = batch(&sys, caller, "loop_call", [0, PER_SYSTEM, 0, 0], 0)?;
+            let first = batch(&sys, caller, "loop_call", &[0, 1, 0, 0], 0)?;
+            let warm = batch(&sys, caller, "loop_call", &[0, PER_SYSTEM, 0, 0], 0)?;
             let floor = batch(
                 &sys,
                 caller,
                 "loop_floor",
-                [PER_SYSTEM, 0, 0, 0],
+                &[PER_SYSTEM, 0, 0, 0],
                 FLOOR_SLOT,
             )?;
             Ok::<_, BenchError>(Sampled {

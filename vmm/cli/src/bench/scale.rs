@@ -170,16 +170,16 @@ pub(super) fn batch(
     sys: &System,
     caller: &Domain,
     entry: &str,
-    args: [u64; 4],
+    args: &[u64],
     want: u32,
 ) -> Result<Vec<u64>, BenchError> {
     let before = caller.sample_count();
-    match run_confined(sys, "caller", entry, &args) {
+    match run_confined(sys, "caller", entry, args) {
         ThreadResult::Returned {
             status: 0,
             results: [_, 0],
         } => {}
-        other => return Err(run_err(entry, other)),
+        other => return Err(run_err(&format!("{entry} {args:?}"), other)),
     }
     Ok(caller
         .samples_since(before)
@@ -267,22 +267,22 @@ fn one(n: u64, quick: bool) -> Result<(ScaleRow, u32), BenchError> {
         .ok_or_else(|| run_err("setup", "no caller"))?;
     let samples: u64 = if quick { 100 } else { 500 };
     // Warm up: the callee's vCPU and stack, the floor path.
-    batch(&sys, caller, "loop_call", [0, 50, 0, 0], 0)?;
-    batch(&sys, caller, "loop_floor", [50, 0, 0, 0], FLOOR_SLOT)?;
+    batch(&sys, caller, "loop_call", &[0, 50, 0, 0], 0)?;
+    batch(&sys, caller, "loop_floor", &[50, 0, 0, 0], FLOOR_SLOT)?;
     let (mut calls, mut floor) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         floor.extend(batch(
             &sys,
             caller,
             "loop_floor",
-            [samples / ROUNDS * 2, 0, 0, 0],
+            &[samples / ROUNDS * 2, 0, 0, 0],
             FLOOR_SLOT,
         )?);
         calls.extend(batch(
             &sys,
             caller,
             "loop_call",
-            [0, samples / ROUNDS * 2, 0, 0],
+            &[0, samples / ROUNDS * 2, 0, 0],
             0,
         )?);
     }

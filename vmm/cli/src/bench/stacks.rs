@@ -337,21 +337,7 @@ fn domain<'s>(sys: &'s System, name: &str) -> Result<&'s Domain, BenchError> {
 
 /// One run of `caller`'s `entry`: the samples it recorded with `want`.
 fn batch(sys: &System, entry: &str, args: &[u64], want: u32) -> Result<Vec<u64>, BenchError> {
-    let caller = domain(sys, "caller")?;
-    let before = caller.sample_count();
-    match run_confined(sys, "caller", entry, args) {
-        ThreadResult::Returned {
-            status: 0,
-            results: [_, 0],
-        } => {}
-        other => return Err(run_err(&format!("{entry} {args:?}"), other)),
-    }
-    Ok(caller
-        .samples_since(before)
-        .into_iter()
-        .filter(|s| s.slot == want)
-        .map(|s| s.cycles)
-        .collect())
+    super::scale::batch(sys, domain(sys, "caller")?, entry, args, want)
 }
 
 /// A domain of the latency systems running the `bench` image.

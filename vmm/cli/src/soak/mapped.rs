@@ -12,6 +12,7 @@
 use ferry_engine::manifest::{DomainEntry, Mapping, StackMode, StacksEntry};
 use ferry_engine::system::System;
 use ferry_engine::thread::ThreadResult;
+use ferry_hostile::STACKER_ENTRIES;
 
 /// The mapped-mode domain of the pair.
 pub const A: &str = "sm-a";
@@ -19,32 +20,6 @@ pub const A: &str = "sm-a";
 pub const B: &str = "sm-b";
 /// Longest ring asked (calls after the first frame).
 const MAX_RING: u64 = 20;
-
-/// Every entry of the `stacker` image, in table order.
-const STACKER_ENTRIES: &[&str] = &[
-    "null",
-    "where_sp",
-    "inc_inout",
-    "sum_in",
-    "pass_stack",
-    "pass_heap",
-    "peek",
-    "heap_secret",
-    "victim",
-    "hostile",
-    "relay",
-    "fault",
-    "spin",
-    "call_n",
-    "survive",
-    "pass_both",
-    "inc_both",
-    "bad_rsp",
-    "forward",
-    "call_many",
-    "nops",
-    "raw_desc",
-];
 
 /// The `[stacks]` table the pair needs: map-on-call, so every ring maps
 /// and unmaps the thread's slot (the costlier variant, and the one with
