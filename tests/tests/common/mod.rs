@@ -220,3 +220,16 @@ pub fn boot_for(name: &'static str, doc: Document, limit: Duration) -> (Watchdog
     let sys = System::boot(spec, None).unwrap_or_else(|e| panic!("boot failed: {}", chain(&e)));
     (dog, sys)
 }
+
+/// Wait (up to 20 s, polling every millisecond) until `cond` holds, or
+/// fail naming `what` was awaited.
+pub fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "gave up waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

@@ -4,6 +4,7 @@
 //! `fail`) applies. A restart returns the pool to its boot reservation, and
 //! no caller, however many or however hostile, grows it past `stack_max`.
 
+use crate::common::wait_until;
 use crate::common::{assert_all_returned, boot, ok, settled, testguest, SPIN_TIMEOUT, STACK_KIB};
 use ferry_engine::domain::{Domain, Health};
 use ferry_engine::manifest::{Document, DomainEntry, GrowFallback, Millis};
@@ -11,18 +12,6 @@ use ferry_engine::shared_abi::layout::MAX_VCPUS;
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
-
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "gave up waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// A testguest domain whose frames may spin as long as a test holds them
 /// (no CPU budget), growing from 1 stack to `max`.

@@ -2,22 +2,11 @@
 //! back (and the VMM counts the wait), `fail` answers `NoStack` at once, and
 //! a thread never waits for a stack that only it holds.
 
+use crate::common::wait_until;
 use crate::common::{boot, ok, testguest, STACK_KIB};
 use ferry_engine::manifest::{Document, StackPolicy};
 use ferry_engine::shared_abi::ErrorCode;
 use ferry_engine::thread::ThreadResult;
-use std::time::{Duration, Instant};
-
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "gave up waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// d0's relay calls b's relay; b has a single stack under `policy`.
 fn one_stack_callee(
